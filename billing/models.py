@@ -1,0 +1,51 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+MONEY = {"max_digits": 20, "decimal_places": 6}
+
+
+class Balance(models.Model):
+    """Projection of an account's ledger, updated in the same transaction as each entry."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="balance"
+    )
+    available = models.DecimalField(**MONEY, default=Decimal(0))
+    held = models.DecimalField(**MONEY, default=Decimal(0))
+    earnings = models.DecimalField(**MONEY, default=Decimal(0))
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(available__gte=0), name="available_not_negative"),
+            models.CheckConstraint(condition=models.Q(held__gte=0), name="held_not_negative"),
+        ]
+
+
+class LedgerEntry(models.Model):
+    """An immutable movement of credits. Corrections are new entries, never edits."""
+
+    class Kind(models.TextChoices):
+        GRANT = "grant"
+        HOLD = "hold"
+        CAPTURE = "capture"
+        RELEASE = "release"
+        EARNING = "earning"
+        FEE = "fee"
+        ADJUSTMENT = "adjustment"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount = models.DecimalField(**MONEY)
+    job_id = models.UUIDField(null=True, blank=True, db_index=True)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    reason = models.CharField(max_length=200, blank=True)
+    available_after = models.DecimalField(**MONEY)
+    held_after = models.DecimalField(**MONEY)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "ledger entries"

@@ -1,0 +1,53 @@
+"""Shared pieces of the API views: strict input serializers, pagination, public views."""
+
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from portal.api.errors import ApiError
+
+
+class InputSerializer(serializers.Serializer):
+    """Rejects fields it does not declare, so a typo never passes silently."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class PageSerializer(InputSerializer):
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
+    offset = serializers.IntegerField(min_value=0, default=0)
+
+
+class PublicView(APIView):
+    """No authentication; limited per IP."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+
+def paginate(request: Request, queryset: QuerySet, present) -> dict:
+    """``{"data": [...], "meta": {total, limit, offset}}`` for ``?limit=&offset=``."""
+    params = PageSerializer(data={k: v for k, v in request.query_params.items() if k in ("limit", "offset")})
+    params.is_valid(raise_exception=True)
+    limit, offset = params.validated_data["limit"], params.validated_data["offset"]
+    total = queryset.count()
+    rows = [present(row) for row in queryset[offset : offset + limit]]
+    return {"data": rows, "meta": {"total": total, "limit": limit, "offset": offset}}
+
+
+def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+__all__ = ["ApiError", "InputSerializer", "PublicView", "paginate", "validated"]

@@ -1,0 +1,78 @@
+"""The one error shape of the public API: ``{"error": {"message", "code", ...}}``."""
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(exceptions.APIException):
+    """Raise with a status and a stable machine-readable code."""
+
+    def __init__(self, message: str, *, code: str, status_code: int = 400, **extra: Any):
+        super().__init__(message, code)
+        self.status_code = status_code
+        self.code = code
+        self.extra = extra
+
+
+def error_body(message: str, code: str, **extra: Any) -> dict:
+    return {"error": {"message": message, "code": code, **extra}}
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        field, value = next(iter(detail.items()))
+        return f"{field}: {_first_message(value)}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+_CODES = {
+    exceptions.NotAuthenticated: "unauthorized",
+    exceptions.AuthenticationFailed: "unauthorized",
+    exceptions.PermissionDenied: "forbidden",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limited",
+}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response:
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, ApiError):
+        return Response(error_body(str(exc.detail), exc.code, **exc.extra), status=exc.status_code)
+    if isinstance(exc, exceptions.ValidationError):
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        body = error_body(_first_message(details), "validation_error", details=details)
+        return Response(body, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    if isinstance(exc, exceptions.Throttled):
+        retry_after = int(exc.wait or 1)
+        body = error_body("Rate limit exceeded", "rate_limited", retry_after=retry_after)
+        return Response(body, status=429, headers={"Retry-After": str(retry_after)})
+    if isinstance(exc, exceptions.ParseError):
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else "invalid_request"
+        return Response(error_body(str(exc.detail), code), status=400)
+    if isinstance(exc, exceptions.APIException):
+        code = _CODES.get(type(exc)) or next(
+            (c for cls, c in _CODES.items() if isinstance(exc, cls)), "error"
+        )
+        headers = {}
+        if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+            headers["WWW-Authenticate"] = "Bearer"
+        return Response(error_body(str(exc.detail), code), status=exc.status_code, headers=headers)
+
+    logger.exception("Unhandled error in API view", exc_info=exc)
+    return Response(error_body("Internal server error", "server_error"), status=500)

@@ -1,0 +1,14 @@
+"""One typed reader for every setting that comes from the environment.
+
+A bad value (``DEBUG=maybe``, ``API_RATE_LIMIT=lots``) raises at start-up with the
+variable's name, instead of surfacing later as a confusing runtime error.
+"""
+
+from pathlib import Path
+
+from environs import Env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = Env(eager=True)
+env.read_env(BASE_DIR / ".env", recurse=False)

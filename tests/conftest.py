@@ -1,0 +1,135 @@
+"""Fixtures shared by the whole suite. Integration tests talk to the real Postgres,
+Redis and NATS that ``make test`` found or started (see portal/stack.py)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from portal import services
+from portal.models import User
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis() -> Iterator[None]:
+    """Each test starts with empty rate-limit counters and caches."""
+    from portal.api import auth
+    from portal.api.throttling import redis_client
+
+    redis_client().flushdb()
+    auth._cache.clear()
+    auth._cache_loaded.clear()
+    yield
+
+
+@pytest.fixture
+def user(db) -> User:
+    """An account with its starting grant."""
+    return services.sign_up(email="ada@example.com", password="correct horse battery")
+
+
+@pytest.fixture
+def other_user(db) -> User:
+    """A second account, for checks that one user cannot touch another's things."""
+    return services.sign_up(email="grace@example.com", password="correct horse battery")
+
+
+@pytest.fixture
+def api_key(user) -> str:
+    """A full read+write key of ``user``."""
+    return services.create_api_key(user=user, name="test")[1]
+
+
+@pytest.fixture
+def api(api_key) -> APIClient:
+    """A DRF client that authenticates as ``user`` with a bearer key."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    return client
+
+
+@pytest.fixture
+def anon() -> APIClient:
+    """A DRF client without credentials."""
+    return APIClient()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env() -> dict[str, str]:
+    """The environment of a child process that must use the test database."""
+    env = dict(os.environ)
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        user = db["USER"] or ""
+        env["DATABASE_URL"] = f"postgres://{user}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    env["DEBUG"] = "false"
+    env["PYTHONPATH"] = str(BASE_DIR)
+    return env
+
+
+class Server:
+    def __init__(self, url: str, proc: subprocess.Popen):
+        self.url = url
+        self.proc = proc
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=f"{self.url}/api/v1", headers=headers, timeout=10)
+
+
+def start_server(workers: int = 1) -> Server:
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "uvicorn", "portal.asgi:application",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--log-level", "warning",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=server_env(), cwd=BASE_DIR)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                return Server(url, proc)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("test server did not start")
+
+
+def stop_server(server: Server) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def _server_session(django_db_setup, django_db_blocker) -> Iterator[Server]:
+    server = start_server()
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def live(_server_session, transactional_db) -> Server:
+    """The production ASGI app in a uvicorn process on the test database."""
+    return _server_session
