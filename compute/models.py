@@ -1,0 +1,175 @@
+"""Cargos (workload blueprints), Islands (compute devices) and Jobs."""
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+MONEY = {"max_digits": 20, "decimal_places": 6}
+
+
+class Cargo(models.Model):
+    """A workload blueprint ("workload" in the API)."""
+
+    class Runtime(models.TextChoices):
+        CONTAINER = "container"
+        WASM = "wasm"
+        ONNX = "onnx"
+        LLMCPP = "llmcpp"
+        DIFFUSERS = "diffusers"
+        COREML = "coreml"
+
+    class Category(models.TextChoices):
+        LLM = "llm"
+        IMAGE = "image"
+        AUDIO = "audio"
+        VISION = "vision"
+        TEXT = "text"
+        UTILITY = "utility"
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=16, choices=Category.choices)
+    runtime_type = models.CharField(max_length=16, choices=Runtime.choices)
+    onnx_task_type = models.CharField(max_length=50, null=True, blank=True)
+    price_per_job = models.DecimalField(**MONEY)
+    required_vram_mb = models.PositiveIntegerField(default=0)
+    required_ram_mb = models.PositiveIntegerField(default=0)
+    time_limit_seconds = models.PositiveIntegerField(default=300)
+    input_schema = models.JSONField(null=True, blank=True)
+    # Runtime-specific fields copied into assignments: container_image, wasm_url,
+    # model_url, model_hash, model_context_size, onnx_model_url, sandbox_tier, ...
+    spec = models.JSONField(default=dict, blank=True)
+    is_enabled = models.BooleanField(default=True)
+    is_approved = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Island(models.Model):
+    """A compute device. Its primary key is the ``host_id`` the Island generated."""
+
+    class Status(models.TextChoices):
+        ONLINE = "online"
+        OFFLINE = "offline"
+
+    class Platform(models.TextChoices):
+        DESKTOP = "desktop"
+        IOS = "ios"
+        ANDROID = "android"
+
+    id = models.UUIDField(primary_key=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="islands",
+    )
+    name = models.CharField(max_length=100, blank=True)
+    platform = models.CharField(max_length=16, choices=Platform.choices, default=Platform.DESKTOP)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OFFLINE)
+    region = models.CharField(max_length=50, blank=True)
+    agent_version = models.CharField(max_length=50, blank=True)
+    # {gpu_model, gpu_vram_mb, cpu_cores, ram_mb, region}
+    capabilities = models.JSONField(default=dict, blank=True)
+    runtimes = models.JSONField(default=list, blank=True)
+    # Latest heartbeat sections: system, gpus, cache, performance_estimates, ...
+    metrics = models.JSONField(default=dict, blank=True)
+    warm_workloads = models.JSONField(default=list, blank=True)
+    asking_prices = models.JSONField(default=dict, blank=True)
+    active_jobs = models.PositiveIntegerField(default=0)
+    max_concurrent_jobs = models.PositiveIntegerField(default=1)
+    karma = models.IntegerField(default=0)
+    pending_minutes = models.PositiveIntegerField(default=0)
+    jobs_completed = models.PositiveIntegerField(default=0)
+    jobs_failed = models.PositiveIntegerField(default=0)
+    earnings = models.DecimalField(**MONEY, default=Decimal(0))
+    suspended = models.BooleanField(default=False)
+    cooldown_until = models.DateTimeField(null=True, blank=True)
+    registered_at = models.DateTimeField(default=timezone.now)
+    paired_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    went_offline_at = models.DateTimeField(null=True, blank=True)
+    offline_graceful = models.BooleanField(default=False)
+    disconnect_penalized = models.BooleanField(default=False)
+    # Per-Island credential (mobile token, later NATS credentials): hash only.
+    token_hash = models.CharField(max_length=64, blank=True)
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "suspended"])]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)
+
+
+class Job(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        QUEUED = "queued"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        TIMEOUT = "timeout"
+
+    FINAL = frozenset({"completed", "failed", "cancelled", "timeout"})
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    cargo = models.ForeignKey(Cargo, on_delete=models.PROTECT, related_name="jobs")
+    island = models.ForeignKey(
+        Island, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    priority = models.PositiveSmallIntegerField(default=0)
+    input = models.JSONField(default=dict)
+    output = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    last_seq = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    budget = models.DecimalField(**MONEY, null=True, blank=True)
+    price = models.DecimalField(**MONEY, null=True, blank=True)
+    credits_used = models.DecimalField(**MONEY, null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    excluded_islands = models.JSONField(default=list, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "-priority", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"], name="unique_job_idempotency_key"
+            )
+        ]
+
+
+class KarmaEvent(models.Model):
+    """Every change of an Island's karma or pending minutes, so history is exact."""
+
+    island = models.ForeignKey(Island, on_delete=models.CASCADE, related_name="karma_events")
+    delta = models.IntegerField()
+    minutes = models.IntegerField(default=0)
+    reason = models.CharField(max_length=32)
+    job_id = models.UUIDField(null=True, blank=True)
+    karma_after = models.IntegerField()
+    pending_minutes_after = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
