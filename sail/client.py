@@ -1,0 +1,82 @@
+"""A NATS connection for synchronous code (Django views, Celery tasks, on_commit hooks).
+
+nats-py is asyncio-only; this keeps one connection per process on a background event
+loop thread and exposes blocking calls. It reconnects after a fork (Celery prefork).
+Async code (the bridge, SSE views) uses its own native connection instead.
+"""
+
+import asyncio
+import logging
+import os
+import threading
+from typing import Any
+
+import nats
+import orjson
+from django.conf import settings
+from nats.aio.client import Client
+from nats.js.api import PubAck
+
+logger = logging.getLogger(__name__)
+TIMEOUT = 5.0
+
+
+class SyncNats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._nc: Client | None = None
+
+    def _run(self, coro: Any, timeout: float = TIMEOUT) -> Any:
+        loop = self._ensure()
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._pid != os.getpid() or self._loop is None:
+                self._pid = os.getpid()
+                self._nc = None
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="nats-sync", daemon=True).start()
+            if self._nc is None or self._nc.is_closed:
+                connect = nats.connect(
+                    settings.NATS_URL,
+                    name=f"coordinator-{os.getpid()}",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                )
+                self._nc = asyncio.run_coroutine_threadsafe(connect, self._loop).result(TIMEOUT)
+            return self._loop
+
+    @property
+    def nc(self) -> Client:
+        self._ensure()
+        assert self._nc is not None
+        return self._nc
+
+    def publish(self, subject: str, payload: dict) -> None:
+        """Core NATS publish, flushed so that it has left this process on return."""
+
+        async def go() -> None:
+            await self.nc.publish(subject, orjson.dumps(payload))
+            await self.nc.flush(timeout=TIMEOUT)
+
+        self._run(go())
+
+    def js_publish(self, subject: str, payload: dict, *, msg_id: str | None = None) -> PubAck:
+        """JetStream publish; returns once the server has stored it. ``msg_id`` dedupes."""
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        js = self.nc.jetstream()
+        return self._run(js.publish(subject, orjson.dumps(payload), headers=headers))
+
+    def request(self, subject: str, payload: dict, timeout: float = TIMEOUT) -> dict:
+        msg = self._run(self.nc.request(subject, orjson.dumps(payload), timeout=timeout), timeout + 1)
+        return orjson.loads(msg.data)
+
+    def call(self, coro_factory: Any, timeout: float = TIMEOUT) -> Any:
+        """Run ``coro_factory(nc)`` on the connection's loop and return its result."""
+        return self._run(coro_factory(self.nc), timeout)
+
+
+sail = SyncNats()
