@@ -19,7 +19,9 @@ class Balance(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=models.Q(available__gte=0), name="available_not_negative"),
+            models.CheckConstraint(
+                condition=models.Q(available__gte=0), name="available_not_negative"
+            ),
             models.CheckConstraint(condition=models.Q(held__gte=0), name="held_not_negative"),
         ]
 
@@ -36,7 +38,9 @@ class LedgerEntry(models.Model):
         FEE = "fee"
         ADJUSTMENT = "adjustment"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger"
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount = models.DecimalField(**MONEY)
     job_id = models.UUIDField(null=True, blank=True, db_index=True)

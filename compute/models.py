@@ -124,7 +124,9 @@ class Job(models.Model):
     FINAL = frozenset({"completed", "failed", "cancelled", "timeout"})
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
+    )
     cargo = models.ForeignKey(Cargo, on_delete=models.PROTECT, related_name="jobs")
     island = models.ForeignKey(
         Island, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"

@@ -163,8 +163,7 @@ def run_tests(args: list[str]) -> int:
     env.setdefault("DEBUG", "false")
     env["FAST_PASSWORD_HASHER"] = "true"
     cmd = [sys.executable, "-m", "pytest", *args]
-    code = subprocess.call(cmd, env=env, cwd=BASE_DIR)  # noqa: S603
-    return code
+    return subprocess.call(cmd, env=env, cwd=BASE_DIR)  # noqa: S603
 
 
 def main(argv: list[str]) -> int:

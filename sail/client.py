@@ -38,7 +38,9 @@ class SyncNats:
                 self._pid = os.getpid()
                 self._nc = None
                 self._loop = asyncio.new_event_loop()
-                threading.Thread(target=self._loop.run_forever, name="nats-sync", daemon=True).start()
+                threading.Thread(
+                    target=self._loop.run_forever, name="nats-sync", daemon=True
+                ).start()
             if self._nc is None or self._nc.is_closed:
                 connect = nats.connect(
                     settings.NATS_URL,
@@ -71,7 +73,9 @@ class SyncNats:
         return self._run(js.publish(subject, orjson.dumps(payload), headers=headers))
 
     def request(self, subject: str, payload: dict, timeout: float = TIMEOUT) -> dict:
-        msg = self._run(self.nc.request(subject, orjson.dumps(payload), timeout=timeout), timeout + 1)
+        msg = self._run(
+            self.nc.request(subject, orjson.dumps(payload), timeout=timeout), timeout + 1
+        )
         return orjson.loads(msg.data)
 
     def call(self, coro_factory: Any, timeout: float = TIMEOUT) -> Any:

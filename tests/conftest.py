@@ -21,7 +21,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def _clean_redis() -> Iterator[None]:
+def _clean_redis() -> None:
     """Each test starts with empty rate-limit counters and caches."""
     from portal.api import auth
     from portal.api.throttling import redis_client
@@ -29,7 +29,6 @@ def _clean_redis() -> Iterator[None]:
     redis_client().flushdb()
     auth._cache.clear()
     auth._cache_loaded.clear()
-    yield
 
 
 @pytest.fixture

@@ -97,7 +97,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         raw = raw.strip()
         if scheme.lower() != "bearer" or not raw.startswith(KEY_PREFIX) or len(raw) > 200:
-            raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer ak_...'")
+            raise exceptions.AuthenticationFailed(
+                "Malformed Authorization header: use 'Bearer ak_...'"
+            )
         info = lookup_key(raw)
         if info is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key")
@@ -121,7 +123,9 @@ class HasScope(permissions.BasePermission):
 
     def has_permission(self, request: Request, view: object) -> bool:
         if not (request.user and request.user.is_authenticated):
-            raise exceptions.NotAuthenticated("Authentication required: send 'Authorization: Bearer ak_...'")
+            raise exceptions.NotAuthenticated(
+                "Authentication required: send 'Authorization: Bearer ak_...'"
+            )
         if not isinstance(request.auth, KeyInfo):
             return True
         needed = "read" if request.method in permissions.SAFE_METHODS else "write"

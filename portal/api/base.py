@@ -36,7 +36,9 @@ class PublicView(APIView):
 
 def paginate(request: Request, queryset: QuerySet, present) -> dict:
     """``{"data": [...], "meta": {total, limit, offset}}`` for ``?limit=&offset=``."""
-    params = PageSerializer(data={k: v for k, v in request.query_params.items() if k in ("limit", "offset")})
+    params = PageSerializer(
+        data={k: v for k, v in request.query_params.items() if k in ("limit", "offset")}
+    )
     params.is_valid(raise_exception=True)
     limit, offset = params.validated_data["limit"], params.validated_data["offset"]
     total = queryset.count()

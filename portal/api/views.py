@@ -78,7 +78,9 @@ class ApiKeyListView(APIView):
                 code="key_limit_reached",
                 status_code=409,
             )
-        key, raw = services.create_api_key(user=request.user, name=data["name"], scopes=data["scopes"])
+        key, raw = services.create_api_key(
+            user=request.user, name=data["name"], scopes=data["scopes"]
+        )
         return Response({"data": present_key(key), "key": raw}, status=status.HTTP_201_CREATED)
 
 
