@@ -2,6 +2,7 @@
 (see ``.env.example``), read through :mod:`portal.env`."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 from portal.env import BASE_DIR, env
 
@@ -117,8 +118,9 @@ SESSION_COOKIE_AGE = int(timedelta(days=30).total_seconds())
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", PUBLIC_URL.startswith("https://"))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 MAGIC_LINK_TTL = timedelta(minutes=15)
-STARTING_CREDITS = env.decimal("STARTING_CREDITS", "10000")
+STARTING_CREDITS = env.decimal("STARTING_CREDITS", Decimal("10000"))
 LOW_CREDITS_THRESHOLD = 10
+PLATFORM_FEE_RATE = env.decimal("PLATFORM_FEE_RATE", Decimal("0.10"))  # share of each job kept by the platform
 PASSWORD_HASHERS = env.list(
     "PASSWORD_HASHERS",
     [
