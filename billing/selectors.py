@@ -1,9 +1,169 @@
+"""Reads of balances, the ledger and the compute exchange."""
+
+from datetime import timedelta
 from decimal import Decimal
 
-from billing.models import Balance
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count, Q, QuerySet, Sum
+from django.utils import timezone
+
+from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, SavedBid
+from compute.models import Cargo, Island, Job
 from portal.models import User
+
+SURGE_MULTIPLIER = Decimal("1.25")
+SUGGESTED_BID_MULTIPLIER = Decimal("1.05")
+HISTORY_WINDOWS = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+
+
+def balance_of(*, user: User) -> Balance:
+    return Balance.objects.filter(user=user).first() or Balance(user=user)
 
 
 def available_credits(*, user: User) -> Decimal:
     balance = Balance.objects.filter(user=user).values_list("available", flat=True).first()
     return balance if balance is not None else Decimal(0)
+
+
+def ledger_entries(*, user: User) -> QuerySet[LedgerEntry]:
+    return LedgerEntry.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def earnings_per_island(*, user: User) -> QuerySet[Island]:
+    return Island.objects.filter(owner=user).only("id", "name", "earnings").order_by("name")
+
+
+def online_islands() -> QuerySet[Island]:
+    cutoff = timezone.now() - timedelta(seconds=settings.HEARTBEAT_OFFLINE_SECONDS)
+    return Island.objects.filter(
+        status=Island.Status.ONLINE, suspended=False, last_heartbeat_at__gte=cutoff
+    )
+
+
+def ask_of(island: Island, cargo: Cargo, overrides: dict | None = None) -> Decimal:
+    """An Island's price for a Cargo: the owner's API ask, else the heartbeat's ask for
+    the Cargo, else its ``_default`` ask, else the Cargo's list price."""
+    if overrides and island.pk in overrides:
+        return overrides[island.pk]
+    prices = island.asking_prices or {}
+    raw = prices.get(cargo.slug, prices.get("_default"))
+    try:
+        return Decimal(str(raw)) if raw is not None else cargo.price_per_job
+    except ArithmeticError:
+        return cargo.price_per_job
+
+
+def ask_overrides(cargo: Cargo) -> dict:
+    return dict(AskingPrice.objects.filter(cargo=cargo).values_list("island_id", "price"))
+
+
+def surge_active() -> bool:
+    """Queued jobs exceed twice the free capacity of the online Islands (cached 30 s)."""
+
+    def compute() -> bool:
+        queued = Job.objects.filter(status=Job.Status.QUEUED).count()
+        if not queued:
+            return False
+        free = 0
+        for max_jobs, active in online_islands().values_list("max_concurrent_jobs", "active_jobs"):
+            free += max(0, max_jobs - active)
+        return queued > 2 * free
+
+    return cache.get_or_set("market:surge", compute, timeout=30)
+
+
+def latest_snapshots() -> dict[int, RateSnapshot]:
+    latest: dict[int, RateSnapshot] = {}
+    rows = RateSnapshot.objects.filter(created_at__gte=timezone.now() - timedelta(days=1))
+    for snap in rows.order_by("cargo_id", "-created_at").select_related("cargo"):
+        latest.setdefault(snap.cargo_id, snap)
+    return latest
+
+
+def market_rate(cargo: Cargo) -> Decimal | None:
+    snap = RateSnapshot.objects.filter(cargo=cargo).order_by("-created_at").first()
+    if snap is None or not snap.num_hosts:
+        return None
+    return snap.avg_price * (SURGE_MULTIPLIER if surge_active() else 1)
+
+
+def budget_for(*, user: User, cargo: Cargo, bid: Decimal | None = None) -> Decimal:
+    """The most a job may cost, in product-notes' order: the job's bid, the user's saved
+    bid for the Cargo, the market rate, the Cargo's price."""
+    if bid is not None:
+        return bid
+    saved = SavedBid.objects.filter(user=user, cargo=cargo).values_list("bid", flat=True).first()
+    if saved is not None:
+        return saved
+    return market_rate(cargo) or cargo.price_per_job
+
+
+def present_rate(snap: RateSnapshot, *, surge: bool = False) -> dict:
+    factor = SURGE_MULTIPLIER if surge else Decimal(1)
+    return {
+        "workload_slug": snap.cargo.slug,
+        "avg_price": str(snap.avg_price * factor),
+        "min_price": str(snap.min_price * factor),
+        "max_price": str(snap.max_price * factor),
+        "num_hosts": snap.num_hosts,
+        "suggested_bid": str(snap.avg_price * factor * SUGGESTED_BID_MULTIPLIER),
+        "surge": surge,
+        "timestamp": snap.created_at,
+    }
+
+
+def rate_history(*, cargo: Cargo, window: str) -> QuerySet[RateSnapshot]:
+    since = timezone.now() - HISTORY_WINDOWS[window]
+    return RateSnapshot.objects.filter(cargo=cargo, created_at__gte=since).order_by("created_at")
+
+
+def network_stats() -> dict:
+    online = online_islands()
+    regions = sorted(r for r in online.values_list("region", flat=True).distinct() if r)
+    return {
+        "online_islands": online.count(),
+        "regions": regions,
+        "jobs_completed": Job.objects.filter(status=Job.Status.COMPLETED).count(),
+    }
+
+
+def recommendations(*, island: Island) -> list[dict]:
+    """Cargos this Island can serve, by demand: queued * 10 + recent_completions * 2."""
+    from compute.capability import can_serve
+
+    since = timezone.now() - timedelta(hours=1)
+    cargos = Cargo.objects.filter(is_enabled=True, is_approved=True).annotate(
+        queued=Count("jobs", filter=Q(jobs__status=Job.Status.QUEUED)),
+        recent=Count(
+            "jobs", filter=Q(jobs__status=Job.Status.COMPLETED, jobs__completed_at__gte=since)
+        ),
+    )
+    rows = []
+    for cargo in cargos:
+        if not can_serve(island, cargo):
+            continue
+        earned = ask_of(island, cargo) * (1 - settings.PLATFORM_FEE_RATE)
+        rows.append(
+            {
+                "workload_slug": cargo.slug,
+                "model_url": cargo.spec.get("model_url"),
+                "model_hash": cargo.spec.get("model_hash"),
+                "runtime_type": cargo.runtime_type,
+                "estimated_earnings_per_job": str(earned.normalize()),
+                "queued_demand": cargo.queued,
+                "demand_score": cargo.queued * 10 + cargo.recent * 2,
+            }
+        )
+    rows.sort(key=lambda row: (-row["demand_score"], row["workload_slug"]))
+    return rows
+
+
+def total_held(*, user: User) -> Decimal:
+    value = Balance.objects.filter(user=user).aggregate(s=Sum("held"))["s"]
+    return value or Decimal(0)

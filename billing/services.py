@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from billing.models import Balance, LedgerEntry
 from portal.api.errors import ApiError
@@ -144,10 +145,108 @@ def settle(
     price = min(price, held)
     _apply(consumer, kind=Kind.CAPTURE, amount=price, key=f"capture:{job_id}", job_id=job_id)
     if held > price:
-        _apply(consumer, kind=Kind.RELEASE, amount=held - price, key=f"rest:{job_id}", job_id=job_id)
+        _apply(
+            consumer, kind=Kind.RELEASE, amount=held - price, key=f"rest:{job_id}", job_id=job_id
+        )
     earned, fee = split_fee(price)
     if owner_id and price:
         owner = balances[str(owner_id)]
         _apply(owner, kind=Kind.EARNING, amount=price, key=f"earning:{job_id}", job_id=job_id)
         _apply(owner, kind=Kind.FEE, amount=fee, key=f"fee:{job_id}", job_id=job_id)
     return Settlement(charged=price, earned=earned, fee=fee)
+
+
+# --- The compute exchange -------------------------------------------------------------
+
+
+def snapshot_rates() -> int:
+    """Record avg/min/max ask and Island count per enabled Cargo; returns rows written."""
+    from billing.models import RateSnapshot
+    from billing.selectors import ask_of, ask_overrides, online_islands, surge_active
+    from compute.capability import can_serve
+    from compute.models import Cargo
+
+    islands = list(
+        online_islands().only("id", "asking_prices", "runtimes", "capabilities", "status")
+    )
+    surge = surge_active()
+    now = timezone.now()
+    rows = []
+    for cargo in Cargo.objects.filter(is_enabled=True, is_approved=True):
+        overrides = ask_overrides(cargo)
+        asks = [ask_of(i, cargo, overrides) for i in islands if can_serve(i, cargo)]
+        reference = asks or [cargo.price_per_job]
+        rows.append(
+            RateSnapshot(
+                cargo=cargo,
+                avg_price=(sum(reference) / len(reference)).quantize(CENT),
+                min_price=min(reference),
+                max_price=max(reference),
+                num_hosts=len(asks),
+                surge=surge,
+                created_at=now,
+            )
+        )
+    RateSnapshot.objects.bulk_create(rows)
+    return len(rows)
+
+
+@transaction.atomic
+def set_asking_prices(*, owner: User, island_id: object, prices: dict[str, Decimal]) -> dict:
+    """An Island owner's asks per Cargo slug; returns the asks now in force."""
+    from billing.models import AskingPrice
+    from compute.models import Cargo, Island
+
+    island = Island.objects.filter(pk=island_id, owner=owner).first()
+    if island is None:
+        raise ApiError("Island not found", code="not_found", status_code=404)
+    cargos = {c.slug: c for c in Cargo.objects.filter(slug__in=list(prices))}
+    unknown = sorted(set(prices) - set(cargos))
+    if unknown:
+        raise ApiError(
+            f"Unknown Cargo: {', '.join(unknown)}",
+            code="validation_error",
+            status_code=422,
+            details={"prices": [f"Unknown Cargo: {slug}" for slug in unknown]},
+        )
+    for slug, price in prices.items():
+        AskingPrice.objects.update_or_create(
+            island=island,
+            cargo=cargos[slug],
+            defaults={"price": price, "updated_at": timezone.now()},
+        )
+    asks = AskingPrice.objects.filter(island=island).select_related("cargo")
+    return {ask.cargo.slug: str(ask.price) for ask in asks}
+
+
+def save_bid(*, user: User, cargo_slug: str, bid: Decimal) -> None:
+    from billing.models import SavedBid
+    from compute.models import Cargo
+
+    cargo = Cargo.objects.filter(slug=cargo_slug, is_enabled=True).first()
+    if cargo is None:
+        raise ApiError("Cargo not found", code="not_found", status_code=404)
+    SavedBid.objects.update_or_create(
+        user=user, cargo=cargo, defaults={"bid": bid, "updated_at": timezone.now()}
+    )
+
+
+def release_holds_of_ended_jobs() -> int:
+    """Safety net: a hold whose job ended without a capture or release (a worker killed
+    between the job's final state and its settlement) is settled now."""
+    from compute.models import Job
+
+    holds = LedgerEntry.objects.filter(kind=Kind.HOLD).values_list("job_id", flat=True)
+    closed = LedgerEntry.objects.filter(kind__in=[Kind.CAPTURE, Kind.RELEASE]).values_list(
+        "job_id", flat=True
+    )
+    jobs = Job.objects.filter(id__in=holds.difference(closed), status__in=Job.FINAL)
+    fixed = 0
+    for job in jobs.select_related("island"):
+        if job.status == Job.Status.COMPLETED and job.price is not None:
+            owner = job.island.owner_id if job.island else None
+            settle(user_id=job.user_id, owner_id=owner, job_id=job.id, price=job.price)
+        else:
+            release(user_id=job.user_id, job_id=job.id)
+        fixed += 1
+    return fixed

@@ -107,11 +107,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "market-snapshot": {"task": "billing.tasks.snapshot_market_rates", "schedule": 300.0},
+    "settle-ended-jobs": {"task": "billing.tasks.settle_ended_jobs", "schedule": 60.0},
+}
 
 # --- NATS (the Sail).
 NATS_URL = env.str("NATS_URL", "nats://127.0.0.1:4222")
 NATS_PUBLIC_URL = env.str("NATS_PUBLIC_URL", NATS_URL)
+# An Island is offline once its last heartbeat is older than this (3 missed beats).
+HEARTBEAT_OFFLINE_SECONDS = env.int("HEARTBEAT_OFFLINE_SECONDS", 30)
 
 # --- Accounts.
 SESSION_COOKIE_AGE = int(timedelta(days=30).total_seconds())
@@ -162,6 +167,15 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
 }
+
+# --- Pairing (pairing/): code lifetime and the brute-force limits (see pairing/limits.py).
+PAIRING_CODE_TTL = timedelta(minutes=env.int("PAIRING_CODE_TTL_MINUTES", 10))
+PAIRING_MAX_FAILURES_PER_USER = env.int("PAIRING_MAX_FAILURES_PER_USER", 10)  # per hour
+PAIRING_MAX_FAILURES_PER_IP = env.int("PAIRING_MAX_FAILURES_PER_IP", 30)  # per hour
+PAIRING_MAX_FAILURES_TOTAL = env.int("PAIRING_MAX_FAILURES_TOTAL", 1000)  # per hour
+PAIRING_MAX_ACCOUNTS_PER_CODE = env.int("PAIRING_MAX_ACCOUNTS_PER_CODE", 3)
+PAIRING_CLAIMS_PER_IP = env.int("PAIRING_CLAIMS_PER_IP", 20)  # mobile claims per minute
+MOBILE_TOKEN_TTL = timedelta(days=env.int("MOBILE_TOKEN_TTL_DAYS", 30))
 
 # --- Static files.
 STATIC_URL = "static/"

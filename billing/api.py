@@ -1,0 +1,133 @@
+"""Market, network and ledger endpoints of the public API."""
+
+from decimal import Decimal
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import selectors, services
+from billing.models import LedgerEntry
+from compute.models import Cargo, Island
+from portal.api.base import InputSerializer, PublicView, paginate, validated
+
+PRICE = {"max_digits": 20, "decimal_places": 6, "min_value": Decimal(0)}
+
+
+def _cargo(slug: str) -> Cargo:
+    return get_object_or_404(Cargo, slug=slug, is_enabled=True, is_approved=True)
+
+
+class RatesView(PublicView):
+    @extend_schema(summary="Current market rate of every Cargo")
+    def get(self, request: Request) -> Response:
+        surge = selectors.surge_active()
+        snaps = selectors.latest_snapshots().values()
+        rows = sorted((selectors.present_rate(s, surge=surge) for s in snaps), key=_by_slug)
+        return Response({"data": rows})
+
+
+def _by_slug(row: dict) -> str:
+    return row["workload_slug"]
+
+
+class RateView(PublicView):
+    @extend_schema(summary="Current market rate of one Cargo")
+    def get(self, request: Request, slug: str) -> Response:
+        cargo = _cargo(slug)
+        snap = cargo.rates.order_by("-created_at").first()
+        if snap is None:
+            return Response({"error": {"message": "No rate yet", "code": "not_found"}}, status=404)
+        return Response({"data": selectors.present_rate(snap, surge=selectors.surge_active())})
+
+
+class HistoryInput(InputSerializer):
+    window = serializers.ChoiceField(choices=list(selectors.HISTORY_WINDOWS), default="24h")
+
+
+class HistoryView(PublicView):
+    @extend_schema(summary="Price history of a Cargo (window 1h, 24h, 7d or 30d)")
+    def get(self, request: Request, slug: str) -> Response:
+        window = validated(HistoryInput, request.query_params.dict())["window"]
+        cargo = _cargo(slug)
+        rows = [
+            selectors.present_rate(s) for s in selectors.rate_history(cargo=cargo, window=window)
+        ]
+        return Response({"data": rows, "meta": {"window": window, "count": len(rows)}})
+
+
+class NetworkStatsView(PublicView):
+    @extend_schema(summary="Islands online, their regions and jobs completed")
+    def get(self, request: Request) -> Response:
+        return Response({"data": selectors.network_stats()})
+
+
+class RecommendationsInput(InputSerializer):
+    host_id = serializers.UUIDField()
+
+
+class RecommendationsView(PublicView):
+    @extend_schema(summary="Cargos an Island should preload, by network demand")
+    def get(self, request: Request) -> Response:
+        host_id = validated(RecommendationsInput, request.query_params.dict())["host_id"]
+        island = get_object_or_404(Island, pk=host_id)
+        return Response(
+            {"host_id": str(island.pk), "recommendations": selectors.recommendations(island=island)}
+        )
+
+
+class AskingPricesInput(InputSerializer):
+    host_id = serializers.UUIDField()
+    prices = serializers.DictField(child=serializers.DecimalField(**PRICE), allow_empty=False)
+
+
+class AskingPricesView(APIView):
+    @extend_schema(summary="Set your Island's asking price per Cargo")
+    def post(self, request: Request) -> Response:
+        data = validated(AskingPricesInput, request.data)
+        asks = services.set_asking_prices(
+            owner=request.user, island_id=data["host_id"], prices=data["prices"]
+        )
+        return Response({"data": {"host_id": str(data["host_id"]), "asking_prices": asks}})
+
+
+class BidInput(InputSerializer):
+    workload = serializers.SlugField()
+    bid = serializers.DecimalField(**PRICE)
+
+
+class BidsView(APIView):
+    @extend_schema(summary="Your saved bids per Cargo")
+    def get(self, request: Request) -> Response:
+        bids = request.user.bids.select_related("cargo").order_by("cargo__slug")
+        return Response({"data": [{"workload": b.cargo.slug, "bid": str(b.bid)} for b in bids]})
+
+    @extend_schema(summary="Save the most you pay per job of a Cargo")
+    def post(self, request: Request) -> Response:
+        data = validated(BidInput, request.data)
+        services.save_bid(user=request.user, cargo_slug=data["workload"], bid=data["bid"])
+        return Response({"data": {"workload": data["workload"], "bid": str(data["bid"])}})
+
+
+def present_entry(entry: LedgerEntry) -> dict:
+    return {
+        "id": entry.pk,
+        "kind": entry.kind,
+        "amount": str(entry.amount),
+        "job_id": str(entry.job_id) if entry.job_id else None,
+        "reason": entry.reason,
+        "available_after": str(entry.available_after),
+        "held_after": str(entry.held_after),
+        "created_at": entry.created_at,
+    }
+
+
+class LedgerView(APIView):
+    @extend_schema(summary="Your ledger entries, newest first")
+    def get(self, request: Request) -> Response:
+        return Response(
+            paginate(request, selectors.ledger_entries(user=request.user), present_entry)
+        )
