@@ -1,6 +1,37 @@
+from django.contrib.auth import views as auth_views
 from django.urls import path
-from django.views.generic import TemplateView
+
+from portal import views
 
 urlpatterns = [
-    path("", TemplateView.as_view(template_name="landing.html"), name="landing"),
+    path("", views.landing, name="landing"),
+    path("quickstart", views.quickstart, name="quickstart"),
+    # Accounts
+    path("signup", views.signup, name="signup"),
+    path("login", views.LoginView.as_view(), name="login"),
+    path("logout", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/magic", views.magic_link_request, name="magic_link"),
+    path("login/magic/sent", views.magic_link_sent, name="magic_link_sent"),
+    path("login/magic/<str:token>", views.magic_link_confirm, name="magic_link_confirm"),
+    path("password-reset", views.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "password-reset/sent",
+        auth_views.PasswordResetDoneView.as_view(),
+        name="password_reset_done",
+    ),
+    path(
+        "password-reset/<uidb64>/<token>",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password-reset/done",
+        auth_views.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
+    # /settings (the Islands and credit-history sections come from their own apps)
+    path("settings", views.settings_page, name="settings"),
+    path("settings/profile", views.profile_update, name="settings_profile"),
+    path("settings/api-keys", views.api_keys, name="api_keys"),
+    path("settings/api-keys/<uuid:key_id>/revoke", views.api_key_revoke, name="api_key_revoke"),
 ]

@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served locally: /api/v1/docs works offline
     "django_htmx",
     "channels",
     "portal",
@@ -117,6 +118,17 @@ NATS_URL = env.str("NATS_URL", "nats://127.0.0.1:4222")
 NATS_PUBLIC_URL = env.str("NATS_PUBLIC_URL", NATS_URL)
 # An Island is offline once its last heartbeat is older than this (3 missed beats).
 HEARTBEAT_OFFLINE_SECONDS = env.int("HEARTBEAT_OFFLINE_SECONDS", 30)
+# Islands liveness and karma (compute/services/islands.py, karma.py; sail/bridge.py).
+LIVENESS_SWEEP_SECONDS = env.float("LIVENESS_SWEEP_SECONDS", 5.0)
+DISCONNECT_PENALTY_AFTER_SECONDS = env.int("DISCONNECT_PENALTY_AFTER_SECONDS", 600)
+DISCONNECT_KARMA_PENALTY = env.int("DISCONNECT_KARMA_PENALTY", 1)
+KARMA_MONETIZATION_THRESHOLD = env.int("KARMA_MONETIZATION_THRESHOLD", 10)
+SAIL_BATCH_SIZE = env.int("SAIL_BATCH_SIZE", 1000)  # messages per Celery task at most
+SAIL_BATCH_WAIT_SECONDS = env.float("SAIL_BATCH_WAIT_SECONDS", 0.2)  # then sent anyway
+CELERY_BEAT_SCHEDULE["sweep-liveness"] = {
+    "task": "compute.tasks.sweep_liveness",
+    "schedule": LIVENESS_SWEEP_SECONDS,
+}
 
 # --- Accounts.
 SESSION_COOKIE_AGE = int(timedelta(days=30).total_seconds())
@@ -125,12 +137,14 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 MAGIC_LINK_TTL = timedelta(minutes=15)
 STARTING_CREDITS = env.decimal("STARTING_CREDITS", Decimal("10000"))
 LOW_CREDITS_THRESHOLD = 10
-PLATFORM_FEE_RATE = env.decimal("PLATFORM_FEE_RATE", Decimal("0.10"))  # share of each job kept by the platform
+PLATFORM_FEE_RATE = env.decimal(
+    "PLATFORM_FEE_RATE", Decimal("0.10")
+)  # share of each job kept by the platform
 PASSWORD_HASHERS = env.list(
     "PASSWORD_HASHERS",
     [
+        "django.contrib.auth.hashers.MD5PasswordHasher",  # the first one hashes new passwords
         "django.contrib.auth.hashers.PBKDF2PasswordHasher",
-        "django.contrib.auth.hashers.MD5PasswordHasher",
     ]
     if env.bool("FAST_PASSWORD_HASHER", False)
     else ["django.contrib.auth.hashers.PBKDF2PasswordHasher"],
@@ -166,6 +180,13 @@ SPECTACULAR_SETTINGS = {
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "portal.api.schema.add_error_responses",
+    ],
 }
 
 # --- Pairing (pairing/): code lifetime and the brute-force limits (see pairing/limits.py).
@@ -177,10 +198,31 @@ PAIRING_MAX_ACCOUNTS_PER_CODE = env.int("PAIRING_MAX_ACCOUNTS_PER_CODE", 3)
 PAIRING_CLAIMS_PER_IP = env.int("PAIRING_CLAIMS_PER_IP", 20)  # mobile claims per minute
 MOBILE_TOKEN_TTL = timedelta(days=env.int("MOBILE_TOKEN_TTL_DAYS", 30))
 
+# --- Jobs, placement and dispatch (compute/services/jobs.py, placement.py, dispatch.py).
+JOB_CONCURRENT_LIMIT = env.int("JOB_CONCURRENT_LIMIT", 10)  # non-final jobs per account
+JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", 60)  # first lease of an assignment
+JOB_MAX_LEASE_EXTENSION_SECONDS = env.int("JOB_MAX_LEASE_EXTENSION_SECONDS", 300)
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", 3)  # Islands tried before a job fails
+JOB_FAILURE_KARMA_PENALTY = env.int("JOB_FAILURE_KARMA_PENALTY", 1)  # per failed/timed-out job
+IDEMPOTENCY_TTL_SECONDS = env.int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
+PLACEMENT_REGION = env.str("PLACEMENT_REGION", "")  # preferred region of jobs without one
+PLACEMENT_REFRESH_SECONDS = env.float("PLACEMENT_REFRESH_SECONDS", 1.0)
+PLACEMENT_FULL_RELOAD_SECONDS = env.float("PLACEMENT_FULL_RELOAD_SECONDS", 60.0)
+CELERY_IMPORTS = ("compute.job_tasks",)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "dispatch-queued-jobs": {"task": "compute.dispatch_queued", "schedule": 2.0},
+        "sweep-running-jobs": {"task": "compute.sweep_jobs", "schedule": 5.0},
+    }
+)
+
 # --- Static files.
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = STATE_DIR / "staticfiles"
+# Serve from the source folders too, so pages are styled without a collectstatic step
+# (the run command and the test servers start straight from the checkout).
+WHITENOISE_USE_FINDERS = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -19,6 +19,8 @@ from portal.models import User
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["tests.browser_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _clean_redis() -> None:

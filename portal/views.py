@@ -1,0 +1,252 @@
+"""Portal pages: accounts (sign-up, log in, magic links, password reset) and /settings.
+Thin callers of portal.services; htmx requests get the partial they swap in."""
+
+import copy
+import math
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.middleware import HtmxDetails
+
+from billing.selectors import available_credits
+from portal import emails, services
+from portal.forms import ApiKeyForm, EmailForm, LoginForm, ProfileForm, SignUpForm
+from portal.models import ApiKey, User
+
+BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+class PortalRequest(HttpRequest):
+    """The request of a signed-in page, as the middleware leaves it."""
+
+    user: User
+    htmx: HtmxDetails
+
+
+def client_ip(request: HttpRequest) -> str:
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def landing(request: HttpRequest) -> HttpResponse:
+    return render(request, "landing.html")
+
+
+def quickstart(request: HttpRequest) -> HttpResponse:
+    return render(request, "quickstart.html", {"public_url": settings.PUBLIC_URL})
+
+
+# --- Accounts ---------------------------------------------------------------------------
+
+
+def _limited(request: HttpRequest, template: str, form, wait: int) -> HttpResponse:
+    """The form again, with a message saying when the next attempt is allowed."""
+    minutes = math.ceil(wait / 60)
+    when = f"{minutes} minute{'s' if minutes != 1 else ''}"
+    context = {"form": form, "limit_message": f"Too many attempts. Try again in {when}."}
+    response = render(request, template, context, status=429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+class LoginView(auth_views.LoginView):
+    form_class = LoginForm
+    template = "registration/login.html"
+    redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        email = request.POST.get("username", "")
+        wait = services.auth_attempts_exhausted(action="login", ip=client_ip(request), email=email)
+        if wait:
+            return _limited(request, self.template, LoginForm(initial={"username": email}), wait)
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        email = form.data.get("username", "")
+        services.record_auth_attempt(action="login", ip=client_ip(self.request), email=email)
+        return super().form_invalid(form)
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("settings")
+    template = "registration/signup.html"
+    form = SignUpForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST":
+        email, ip = request.POST.get("email", ""), client_ip(request)
+        if wait := services.auth_attempts_exhausted(action="signup", ip=ip, email=email):
+            return _limited(request, template, SignUpForm(initial={"email": email}), wait)
+        services.record_auth_attempt(action="signup", ip=ip, email=email)
+        if form.is_valid():
+            try:
+                user = services.sign_up(**form.cleaned_data)
+            except IntegrityError:  # the same email signed up a moment ago
+                form.add_error(
+                    "email", "An account with this email already exists. Log in instead."
+                )
+            else:
+                login(request, user, backend=BACKEND)
+                credits = f"{settings.STARTING_CREDITS:,.0f}"
+                messages.success(request, f"Welcome! Your account starts with {credits} credits.")
+                return redirect("settings")
+    return render(request, template, {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def magic_link_request(request: HttpRequest) -> HttpResponse:
+    template = "registration/magic_link_request.html"
+    form = EmailForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        email, ip = form.cleaned_data["email"], client_ip(request)
+        if wait := services.auth_attempts_exhausted(action="magic_link", ip=ip, email=email):
+            return _limited(request, template, EmailForm(initial={"email": email}), wait)
+        services.record_auth_attempt(action="magic_link", ip=ip, email=email)
+        # The same answer whether or not the account exists.
+        if issued := services.create_magic_link(email=email):
+            emails.send_magic_link(user=issued[0], token=issued[1])
+        return redirect("magic_link_sent")
+    return render(request, template, {"form": form})
+
+
+def magic_link_sent(request: HttpRequest) -> HttpResponse:
+    minutes = int(settings.MAGIC_LINK_TTL.total_seconds() // 60)
+    return render(request, "registration/magic_link_sent.html", {"minutes": minutes})
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def magic_link_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    # GET only shows a button: mail scanners that follow links must not use up the token.
+    if request.method == "GET":
+        return render(request, "registration/magic_link_confirm.html")
+    user = services.redeem_magic_link(token=token)
+    if user is None:
+        return render(request, "registration/magic_link_invalid.html", status=400)
+    login(request, user, backend=BACKEND)
+    return redirect("settings")
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    template = "registration/password_reset_form.html"
+    email_template_name = "registration/password_reset_email.txt"
+    subject_template_name = "registration/password_reset_subject.txt"
+
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        email, ip = form.cleaned_data["email"], client_ip(self.request)
+        if wait := services.auth_attempts_exhausted(action="password_reset", ip=ip, email=email):
+            return _limited(
+                self.request, self.template, PasswordResetForm(initial={"email": email}), wait
+            )
+        services.record_auth_attempt(action="password_reset", ip=ip, email=email)
+        # Links are built from PUBLIC_URL, never from the request's Host header.
+        self.extra_email_context = {"public_url": settings.PUBLIC_URL}
+        return super().form_valid(form)
+
+
+# --- /settings --------------------------------------------------------------------------
+
+
+def _optional_url(name: str) -> str | None:
+    """The URL of a page another app may not provide yet."""
+    try:
+        return reverse(name)
+    except NoReverseMatch:
+        return None
+
+
+def _active_keys(user: User):
+    return ApiKey.objects.filter(user=user, revoked_at__isnull=True)
+
+
+def _credits_context(user: User) -> dict:
+    credits: Decimal = available_credits(user=user)
+    return {"credits": credits, "credits_low": credits < settings.LOW_CREDITS_THRESHOLD}
+
+
+def _settings_context(request: PortalRequest, **overrides) -> dict:
+    user = request.user
+    context = {
+        "profile_form": ProfileForm(instance=user),
+        "key_form": ApiKeyForm(),
+        "api_keys": _active_keys(user),
+        "credit_history_url": _optional_url("credit-history"),
+        **_credits_context(user),
+    }
+    context.update(overrides)
+    return context
+
+
+@never_cache
+@login_required
+def settings_page(request: PortalRequest) -> HttpResponse:
+    return render(request, "settings.html", _settings_context(request))
+
+
+@never_cache
+@login_required
+@require_POST
+def profile_update(request: PortalRequest) -> HttpResponse:
+    # A copy, so that a rejected email never reaches request.user (shown in the header).
+    form = ProfileForm(request.POST, instance=copy.copy(request.user))
+    saved = form.is_valid()
+    if saved:
+        form.instance.save(update_fields=["email", "display_name"])
+        request.user.email, request.user.display_name = (
+            form.instance.email,
+            form.instance.display_name,
+        )
+    if request.htmx:
+        return render(request, "portal/_profile.html", {"profile_form": form, "saved": saved})
+    if saved:
+        messages.success(request, "Profile saved.")
+        return redirect("settings")
+    return render(request, "settings.html", _settings_context(request, profile_form=form))
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_keys(request: PortalRequest) -> HttpResponse:
+    if request.method == "GET":
+        if request.htmx:
+            context = {"key_form": ApiKeyForm(), "api_keys": _active_keys(request.user)}
+            return render(request, "portal/_api_keys.html", context)
+        return redirect(reverse("settings") + "#api-keys")
+    form = ApiKeyForm(request.POST)
+    new_key = None
+    if form.is_valid():
+        _, new_key = services.create_api_key(user=request.user, **form.cleaned_data)
+        form = ApiKeyForm()
+    context = {"key_form": form, "api_keys": _active_keys(request.user), "new_key": new_key}
+    if request.htmx:
+        return render(request, "portal/_api_keys.html", context)
+    return render(request, "settings.html", _settings_context(request, **context))
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_key_revoke(request: PortalRequest, key_id: uuid.UUID) -> HttpResponse:
+    key = get_object_or_404(ApiKey, pk=key_id, user=request.user, revoked_at__isnull=True)
+    if request.method == "GET":
+        template = "portal/_api_key_confirm.html" if request.htmx else "portal/api_key_revoke.html"
+        return render(request, template, {"key": key})
+    services.revoke_api_key(key=key)
+    notice = f"Key “{key.name}” ({key.prefix}…) revoked. Requests with it are refused from now on."
+    if request.htmx:
+        context = {"key_form": ApiKeyForm(), "api_keys": _active_keys(request.user)}
+        return render(request, "portal/_api_keys.html", {**context, "notice": notice})
+    messages.success(request, notice)
+    return redirect(reverse("settings") + "#api-keys")
