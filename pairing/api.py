@@ -1,0 +1,95 @@
+"""The phone's side of mobile pairing: it has only the code from the QR code, so this
+endpoint takes no API key; it is limited per IP, and wrong codes count against the
+pairing limits (pairing/limits.py)."""
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+
+from pairing import codes, services
+from portal.api.base import InputSerializer, PublicView, validated
+from portal.api.errors import error_body
+from portal.api.throttling import charge, client_ip
+
+
+class ClaimThrottle(BaseThrottle):
+    def allow_request(self, request: Request, view: object) -> bool:
+        charge(request, f"pairing-claim:{client_ip(request)}", settings.PAIRING_CLAIMS_PER_IP)
+        return True
+
+
+class HardwareInput(InputSerializer):
+    model = serializers.CharField(max_length=100, required=False)
+    os_version = serializers.CharField(max_length=50, required=False)
+    chip = serializers.CharField(max_length=100, required=False)
+    cpu_cores = serializers.IntegerField(min_value=1, max_value=1024, required=False)
+    ram_mb = serializers.IntegerField(min_value=1, max_value=16 * 1024 * 1024, required=False)
+    gpu_model = serializers.CharField(max_length=100, required=False)
+    gpu_vram_mb = serializers.IntegerField(min_value=0, max_value=16 * 1024 * 1024, required=False)
+    neural_engine = serializers.BooleanField(required=False)
+
+
+class ClaimInput(InputSerializer):
+    code = serializers.CharField(max_length=20)
+    device_name = serializers.CharField(max_length=100)
+    platform = serializers.ChoiceField(choices=sorted(services.MOBILE_RUNTIME))
+    hardware = HardwareInput(required=False, default=dict)
+    runtimes = serializers.ListField(
+        child=serializers.RegexField(r"^[a-z0-9][a-z0-9_.-]{0,49}$"),
+        max_length=20,
+        required=False,
+        default=list,
+    )
+    app_version = serializers.CharField(max_length=50, required=False, default="")
+
+    def validate_code(self, value: str) -> str:
+        code = codes.normalize(value)
+        if not codes.is_well_formed(code, codes.MOBILE_LENGTH):
+            raise serializers.ValidationError(
+                f"Expected the {codes.MOBILE_LENGTH}-character code of the QR code."
+            )
+        return code
+
+
+def _error(error: services.PairingError) -> Response:
+    if error.retry_after:
+        body = error_body(error.message, error.code, retry_after=error.retry_after)
+        return Response(body, status=error.status, headers={"Retry-After": str(error.retry_after)})
+    return Response(error_body(error.message, error.code), status=error.status)
+
+
+class MobileClaimView(PublicView):
+    throttle_classes = [ClaimThrottle]
+
+    @extend_schema(
+        summary="Claim a mobile pairing code (the phone app; no API key)",
+        request=ClaimInput,
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(ClaimInput, request.data)
+        try:
+            island, token, session = services.claim_mobile_session(
+                code=data["code"],
+                device_name=data["device_name"],
+                platform=data["platform"],
+                hardware=dict(data["hardware"]),
+                runtimes=data["runtimes"],
+                app_version=data["app_version"],
+                ip=client_ip(request),
+            )
+        except services.PairingError as error:
+            return _error(error)
+        body = {
+            "data": {
+                "host_id": str(island.pk),
+                "token": token,
+                "token_expires_at": island.token_expires_at,
+                "account_email": session.user.email,
+                "nats_url": settings.NATS_PUBLIC_URL,
+                "runtime": island.runtimes[0],
+            }
+        }
+        return Response(body, status=status.HTTP_201_CREATED)

@@ -1,0 +1,418 @@
+"""Pairing writes: codes for desktop Islands, /pair confirmation, mobile claims, and the
+owner's rename/unpair. Every attempt to use a code is audited (PairingAttempt) and wrong
+ones count against the limits of pairing/limits.py.
+
+Side effects fire on commit: ``host.{id}.paired`` on NATS (protocol extension), the
+``island.paired`` realtime event to the owner's pages, and on unpairing
+``host.{id}.unpaired`` (our extension: ``{host_id, unpaired_at}``, so that a listening
+agent can go back to asking for a code at once).
+"""
+
+import hashlib
+import logging
+import math
+import secrets
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from ipaddress import ip_address
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from compute.events import IslandPaired, send_to_user
+from compute.models import Island
+from pairing import codes, limits
+from pairing.models import MobilePairingSession, PairingAttempt, PairingCode
+from portal.models import User
+from sail import subjects
+from sail.client import sail
+
+logger = logging.getLogger(__name__)
+Outcome = PairingAttempt.Outcome
+Kind = PairingAttempt.Kind
+MOBILE_SESSION_TTL = timedelta(minutes=10)
+MAX_LIVE_MOBILE_SESSIONS = 5
+MOBILE_RUNTIME = {"ios": "coreml", "android": "onnx"}
+COUNTED = {Outcome.WRONG, Outcome.EXPIRED, Outcome.USED, Outcome.ALREADY_PAIRED, Outcome.LOCKED}
+
+
+class PairingError(Exception):
+    """A code that cannot be used; ``message`` is meant for the person who typed it."""
+
+    def __init__(
+        self, message: str, *, outcome: str, code: str, status: int = 400, retry_after: int = 0
+    ):
+        super().__init__(message)
+        self.message = message
+        self.outcome = outcome
+        self.code = code
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _after_commit(callback: Callable[[], None]) -> None:
+    # robust: a NATS or Redis hiccup is logged and never turns a done pairing into a 500.
+    transaction.on_commit(callback, robust=True)
+
+
+def _audit(
+    *,
+    kind: str,
+    user: User | None,
+    ip: str,
+    code: str,
+    outcome: str,
+    island_id: uuid.UUID | None = None,
+) -> None:
+    try:
+        stored_ip: str | None = str(ip_address(ip))
+    except ValueError:
+        stored_ip = None
+    PairingAttempt.objects.create(
+        kind=kind,
+        user=user,
+        ip=stored_ip,
+        code_prefix=code[:2],
+        outcome=outcome,
+        island_id=island_id,
+    )
+
+
+def _refuse(message: str, outcome: str, code: str, status: int = 400) -> PairingError:
+    return PairingError(message, outcome=outcome, code=code, status=status)
+
+
+def _check_limits(*, user: User | None, ip: str) -> None:
+    wait = limits.retry_after(user_id=user.pk if user else None, ip=ip)
+    if wait is not None:
+        minutes = math.ceil(wait / 60)
+        raise PairingError(
+            f"Too many wrong codes. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+            outcome=Outcome.RATE_LIMITED,
+            code="rate_limited",
+            status=429,
+            retry_after=wait,
+        )
+
+
+# --- Desktop Islands: the code over NATS, then /pair.
+
+
+def request_pairing_code(host_id: str) -> dict:
+    """The reply to ``coordinator.hosts.pairing``: a live code for an unpaired Island."""
+    try:
+        island_id = uuid.UUID(str(host_id))
+    except (ValueError, TypeError, AttributeError):
+        return {"success": False, "error": "invalid host_id: expected a UUID"}
+    with transaction.atomic():
+        # Islands register before asking, but a missing row must not lose the pairing.
+        island, _ = Island.objects.get_or_create(id=island_id)
+        island = Island.objects.select_for_update().get(pk=island.pk)
+        if island.owner_id is not None:
+            return {"success": False, "error": "already paired"}
+        now = timezone.now()
+        live = island.pairing_codes.filter(used_at__isnull=True, expires_at__gt=now).first()
+        if live is None:
+            live = _new_pairing_code(island=island, now=now)
+    return {
+        "success": True,
+        "code": codes.derive_code(live.seed),
+        "expires_in_seconds": math.ceil((live.expires_at - now).total_seconds()),
+        "pair_url": f"{settings.PUBLIC_URL}/pair",
+    }
+
+
+def _new_pairing_code(*, island: Island, now) -> PairingCode:
+    for _ in range(10):
+        seed = codes.new_seed()
+        code_hash = codes.code_hash(codes.derive_code(seed))
+        # 30 bits: a clash with another live code is rare but must not make one code
+        # open two Islands.
+        clash = PairingCode.objects.filter(
+            code_hash=code_hash, used_at__isnull=True, expires_at__gt=now
+        ).exists()
+        if not clash:
+            return PairingCode.objects.create(
+                island=island,
+                seed=seed,
+                code_hash=code_hash,
+                created_at=now,
+                expires_at=now + settings.PAIRING_CODE_TTL,
+            )
+    raise RuntimeError("could not find a free pairing code")
+
+
+def _find_desktop_code(*, code: str, user: User, ip: str) -> PairingCode:
+    if not codes.is_well_formed(code, codes.DESKTOP_LENGTH):
+        raise _refuse(
+            "Enter the 6-character code your Island shows (letters and digits).",
+            Outcome.INVALID_FORMAT,
+            "invalid_format",
+        )
+    if codes.has_lookalikes(code):
+        raise _refuse(
+            "Pairing codes never contain I, O, 0 or 1. Check the code your Island shows.",
+            Outcome.INVALID_FORMAT,
+            "invalid_format",
+        )
+    _check_limits(user=user, ip=ip)
+    code_hash = codes.code_hash(code)
+    row = PairingCode.objects.select_related("island").filter(code_hash=code_hash).first()
+    now = timezone.now()
+    if row is None:
+        raise _refuse(
+            "That code is not valid. Check the code your Island shows and try again.",
+            Outcome.WRONG,
+            "invalid_code",
+            404,
+        )
+    if row.used_at is not None:
+        raise _refuse(
+            "This code has already been used. Each code works once.",
+            Outcome.USED,
+            "code_used",
+            409,
+        )
+    if row.expires_at <= now:
+        raise _refuse(
+            "This code has expired (codes last 10 minutes). Restart the Island software "
+            "to get a new one.",
+            Outcome.EXPIRED,
+            "code_expired",
+            410,
+        )
+    if row.island.owner_id is not None:
+        raise _refuse(
+            "This Island is already paired with an account.",
+            Outcome.ALREADY_PAIRED,
+            "already_paired",
+            409,
+        )
+    ttl = math.ceil((row.expires_at - now).total_seconds())
+    if not limits.note_account_on_code(code_hash=code_hash, user_id=user.pk, ttl_seconds=ttl):
+        raise _refuse(
+            "This code has been tried from too many accounts and is locked. Restart the "
+            "Island software to get a new one.",
+            Outcome.LOCKED,
+            "code_locked",
+            423,
+        )
+    return row
+
+
+def _attempt(kind: str, code: str, user: User | None, ip: str, run: Callable[[], object]):
+    """Run one attempt; audit it and count a failure against the limits."""
+    try:
+        result = run()
+    except PairingError as error:
+        _audit(kind=kind, user=user, ip=ip, code=code, outcome=error.outcome)
+        if error.outcome in COUNTED:
+            limits.record_failure(user_id=user.pk if user else None, ip=ip)
+        raise
+    return result
+
+
+def preview_pairing(*, code: str, user: User, ip: str) -> Island:
+    """The Island a code would pair, for the confirmation step. Counts as an attempt."""
+    code = codes.normalize(code)
+    row = _attempt(
+        Kind.DESKTOP, code, user, ip, lambda: _find_desktop_code(code=code, user=user, ip=ip)
+    )
+    _audit(
+        kind=Kind.DESKTOP,
+        user=user,
+        ip=ip,
+        code=code,
+        outcome=Outcome.PREVIEWED,
+        island_id=row.island_id,
+    )
+    return row.island
+
+
+def confirm_pairing(*, code: str, user: User, ip: str) -> Island:
+    """Bind the code's Island to ``user``; the code is spent."""
+    code = codes.normalize(code)
+    island = _attempt(Kind.DESKTOP, code, user, ip, lambda: _bind(code=code, user=user, ip=ip))
+    _audit(
+        kind=Kind.DESKTOP, user=user, ip=ip, code=code, outcome=Outcome.PAIRED, island_id=island.pk
+    )
+    return island
+
+
+@transaction.atomic
+def _bind(*, code: str, user: User, ip: str) -> Island:
+    found = _find_desktop_code(code=code, user=user, ip=ip)
+    # Lock, then check again: two people confirming the same code at once get one winner.
+    island = Island.objects.select_for_update().get(pk=found.island_id)
+    row = PairingCode.objects.select_for_update().get(pk=found.pk)
+    now = timezone.now()
+    if row.used_at is not None or island.owner_id is not None:
+        raise _refuse("This code has already been used.", Outcome.USED, "code_used", 409)
+    island.owner = user
+    island.paired_at = now
+    island.save(update_fields=["owner", "paired_at"])
+    PairingCode.objects.filter(island=island, used_at__isnull=True).update(used_at=now)
+    PairingCode.objects.filter(pk=row.pk).update(used_by=user)
+    payload = {"host_id": str(island.pk), "account_id": str(user.pk), "paired_at": now.isoformat()}
+    _after_commit(lambda: sail.publish(subjects.host(str(island.pk), "paired"), payload))
+    _after_commit(lambda: send_to_user(user.pk, _paired_event(island)))
+    return island
+
+
+def _paired_event(island: Island, session_id: str | None = None) -> IslandPaired:
+    runtime = island.runtimes[0] if island.runtimes else "container"
+    return IslandPaired(
+        island_id=str(island.pk),
+        name=island.name or str(island.pk),
+        platform=island.platform,
+        runtime=runtime,
+        session_id=session_id,
+    )
+
+
+# --- Mobile Islands: a QR code at /pair/mobile, claimed by the phone over HTTPS.
+
+
+def start_mobile_session(*, user: User) -> tuple[MobilePairingSession, str]:
+    """A new one-time session; returns it with its code (never stored in clear)."""
+    now = timezone.now()
+    with transaction.atomic():
+        user_sessions = MobilePairingSession.objects.filter(user=user, claimed_at__isnull=True)
+        user_sessions.filter(expires_at__lte=now).delete()
+        live = list(user_sessions.order_by("-created_at").values_list("pk", flat=True))
+        # A user reloading the page must not pile up claimable codes.
+        stale = live[MAX_LIVE_MOBILE_SESSIONS - 1 :]
+        MobilePairingSession.objects.filter(pk__in=stale).update(expires_at=now)
+        code = codes.random_code(codes.MOBILE_LENGTH)
+        session = MobilePairingSession.objects.create(
+            user=user,
+            code_hash=codes.code_hash(code),
+            created_at=now,
+            expires_at=now + MOBILE_SESSION_TTL,
+        )
+    return session, code
+
+
+def _find_mobile_session(*, code: str, ip: str) -> MobilePairingSession:
+    _check_limits(user=None, ip=ip)
+    row = (
+        MobilePairingSession.objects.select_related("user")
+        .filter(code_hash=codes.code_hash(code))
+        .first()
+    )
+    if row is None:
+        raise _refuse("Unknown pairing code", Outcome.WRONG, "invalid_code", 404)
+    if row.claimed_at is not None:
+        raise _refuse("This pairing code has already been used", Outcome.USED, "code_used", 409)
+    if row.expires_at <= timezone.now():
+        raise _refuse(
+            "This pairing code has expired: show a new code at /pair/mobile",
+            Outcome.EXPIRED,
+            "code_expired",
+            410,
+        )
+    return row
+
+
+def claim_mobile_session(
+    *,
+    code: str,
+    device_name: str,
+    platform: str,
+    hardware: dict,
+    runtimes: Iterable[str],
+    app_version: str = "",
+    ip: str,
+) -> tuple[Island, str, MobilePairingSession]:
+    """Create the phone's Island for the session's account; returns it with its token."""
+    code = codes.normalize(code)
+    island, token, session = _attempt(
+        Kind.MOBILE,
+        code,
+        None,
+        ip,
+        lambda: _claim(
+            code=code,
+            device_name=device_name,
+            platform=platform,
+            hardware=hardware,
+            runtimes=runtimes,
+            app_version=app_version,
+            ip=ip,
+        ),
+    )
+    _audit(
+        kind=Kind.MOBILE, user=session.user, ip=ip, code=code, outcome=Outcome.CLAIMED,
+        island_id=island.pk,
+    )  # fmt: skip
+    return island, token, session
+
+
+def hash_token(token: str) -> str:
+    # 256 random bits: a fast hash is as safe as a slow one and keeps checks cheap.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@transaction.atomic
+def _claim(
+    *,
+    code: str,
+    device_name: str,
+    platform: str,
+    hardware: dict,
+    runtimes: Iterable[str],
+    app_version: str,
+    ip: str,
+) -> tuple[Island, str, MobilePairingSession]:
+    found = _find_mobile_session(code=code, ip=ip)
+    session = MobilePairingSession.objects.select_for_update().get(pk=found.pk)
+    if session.claimed_at is not None:
+        raise _refuse("This pairing code has already been used", Outcome.USED, "code_used", 409)
+    now = timezone.now()
+    runtime = MOBILE_RUNTIME[platform]
+    token = secrets.token_urlsafe(32)
+    island = Island.objects.create(
+        id=uuid.uuid4(),
+        owner=found.user,
+        name=device_name,
+        platform=platform,
+        agent_version=app_version,
+        capabilities=dict(hardware),
+        runtimes=list(dict.fromkeys([runtime, *runtimes])),
+        registered_at=now,
+        paired_at=now,
+        token_hash=hash_token(token),
+        token_expires_at=now + settings.MOBILE_TOKEN_TTL,
+    )
+    session.claimed_at = now
+    session.island = island
+    session.save(update_fields=["claimed_at", "island"])
+    session.user = found.user
+    event = _paired_event(island, session_id=str(session.pk))
+    _after_commit(lambda: send_to_user(found.user_id, event))
+    return island, token, session
+
+
+# --- The owner's Islands.
+
+
+def rename_island(*, island: Island, name: str) -> Island:
+    island.name = name.strip()
+    island.save(update_fields=["name"])
+    return island
+
+
+@transaction.atomic
+def unpair_island(*, island: Island) -> None:
+    """Unbind from its owner; its mobile token stops working; it may be paired again."""
+    now = timezone.now()
+    island.owner = None
+    island.paired_at = None
+    island.token_hash = ""
+    island.token_expires_at = None
+    island.save(update_fields=["owner", "paired_at", "token_hash", "token_expires_at"])
+    island.pairing_codes.filter(used_at__isnull=True).update(used_at=now)
+    payload = {"host_id": str(island.pk), "unpaired_at": now.isoformat()}
+    _after_commit(lambda: sail.publish(subjects.host(str(island.pk), "unpaired"), payload))

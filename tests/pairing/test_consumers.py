@@ -1,0 +1,118 @@
+"""The pairing websockets through the real ASGI stack (session auth, origin check,
+Redis channel layer)."""
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+from rest_framework.test import APIClient
+
+from compute.events import IslandStatus, send_to_user
+from pairing import services
+from portal.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def in_own_loop(test):
+    """Run an async test on a fresh event loop in its own thread: the session's headless
+    browser (Playwright's sync API) keeps a loop running in the main thread."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, test(*args, **kwargs)).result(timeout=30)
+
+    return run
+
+
+def session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+async def connect(path: str, user=None) -> tuple[WebsocketCommunicator, bool]:
+    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+    if user is not None:
+        headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await communicator.connect()
+    return communicator, connected
+
+
+def claim(code: str) -> dict:
+    body = {"code": code, "device_name": "Pixel 8", "platform": "android"}
+    response = APIClient().post("/api/v1/pairing/mobile/claim", body, format="json")
+    assert response.status_code == 201
+    return response.json()["data"]
+
+
+@in_own_loop
+async def test_the_mobile_socket_refuses_anonymous_visitors(user):
+    session, _ = await sync_to_async(services.start_mobile_session)(user=user)
+    communicator, connected = await connect(f"/ws/pair/mobile/{session.pk}/")
+    assert connected is False
+    await communicator.disconnect()
+
+
+@in_own_loop
+async def test_the_mobile_socket_refuses_another_users_session(user, other_user):
+    session, _ = await sync_to_async(services.start_mobile_session)(user=user)
+    communicator, connected = await connect(f"/ws/pair/mobile/{session.pk}/", other_user)
+    assert connected is False
+    await communicator.disconnect()
+
+
+@in_own_loop
+async def test_the_mobile_socket_receives_island_paired_after_a_claim(user):
+    session, code = await sync_to_async(services.start_mobile_session)(user=user)
+    communicator, connected = await connect(f"/ws/pair/mobile/{session.pk}/", user)
+    assert connected is True
+    data = await sync_to_async(claim)(code)
+    event = await communicator.receive_json_from(timeout=5)
+    assert event == {
+        "type": "island.paired",
+        "island_id": data["host_id"],
+        "name": "Pixel 8",
+        "platform": "android",
+        "runtime": "onnx",
+        "session_id": str(session.pk),
+    }
+    await communicator.disconnect()
+
+
+@in_own_loop
+async def test_the_mobile_socket_ignores_pairings_of_other_sessions(user):
+    session, _ = await sync_to_async(services.start_mobile_session)(user=user)
+    _, other_code = await sync_to_async(services.start_mobile_session)(user=user)
+    communicator, _ = await connect(f"/ws/pair/mobile/{session.pk}/", user)
+    await sync_to_async(claim)(other_code)
+    assert await communicator.receive_nothing(timeout=0.5) is True
+    await communicator.disconnect()
+
+
+@in_own_loop
+async def test_the_islands_socket_refuses_anonymous_visitors(db):
+    communicator, connected = await connect("/ws/islands/")
+    assert connected is False
+    await communicator.disconnect()
+
+
+@in_own_loop
+async def test_the_islands_socket_forwards_status_changes_of_the_users_islands(user, other_user):
+    communicator, connected = await connect("/ws/islands/", user)
+    assert connected is True
+    event = IslandStatus(island_id="i-1", status="offline", last_heartbeat_at=None)
+    await sync_to_async(send_to_user)(other_user.pk, event)
+    assert await communicator.receive_nothing(timeout=0.3) is True
+    await sync_to_async(send_to_user)(user.pk, event)
+    received = await communicator.receive_json_from(timeout=5)
+    assert received["type"] == "island.status"
+    assert received["status"] == "offline"
+    await communicator.disconnect()

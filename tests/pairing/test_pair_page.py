@@ -1,0 +1,175 @@
+"""/pair with the test client: the confirmation step, clear refusals, limits and audit."""
+
+from datetime import timedelta
+
+import orjson
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from pairing import codes
+from pairing.models import PairingAttempt, PairingCode
+from portal import services as portal_services
+from sail import subjects
+from sail.client import sail
+
+
+def wrong_code(code: str) -> str:
+    """A well-formed code that is not ``code``."""
+    return "ZZZZZZ" if code != "ZZZZZZ" else "YYYYYY"
+
+
+def test_it_asks_anonymous_visitors_to_log_in(client):
+    response = client.get("/pair")
+    assert response.status_code == 302
+    assert "/login" in response["Location"]
+
+
+def test_it_shows_the_form(browser_client):
+    response = browser_client.get("/pair")
+    assert response.status_code == 200
+    assert b'autocapitalize="characters"' in response.content
+
+
+def test_a_valid_code_leads_to_a_confirmation_step_with_the_island_details(
+    browser_client, island, code
+):
+    response = browser_client.post("/pair", {"code": code.lower()})
+    assert response.status_code == 200
+    page = response.content.decode()
+    for detail in ("workstation", "RTX 4090", "24 GB", "16", "64 GB", "eu-west", "0.4.2"):
+        assert detail in page
+    island.refresh_from_db()
+    assert island.owner is None  # not yet: the user has to confirm
+
+
+def test_confirming_pairs_the_island_and_publishes_paired_on_nats(
+    browser_client, island, code, user, django_capture_on_commit_callbacks
+):
+    subject = subjects.host(str(island.pk), "paired")
+    subscription = sail.call(lambda nc: nc.subscribe(subject))
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = browser_client.post("/pair/confirm", {"code": code})
+        assert response.status_code == 200
+        assert b"Paired" in response.content
+        message = sail.call(lambda nc: subscription.next_msg(timeout=3))
+    finally:
+        sail.call(lambda nc: subscription.unsubscribe())
+    body = orjson.loads(message.data)
+    island.refresh_from_db()
+    assert island.owner == user
+    assert body == {
+        "host_id": str(island.pk),
+        "account_id": str(user.pk),
+        "paired_at": island.paired_at.isoformat(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("spoil", "status", "message"),
+    [
+        ("wrong", 404, "not valid"),
+        ("expired", 410, "has expired"),
+        ("used", 409, "already been used"),
+    ],
+)
+def test_it_explains_wrong_expired_and_used_codes(
+    browser_client, island, code, other_user, spoil, status, message
+):
+    if spoil == "wrong":
+        code = wrong_code(code)
+    elif spoil == "expired":
+        PairingCode.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    else:
+        PairingCode.objects.update(used_at=timezone.now(), used_by=other_user)
+    response = browser_client.post("/pair", {"code": code})
+    assert response.status_code == status
+    assert message in response.content.decode()
+    assert PairingAttempt.objects.get().outcome == spoil
+
+
+def test_it_rejects_malformed_codes_without_looking_them_up(browser_client, db):
+    for typed in ("abc", "ABCDEFG", "AB CD!E", "A0B1CD"):
+        response = browser_client.post("/pair", {"code": typed})
+        assert response.status_code == 400
+    assert set(PairingAttempt.objects.values_list("outcome", flat=True)) == {"invalid_format"}
+
+
+def test_it_explains_lookalike_characters(browser_client, db):
+    response = browser_client.post("/pair", {"code": "OOII10"})
+    assert "never contain I, O, 0 or 1" in response.content.decode()
+
+
+def test_it_stops_an_account_after_ten_wrong_codes_even_for_a_valid_one(
+    browser_client, island, code
+):
+    for _ in range(10):
+        assert browser_client.post("/pair", {"code": wrong_code(code)}).status_code == 404
+    response = browser_client.post("/pair", {"code": code})
+    assert response.status_code == 429
+    assert "Too many wrong codes" in response.content.decode()
+    assert int(response["Retry-After"]) > 0
+    assert PairingAttempt.objects.filter(outcome="wrong").count() == 10
+    assert PairingAttempt.objects.filter(outcome="rate_limited").count() == 1
+
+
+def test_the_limit_is_per_account(browser_client, other_client, island, code):
+    for _ in range(10):
+        browser_client.post("/pair", {"code": wrong_code(code)})
+    assert other_client.post("/pair", {"code": code}).status_code == 200
+
+
+def test_it_limits_wrong_codes_per_ip_across_accounts(settings, island, code, db):
+    settings.PAIRING_MAX_FAILURES_PER_IP = 3
+    for n in range(3):
+        client = Client(REMOTE_ADDR="203.0.113.7")
+        client.force_login(portal_services.sign_up(email=f"u{n}@example.com", password=None))
+        client.post("/pair", {"code": wrong_code(code)})
+    fresh = Client(REMOTE_ADDR="203.0.113.7")
+    fresh.force_login(portal_services.sign_up(email="fresh@example.com", password=None))
+    assert fresh.post("/pair", {"code": code}).status_code == 429
+    elsewhere = Client(REMOTE_ADDR="203.0.113.8")
+    elsewhere.force_login(portal_services.sign_up(email="far@example.com", password=None))
+    assert elsewhere.post("/pair", {"code": code}).status_code == 200
+
+
+def test_it_limits_wrong_codes_in_total(settings, island, code, db):
+    settings.PAIRING_MAX_FAILURES_TOTAL = 2
+    for n in range(2):
+        client = Client(REMOTE_ADDR=f"198.51.100.{n}")
+        client.force_login(portal_services.sign_up(email=f"u{n}@example.com", password=None))
+        client.post("/pair", {"code": wrong_code(code)})
+    client = Client(REMOTE_ADDR="198.51.100.99")
+    client.force_login(portal_services.sign_up(email="late@example.com", password=None))
+    assert client.post("/pair", {"code": code}).status_code == 429
+
+
+def test_it_locks_a_code_looked_up_by_too_many_accounts(island, code, db):
+    statuses = []
+    for n in range(4):
+        client = Client(REMOTE_ADDR=f"192.0.2.{n}")
+        client.force_login(portal_services.sign_up(email=f"u{n}@example.com", password=None))
+        statuses.append(client.post("/pair", {"code": code}).status_code)
+    assert statuses == [200, 200, 200, 423]
+
+
+def test_every_attempt_is_audited_with_user_ip_and_only_a_prefix_of_the_code(
+    browser_client, user, island, code
+):
+    browser_client.post("/pair", {"code": wrong_code(code)}, REMOTE_ADDR="192.0.2.10")
+    browser_client.post("/pair", {"code": code}, REMOTE_ADDR="192.0.2.10")
+    browser_client.post("/pair/confirm", {"code": code}, REMOTE_ADDR="192.0.2.10")
+    rows = list(PairingAttempt.objects.order_by("created_at", "id"))
+    assert [r.outcome for r in rows] == ["wrong", "previewed", "paired"]
+    assert {r.user for r in rows} == {user}
+    assert {r.ip for r in rows} == {"192.0.2.10"}
+    assert rows[2].code_prefix == code[:2]
+    assert rows[2].island == island
+    assert all(len(r.code_prefix) == 2 for r in rows)
+
+
+def test_the_code_hash_depends_on_the_secret_key(settings):
+    before = codes.code_hash("A3X9K2")
+    settings.SECRET_KEY = "another secret"
+    assert codes.code_hash("A3X9K2") != before
