@@ -34,13 +34,14 @@ class PublicView(APIView):
     permission_classes = [AllowAny]
 
 
-def paginate(request: Request, queryset: QuerySet, present) -> dict:
+def paginate(
+    request: Request, queryset: QuerySet, present, params: type[PageSerializer] = PageSerializer
+) -> dict:
     """``{"data": [...], "meta": {total, limit, offset}}`` for ``?limit=&offset=``."""
-    params = PageSerializer(
-        data={k: v for k, v in request.query_params.items() if k in ("limit", "offset")}
+    page = validated(
+        params, {k: v for k, v in request.query_params.items() if k in ("limit", "offset")}
     )
-    params.is_valid(raise_exception=True)
-    limit, offset = params.validated_data["limit"], params.validated_data["offset"]
+    limit, offset = page["limit"], page["offset"]
     total = queryset.count()
     rows = [present(row) for row in queryset[offset : offset + limit]]
     return {"data": rows, "meta": {"total": total, "limit": limit, "offset": offset}}

@@ -26,12 +26,12 @@ def error_body(message: str, code: str, **extra: Any) -> dict:
 
 
 def _first_message(detail: Any) -> str:
-    if isinstance(detail, dict):
+    if isinstance(detail, dict) and detail:
         field, value = next(iter(detail.items()))
         return f"{field}: {_first_message(value)}"
     if isinstance(detail, list) and detail:
         return _first_message(detail[0])
-    return str(detail)
+    return str(detail or "Invalid input")
 
 
 _CODES = {
@@ -53,7 +53,11 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         exc = exceptions.PermissionDenied()
 
     if isinstance(exc, ApiError):
-        return Response(error_body(str(exc.detail), exc.code, **exc.extra), status=exc.status_code)
+        headers = {}
+        if exc.status_code == 429 and "retry_after" in exc.extra:  # quotas, like rate limits
+            headers["Retry-After"] = str(exc.extra["retry_after"])
+        body = error_body(str(exc.detail), exc.code, **exc.extra)
+        return Response(body, status=exc.status_code, headers=headers)
     if isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         body = error_body(_first_message(details), "validation_error", details=details)

@@ -7,6 +7,16 @@ from portal.api.errors import error_body
 
 API_PREFIX = "/api/v1/"
 
+# Headers worth keeping when an error page is turned into the JSON error shape.
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+def too_large() -> JsonResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return JsonResponse(
+        error_body(f"Request body is larger than {limit} bytes", "request_too_large"), status=400
+    )
+
 
 class ApiMiddleware:
     def __init__(self, get_response):
@@ -20,13 +30,24 @@ class ApiMiddleware:
         except ValueError:
             return JsonResponse(error_body("Invalid Content-Length", "invalid_request"), status=400)
         if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            body = error_body("Request body is too large", "request_too_large")
-            return JsonResponse(body, status=400)
+            return too_large()
         response = self.get_response(request)
-        rate_limit = getattr(request, "rate_limit", None)
-        if rate_limit:
-            limit, remaining, reset = rate_limit
-            response["X-RateLimit-Limit"] = str(limit)
-            response["X-RateLimit-Remaining"] = str(remaining)
-            response["X-RateLimit-Reset"] = str(reset)
+        if response.status_code >= 400 and response.get("Content-Type") != "application/json":
+            response = self._as_json(response)
+        usage = getattr(request, "rate_limit", None)
+        if usage:
+            response["X-RateLimit-Limit"] = str(usage.limit)
+            response["X-RateLimit-Remaining"] = str(usage.remaining)
+            response["X-RateLimit-Reset"] = str(usage.reset)
         return response
+
+    @staticmethod
+    def _as_json(response: HttpResponse) -> JsonResponse:
+        """Errors raised outside DRF (Django's 400/500 pages) in the API's error shape."""
+        code = "server_error" if response.status_code >= 500 else "invalid_request"
+        body = error_body(response.reason_phrase, code)
+        json_response = JsonResponse(body, status=response.status_code)
+        for name in _KEPT_HEADERS:
+            if name in response:
+                json_response[name] = response[name]
+        return json_response

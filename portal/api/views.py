@@ -1,104 +1,110 @@
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework import status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.selectors import available_credits
 from portal import services
-from portal.api.base import InputSerializer, PublicView, validated
+from portal.api import serializers as s
+from portal.api.base import PublicView, paginate, validated
 from portal.api.errors import ApiError
 from portal.models import ApiKey
 
+MAX_KEYS_PER_ACCOUNT = 50
+
 
 class HealthView(PublicView):
-    throttle_classes: list = []
-
-    @extend_schema(summary="Server status (no authentication)")
+    @extend_schema(summary="Server status (no authentication)", responses=s.HealthResponse)
     def get(self, request: Request) -> Response:
         return Response({"status": "ok", "version": settings.VERSION})
 
 
 class AccountView(APIView):
-    @extend_schema(summary="Your account and available credits")
+    @extend_schema(summary="Your account and available credits", responses=s.AccountResponse)
     def get(self, request: Request) -> Response:
         user = request.user
-        return Response(
-            {
-                "data": {
-                    "id": str(user.pk),
-                    "email": user.email,
-                    "credits": float(available_credits(user=user)),
-                    "created_at": user.date_joined,
-                }
-            }
-        )
+        account = {
+            "id": user.pk,
+            "email": user.email,
+            "credits": available_credits(user=user),
+            "created_at": user.date_joined,
+        }
+        return Response({"data": s.AccountSerializer(account).data})
 
 
-def present_key(key: ApiKey) -> dict:
-    return {
-        "id": str(key.pk),
-        "name": key.name,
-        "prefix": key.prefix,
-        "scopes": key.scopes,
-        "created_at": key.created_at,
-        "last_used_at": key.last_used_at,
-        "expires_at": key.expires_at,
-    }
+def _active_keys(request: Request):
+    return ApiKey.objects.filter(user=request.user, revoked_at__isnull=True)
 
 
-class CreateKeyInput(InputSerializer):
-    name = serializers.CharField(max_length=100)
-    scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=ApiKey.SCOPES),
-        min_length=1,
-        required=False,
-        default=list(ApiKey.SCOPES),
-    )
-
-
-MAX_KEYS_PER_ACCOUNT = 50
+def _present_key(key: ApiKey) -> dict:
+    return s.ApiKeySerializer(key).data
 
 
 class ApiKeyListView(APIView):
-    @extend_schema(summary="List your API keys")
+    @extend_schema(
+        summary="List your API keys",
+        operation_id="api_keys_list",
+        parameters=[s.ApiKeyListInput],
+        responses=s.ApiKeyListResponse,
+    )
     def get(self, request: Request) -> Response:
-        keys = ApiKey.objects.filter(user=request.user, revoked_at__isnull=True)
-        return Response({"data": [present_key(k) for k in keys]})
+        return Response(paginate(request, _active_keys(request), _present_key, s.ApiKeyListInput))
 
-    @extend_schema(summary="Create an API key (the full key is returned once)")
+    @extend_schema(
+        summary="Create an API key (the full key is returned only here)",
+        request=s.CreateApiKeyInput,
+        responses={201: s.CreatedApiKeyResponse},
+    )
     def post(self, request: Request) -> Response:
-        data = validated(CreateKeyInput, request.data)
-        active = ApiKey.objects.filter(user=request.user, revoked_at__isnull=True).count()
-        if active >= MAX_KEYS_PER_ACCOUNT:
+        data = validated(s.CreateApiKeyInput, request.data)
+        if _active_keys(request).count() >= MAX_KEYS_PER_ACCOUNT:
             raise ApiError(
                 f"At most {MAX_KEYS_PER_ACCOUNT} active keys per account",
                 code="key_limit_reached",
-                status_code=409,
+                status_code=status.HTTP_409_CONFLICT,
             )
         key, raw = services.create_api_key(
             user=request.user, name=data["name"], scopes=data["scopes"]
         )
-        return Response({"data": present_key(key), "key": raw}, status=status.HTTP_201_CREATED)
+        body = {"data": _present_key(key), "key": raw}
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class ApiKeyDetailView(APIView):
-    @extend_schema(summary="Revoke an API key")
+    @extend_schema(summary="Revoke an API key (refused from then on)", responses=s.ApiKeyResponse)
     def delete(self, request: Request, key_id: str) -> Response:
-        key = get_object_or_404(ApiKey, pk=key_id, user=request.user, revoked_at__isnull=True)
+        key = get_object_or_404(_active_keys(request), pk=key_id)
         services.revoke_api_key(key=key)
-        return Response({"data": present_key(key)})
+        return Response({"data": _present_key(key)})
 
 
+@extend_schema(exclude=True)
 class NotFoundView(PublicView):
     """Any unknown path under /api/v1: a JSON 404, never an HTML page."""
-
-    def dispatch(self, request, *args, **kwargs):
-        return super().dispatch(request, *args, **kwargs)
 
     def handle(self, request: Request, *args, **kwargs) -> Response:
         raise ApiError("Not found", code="not_found", status_code=404)
 
     get = post = put = patch = delete = head = options = handle
+
+
+class JSONErrorsMixin:
+    """Errors of views that render HTML or YAML still come as JSON."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
+
+class SchemaView(JSONErrorsMixin, SpectacularAPIView):
+    pass
+
+
+class DocsView(JSONErrorsMixin, SpectacularSwaggerView):
+    pass

@@ -1,0 +1,62 @@
+"""An ASGI guard for request bodies under /api/v1.
+
+Django's ASGI handler reads a whole body (to disk past a few MiB) before any middleware
+runs, and DRF ignores a body without a Content-Length. This guard refuses a declared
+length over the limit before reading anything, and reads a chunked body up to the limit
+itself, then hands it on with its Content-Length.
+"""
+
+import json
+
+from django.conf import settings
+
+from portal.api.errors import error_body
+from portal.api.middleware import API_PREFIX
+
+
+async def _refuse(send, message: str, code: str) -> None:
+    body = json.dumps(error_body(message, code)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def limit_api_body(app):
+    async def guard(scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            return await app(scope, receive, send)
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        too_large = f"Request body is larger than {limit} bytes"
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return await _refuse(send, "Invalid Content-Length", "invalid_request")
+            if int(declared) > limit:
+                return await _refuse(send, too_large, "request_too_large")
+            return await app(scope, receive, send)
+
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                return await _refuse(send, too_large, "request_too_large")
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if body:
+            scope = {**scope, "headers": [*scope["headers"], (b"content-length", b"%d" % size)]}
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await app(scope, replay, send)
+
+    return guard
