@@ -75,7 +75,9 @@ TEMPLATES = [
 # --- Database: Postgres when DATABASE_URL is set, SQLite (WAL) in the state dir otherwise.
 DATABASES = {
     "default": env.dj_db_url(
-        "DATABASE_URL", f"sqlite:///{STATE_DIR / 'db.sqlite3'}", conn_max_age=0
+        "DATABASE_URL",
+        f"sqlite:///{STATE_DIR / 'db.sqlite3'}",
+        conn_max_age=env.int("DB_CONN_MAX_AGE", 60),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -205,6 +207,9 @@ JOB_MAX_LEASE_EXTENSION_SECONDS = env.int("JOB_MAX_LEASE_EXTENSION_SECONDS", 300
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", 3)  # Islands tried before a job fails
 JOB_FAILURE_KARMA_PENALTY = env.int("JOB_FAILURE_KARMA_PENALTY", 1)  # per failed/timed-out job
 IDEMPOTENCY_TTL_SECONDS = env.int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
+# SSE (compute/streaming.py): open streams per account, and the keep-alive comment period.
+STREAM_CONCURRENT_LIMIT = env.int("STREAM_CONCURRENT_LIMIT", 5)
+SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", 15.0)
 PLACEMENT_REGION = env.str("PLACEMENT_REGION", "")  # preferred region of jobs without one
 PLACEMENT_REFRESH_SECONDS = env.float("PLACEMENT_REFRESH_SECONDS", 1.0)
 PLACEMENT_FULL_RELOAD_SECONDS = env.float("PLACEMENT_FULL_RELOAD_SECONDS", 60.0)

@@ -134,3 +134,9 @@ def _server_session(django_db_setup, django_db_blocker) -> Iterator[Server]:
 def live(_server_session, transactional_db) -> Server:
     """The production ASGI app in a uvicorn process on the test database."""
     return _server_session
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's session-wide event loop would otherwise be
+    running in the main thread while later asyncio tests try to start their own."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
