@@ -1,0 +1,286 @@
+"""One Island on a NATS connection: registration, pairing, heartbeats and its jobs.
+
+Several Islands can share a connection (``--simulate``); the machine's metrics and the
+RTT measurement are then shared too, so that thousands of simulated Islands stay light.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from . import AGENT_VERSION, system
+from . import state as state_file
+from .config import AgentConfig, ConfigError
+from .connection import backoff_delay
+from .jobs import JobRunner
+from .runtimes import Runtime
+from .state import State
+from .wire import PAIRING, REGISTER, decode, encode, host_subject, now_ms, publish
+
+logger = logging.getLogger(__name__)
+
+PING_TIMEOUT = 5.0
+PAIRING_TIMEOUT = 10.0
+
+
+class Machine:
+    """This computer's capabilities and load, sampled at most once per ``max_age`` s."""
+
+    def __init__(self, *, region: str | None, disk_path: Path, max_age: float = 1.0):
+        self.region = region
+        self.disk_path = disk_path
+        self.max_age = max_age
+        self._capabilities: dict[str, Any] | None = None
+        self._sample: tuple[float, dict[str, Any], list[dict[str, Any]]] | None = None
+        self._lock = asyncio.Lock()
+        system.prime_cpu_percent()
+
+    async def capabilities(self) -> dict[str, Any]:
+        if self._capabilities is None:
+            self._capabilities = await asyncio.to_thread(system.capabilities, self.region)
+        return self._capabilities
+
+    async def sample(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        async with self._lock:
+            if self._sample is None or time.monotonic() - self._sample[0] > self.max_age:
+                gpus = await asyncio.to_thread(system.gpu_metrics)
+                self._sample = (time.monotonic(), system.system_metrics(self.disk_path), gpus)
+            return self._sample[1], self._sample[2]
+
+
+class RttMeter:
+    """The round trip of a request on ``host.{id}.ping``; the latest value is reported."""
+
+    def __init__(self, nc: Client, host_id: str):
+        self.nc = nc
+        self.host_id = host_id
+        self.latest_ms: float | None = None
+        self._task: asyncio.Task | None = None
+
+    def measure_soon(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._measure())
+
+    async def _measure(self) -> None:
+        payload = {"host_id": self.host_id, "timestamp": now_ms()}
+        start = time.perf_counter()
+        try:
+            await self.nc.request(
+                host_subject(self.host_id, "ping"), encode(payload), timeout=PING_TIMEOUT
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            logger.debug("ping: %s", exc)
+            return
+        self.latest_ms = round((time.perf_counter() - start) * 1000, 2)
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class Island:
+    def __init__(
+        self,
+        *,
+        nc: Client,
+        config: AgentConfig,
+        state: State,
+        runtimes: dict[str, Runtime],
+        machine: Machine,
+        rtt: RttMeter,
+        say: Callable[[str], None],
+        interactive: bool = True,
+        first_heartbeat_delay: float = 0.0,
+    ):
+        self.nc = nc
+        self.config = config
+        self.state = state
+        self.machine = machine
+        self.rtt = rtt
+        self.say = say
+        self.interactive = interactive
+        self.first_heartbeat_delay = first_heartbeat_delay
+        self.jobs = JobRunner(
+            nc=nc,
+            host_id=state.host_id,
+            config=config,
+            runtimes=runtimes,
+            use_jetstream=interactive,
+        )
+        self._tasks: list[asyncio.Task] = []
+        self._pairing: asyncio.Task | None = None
+        self._subs: list[Any] = []
+
+    @property
+    def host_id(self) -> str:
+        return self.state.host_id
+
+    def subject(self, kind: str) -> str:
+        return host_subject(self.host_id, kind)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.interactive:
+            self._subs.append(await self.nc.subscribe(self.subject("paired"), cb=self._on_paired))
+        await self.jobs.start()
+        await self.register()
+        self._tasks.append(asyncio.create_task(self._heartbeats()))
+        if self.interactive and not self.state.paired:
+            self._pairing = asyncio.create_task(self._pair())
+
+    async def stop(self, *, grace: float, force: asyncio.Event | None = None) -> None:
+        """Graceful stop: no new jobs, wait for running ones, then the offline heartbeat."""
+        await self.jobs.stop_intake()
+        if self._pairing is not None:
+            self._pairing.cancel()
+        stopped = await self.jobs.wait(grace, force)  # heartbeats go on meanwhile
+        for task in self._tasks:
+            task.cancel()
+        self.rtt.cancel()
+        if stopped and self.interactive:
+            self.say(f"Stopped {stopped} job(s) that did not finish in {grace:g}s")
+        await publish(self.nc, self.subject("heartbeat"), await self.heartbeat(status="offline"))
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def reconnected(self) -> None:
+        await self.register()
+        await self.jobs.restart_intake()
+
+    # -- registration and heartbeats --------------------------------------------------
+
+    async def register(self) -> None:
+        payload = {
+            "host_id": self.host_id,
+            "capabilities": await self.machine.capabilities(),
+            "version": AGENT_VERSION,
+            "name": self.config.name,  # extension: the name shown when pairing
+        }
+        await publish(self.nc, REGISTER, payload)
+
+    async def heartbeat(self, *, status: str = "online") -> dict[str, Any]:
+        system_metrics, gpus = await self.machine.sample()
+        beat: dict[str, Any] = {
+            "host_id": self.host_id,
+            "status": status,
+            "active_jobs": len(self.jobs.running),
+            "timestamp": now_ms(),
+            "agent_version": AGENT_VERSION,
+            "system": system_metrics,
+            "active_job_metrics": self.jobs.active_job_metrics(),
+            "cache": {
+                "cached_image_count": 0,
+                "cached_size_mb": 0,
+                "warm_workload_count": len(self.jobs.warm),
+                "warm_workload_ids": list(self.jobs.warm),
+            },
+            "performance_estimates": self._performance_estimates(),
+            "asking_prices": self.config.asking_prices,
+        }
+        if gpus:
+            beat["gpus"] = gpus
+        return beat
+
+    def _performance_estimates(self) -> dict[str, Any]:
+        estimates: dict[str, Any] = {
+            "supported_runtimes": list(self.config.supported_runtimes),
+            "max_concurrent_containers": self.config.max_concurrent_jobs,
+        }
+        if "wasm" in self.config.supported_runtimes:
+            estimates["wasm_memory_limit_mb"] = self.config.wasm_memory_mb
+        if self.config.runtime == "mock" and self.config.mock_tokens_per_second > 0:
+            estimates["estimated_llm_tok_s"] = self.config.mock_tokens_per_second
+        if self.rtt.latest_ms is not None:
+            estimates["nats_rtt_ms"] = self.rtt.latest_ms
+        return estimates
+
+    async def _heartbeats(self) -> None:
+        await asyncio.sleep(self.first_heartbeat_delay)
+        interval = self.config.heartbeat_interval
+        next_at = time.monotonic()
+        while True:
+            try:
+                await publish(self.nc, self.subject("heartbeat"), await self.heartbeat())
+            except Exception:
+                logger.exception("heartbeat failed")
+            self.rtt.measure_soon()
+            next_at = max(next_at + interval, time.monotonic())
+            await asyncio.sleep(next_at - time.monotonic())
+
+    # -- pairing -----------------------------------------------------------------------
+
+    async def _pair(self) -> None:
+        failures = 0
+        while not self.state.paired:
+            try:
+                reply = await self.nc.request(
+                    PAIRING, encode({"host_id": self.host_id}), timeout=PAIRING_TIMEOUT
+                )
+            except (nats.errors.Error, TimeoutError) as exc:
+                if failures == 0:
+                    self.say("Waiting for the coordinator to answer the pairing request…")
+                logger.info("pairing request: %s", exc or type(exc).__name__)
+                await asyncio.sleep(backoff_delay(failures))
+                failures += 1
+                continue
+            failures = 0
+            await asyncio.sleep(self._on_pairing_reply(decode(reply.data) or {}))
+
+    def _on_pairing_reply(self, reply: dict[str, Any]) -> float:
+        """Act on a pairing reply; returns how long to wait before asking again."""
+        if reply.get("success") is True and isinstance(reply.get("code"), str):
+            url = reply.get("pair_url") or _pair_url(self.config.api_url)
+            self.say(f"Pairing code: {reply['code']}")
+            self.say(f"Enter this code at {url}")
+            expires = reply.get("expires_in_seconds")
+            valid = (
+                isinstance(expires, int | float) and not isinstance(expires, bool) and expires > 0
+            )
+            return float(expires) if valid else 600.0  # type: ignore[arg-type]
+        if reply.get("error") == "already paired":
+            self._mark_paired(account_id=self.state.account_id, paired_at=self.state.paired_at)
+            self.say("This Island is already paired with an account — it is ready")
+            return 0.0
+        self.say(f"Pairing failed: {reply.get('error') or 'unexpected reply'}; retrying")
+        return self.config.pairing_retry
+
+    async def _on_paired(self, msg: Msg) -> None:
+        payload = decode(msg.data)
+        if payload is None or payload.get("host_id") not in (None, self.host_id):
+            logger.warning("ignored a paired message: %.200r", msg.data)
+            return
+        account = payload.get("account_id")
+        self._mark_paired(account_id=account, paired_at=payload.get("paired_at") or _now_iso())
+        if self._pairing is not None and asyncio.current_task() is not self._pairing:
+            self._pairing.cancel()
+        self.say(f"Paired with account {account} — this Island is ready")
+
+    def _mark_paired(self, *, account_id: Any, paired_at: Any) -> None:
+        self.state.paired = True
+        self.state.account_id = account_id
+        self.state.paired_at = paired_at
+        try:
+            state_file.save(self.config.state_dir, self.state)
+        except ConfigError as exc:
+            self.say(f"Warning: {exc}")
+
+
+def _pair_url(api_url: str | None) -> str:
+    if not api_url:
+        return "/pair on your coordinator's portal"
+    return api_url.rstrip("/").removesuffix("/api/v1") + "/pair"
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()

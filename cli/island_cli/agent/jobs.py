@@ -1,0 +1,398 @@
+"""Taking and running job assignments (``host.{id}.jobs``).
+
+Intake: the durable pull consumer ``host-{host_id}`` on the JetStream stream ``JOBS``
+(created when missing: explicit ack, max_deliver 5, ack_wait 60 s), or a core NATS
+subscription while the stream does not exist (rechecked periodically). A message is
+acked on receipt, before execution; a slot of ``max_concurrent_jobs`` is taken before a
+message is fetched, so the Island never takes more than it can run.
+
+Execution: ``started``, then the runtime's events as output (seq from 1), progress and
+image messages, a final empty chunk with ``is_final``, and ``succeeded`` carrying
+``usage`` (our extension); or ``failed`` with ``error``, or ``cancelled``. The lease is
+renewed while the job runs, and the time limit is enforced.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from .config import AgentConfig
+from .connection import backoff_delay
+from .runtimes import JobFailed, Runtime
+from .wire import decode, host_subject, now_ms, publish
+
+logger = logging.getLogger(__name__)
+
+FETCH_TIMEOUT = 5.0
+REMEMBERED_JOBS = 1000
+WARM_WORKLOADS = 32
+
+
+class StreamMissing(Exception):
+    pass
+
+
+@dataclass
+class RunningJob:
+    job_id: str
+    workload_id: Any
+    runtime_type: str
+    started: float = field(default_factory=time.monotonic)
+    tokens: int = 0
+    cancel_reason: str | None = None
+    task: asyncio.Task | None = None
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "job_type": self.runtime_type,
+            "duration_ms": int((time.monotonic() - self.started) * 1000),
+            "tokens_generated": self.tokens,
+        }
+
+
+class _Remembered(OrderedDict):
+    """A bounded set of recent keys (duplicate deliveries, early cancels, warm Cargos)."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def add(self, key: Any) -> None:
+        self[key] = True
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        *,
+        nc: Client,
+        host_id: str,
+        config: AgentConfig,
+        runtimes: dict[str, Runtime],
+        use_jetstream: bool = True,
+    ):
+        self.nc = nc
+        self.host_id = host_id
+        self.config = config
+        self.runtimes = runtimes
+        self.use_jetstream = use_jetstream
+        self.running: dict[str, RunningJob] = {}
+        self.warm = _Remembered(WARM_WORKLOADS)
+        self._seen = _Remembered(REMEMBERED_JOBS)
+        self._cancelled_early = _Remembered(REMEMBERED_JOBS)
+        self._slots = asyncio.Semaphore(config.max_concurrent_jobs)
+        self._subs: list[Any] = []
+        self._core_sub: Any = None
+        self._pull_sub: Any = None
+        self._intake: asyncio.Task | None = None
+        self._accepting = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._accepting = True
+        self._subs.append(await self.nc.subscribe(self._subject("cancel"), cb=self._on_cancel))
+        if self.use_jetstream:
+            await self._set_up_intake()  # ready before the Island says it is connected
+            self._intake = asyncio.create_task(self._jetstream_intake())
+        else:
+            await self._subscribe_core()
+
+    async def restart_intake(self) -> None:
+        """After a reconnect: a pull request in flight may have died with the old server
+        connection, so pull again at once rather than after its timeout."""
+        if self._intake is None or not self._accepting:
+            return
+        self._intake.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._intake
+        self._intake = asyncio.create_task(self._jetstream_intake())
+
+    async def stop_intake(self) -> None:
+        """Take no more jobs; running ones go on."""
+        self._accepting = False
+        if self._intake is not None:
+            self._intake.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._intake
+        for sub in (self._core_sub, self._pull_sub):
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        self._core_sub = self._pull_sub = None
+
+    async def wait(self, grace: float, force: asyncio.Event | None = None) -> int:
+        """Wait up to ``grace`` seconds for running jobs (less if ``force`` is set), then
+        stop the rest without a final status: the offline heartbeat lets the coordinator
+        requeue them. Returns how many were stopped."""
+        tasks = [job.task for job in self.running.values() if job.task is not None]
+        if tasks:
+            waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(asyncio.wait(tasks))]
+            if force is not None:
+                waiters.append(asyncio.ensure_future(force.wait()))
+            await asyncio.wait(waiters, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+        left = [task for task in tasks if not task.done()]
+        for job in self.running.values():
+            job.cancel_reason = "shutdown"
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left)
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return len(left)
+
+    def active_job_metrics(self) -> list[dict[str, Any]]:
+        return [job.metrics() for job in self.running.values()]
+
+    # -- intake ------------------------------------------------------------------------
+
+    def _subject(self, kind: str) -> str:
+        return host_subject(self.host_id, kind)
+
+    async def _jetstream_intake(self) -> None:
+        """Keep a pull consumer going; while the stream is missing, use core NATS and
+        look for the stream again every ``stream_recheck_interval`` seconds."""
+        failures = 0
+        while True:
+            sub = await self._set_up_intake()
+            if sub is None:
+                failures += self._core_sub is None
+                wait = (
+                    self.config.stream_recheck_interval
+                    if self._core_sub
+                    else backoff_delay(failures)
+                )
+                await asyncio.sleep(wait)
+                continue
+            try:
+                await self._pull(sub)
+            except Exception as exc:
+                logger.warning("jobs consumer failed, setting it up again: %s", exc)
+                self._pull_sub = None
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+                await asyncio.sleep(backoff_delay(failures))
+                failures += 1
+
+    async def _set_up_intake(self) -> Any:
+        """The pull subscription, or None (with a core subscription if the stream is
+        missing)."""
+        if self._pull_sub is not None:
+            return self._pull_sub
+        try:
+            self._pull_sub = await self._pull_subscription()
+        except StreamMissing:
+            await self._subscribe_core()
+            return None
+        except Exception as exc:
+            logger.warning("cannot set up the jobs consumer: %s", exc)
+            return None
+        if self._core_sub is not None:
+            await self._core_sub.unsubscribe()
+            self._core_sub = None
+            logger.info("jobs: switched to the JetStream stream %s", self.config.jobs_stream)
+        return self._pull_sub
+
+    async def _pull_subscription(self) -> Any:
+        js = self.nc.jetstream()
+        stream = self.config.jobs_stream
+        try:
+            await js.stream_info(stream)
+        except (nats.js.errors.NotFoundError, nats.errors.NoRespondersError) as exc:
+            raise StreamMissing(stream) from exc
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            max_deliver=5,
+            ack_wait=60,
+            max_ack_pending=self.config.max_concurrent_jobs,
+        )
+        return await js.pull_subscribe(
+            self._subject("jobs"), durable=f"host-{self.host_id}", stream=stream, config=config
+        )
+
+    async def _pull(self, sub: Any) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                messages = await sub.fetch(1, timeout=FETCH_TIMEOUT)
+            except nats.errors.TimeoutError:
+                self._slots.release()
+                continue
+            except BaseException:
+                self._slots.release()
+                raise
+            for message in messages:
+                if not self._accepting:
+                    self._slots.release()
+                    await message.nak()  # shutting down: leave it for the next start
+                    return
+                await message.ack()
+                if not self._accept(message.data):
+                    self._slots.release()
+
+    async def _subscribe_core(self) -> None:
+        if self._core_sub is None:
+            self._core_sub = await self.nc.subscribe(self._subject("jobs"), cb=self._on_core_job)
+            logger.info("jobs: no stream %s, using a core subscription", self.config.jobs_stream)
+
+    async def _on_core_job(self, msg: Msg) -> None:
+        if not self._accepting:
+            return
+        await self._slots.acquire()
+        if not self._accept(msg.data):
+            self._slots.release()
+
+    def _accept(self, data: bytes) -> bool:
+        """Start the job in ``data``; False (and nothing started) for a bad message, a
+        duplicate delivery, a job cancelled before it arrived, or during shutdown."""
+        assignment = decode(data)
+        job_id = assignment.get("job_id") if assignment else None
+        if not isinstance(job_id, str | int) or isinstance(job_id, bool) or not self._accepting:
+            logger.warning("ignored a job message: %.200r", data)
+            return False
+        job_id = str(job_id)
+        if job_id in self._seen:
+            logger.info("job %s delivered again; ignored", job_id)
+            return False
+        self._seen.add(job_id)
+        if job_id in self._cancelled_early:
+            asyncio.create_task(self._status(job_id, "cancelled"))  # noqa: RUF006
+            return False
+        job = RunningJob(
+            job_id=job_id,
+            workload_id=assignment.get("workload_id"),  # type: ignore[union-attr]
+            runtime_type=str(assignment.get("runtime_type") or "container"),  # type: ignore[union-attr]
+        )
+        self.running[job_id] = job
+        job.task = asyncio.create_task(self._execute(job, assignment))  # type: ignore[arg-type]
+        job.task.add_done_callback(lambda _: self._slots.release())
+        return True
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        payload = decode(msg.data)
+        job_id = str(payload.get("job_id")) if payload and payload.get("job_id") else None
+        if job_id is None:
+            return
+        job = self.running.get(job_id)
+        if job is not None and job.task is not None:
+            job.cancel_reason = "cancel"
+            job.task.cancel()
+        elif job_id not in self._seen:
+            self._cancelled_early.add(job_id)
+
+    # -- execution ---------------------------------------------------------------------
+
+    async def _status(self, job_id: str, state: str, **extra: Any) -> None:
+        payload = {"job_id": job_id, "state": state, **extra, "timestamp": now_ms()}
+        await publish(self.nc, self._subject("status"), payload)
+
+    def _time_limit(self, job: RunningJob, assignment: dict[str, Any]) -> float:
+        own = assignment.get("timeout_seconds")
+        if isinstance(own, int | float) and not isinstance(own, bool) and own > 0:
+            return float(own)
+        return self.config.time_limit(job.runtime_type)
+
+    async def _execute(self, job: RunningJob, assignment: dict[str, Any]) -> None:
+        lease = asyncio.create_task(self._renew_lease(job.job_id))
+        try:
+            await self._status(job.job_id, "started")
+            runtime = self.runtimes.get(job.runtime_type)
+            if runtime is None:
+                raise JobFailed(f"Unsupported runtime: {job.runtime_type}")
+            limit = self._time_limit(job, assignment)
+            try:
+                async with asyncio.timeout(limit):
+                    seq, usage = await self._stream(job, runtime, assignment)
+            except TimeoutError:
+                raise JobFailed(f"Timeout: job exceeded {limit:g}s limit") from None
+            await self._output(job.job_id, seq + 1, "", is_final=True)
+            extra = {"usage": _usage(usage)} if usage else {}
+            await self._status(job.job_id, "succeeded", **extra)
+            if job.workload_id is not None:
+                self.warm.add(job.workload_id)
+        except JobFailed as exc:
+            await self._status(job.job_id, "failed", error=str(exc) or "Job failed")
+        except asyncio.CancelledError:
+            if job.cancel_reason != "cancel":
+                raise
+            await self._status(job.job_id, "cancelled")
+        except Exception as exc:
+            logger.exception("job %s crashed", job.job_id)
+            await self._status(job.job_id, "failed", error=f"Island error: {type(exc).__name__}")
+        finally:
+            lease.cancel()
+            self.running.pop(job.job_id, None)
+
+    async def _stream(
+        self, job: RunningJob, runtime: Runtime, assignment: dict[str, Any]
+    ) -> tuple[int, dict[str, Any] | None]:
+        seq, usage = 0, None
+        async with contextlib.aclosing(runtime.run(assignment)) as events:  # type: ignore[type-var]
+            async for event in events:
+                kind = event.get("type")
+                if kind == "token":
+                    seq += 1
+                    job.tokens += 1
+                    if seq == 1:
+                        await self._status(job.job_id, "streaming")
+                    await self._output(job.job_id, seq, str(event.get("content", "")))
+                elif kind in ("progress", "image"):
+                    await publish(self.nc, self._subject(kind), _side_message(job.job_id, event))
+                elif kind == "done":
+                    usage = event.get("usage")
+                elif kind == "error":
+                    raise JobFailed(str(event.get("message") or "Workload error"))
+        return seq, usage
+
+    async def _output(self, job_id: str, seq: int, chunk: str, *, is_final: bool = False) -> None:
+        payload = {"job_id": job_id, "seq": seq, "chunk": chunk, "is_final": is_final}
+        await publish(self.nc, self._subject("output"), payload)
+
+    async def _renew_lease(self, job_id: str) -> None:
+        payload = {"job_id": job_id, "extend_seconds": self.config.lease_extend_seconds}
+        while True:
+            await asyncio.sleep(self.config.lease_interval)
+            await publish(self.nc, self._subject("lease"), payload)
+
+
+def _usage(usage: dict[str, Any]) -> dict[str, int]:
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _side_message(job_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A workload's ``progress`` or ``image`` event as the protocol's message."""
+    if event["type"] == "progress":
+        return {"job_id": job_id, "step": event.get("step"), "total": event.get("total")}
+    image = {
+        "job_id": job_id,
+        "image_data": event.get("data"),
+        "format": event.get("format"),
+        "width": event.get("width"),
+        "height": event.get("height"),
+        "seed": event.get("seed"),
+    }
+    return {key: value for key, value in image.items() if value is not None}
