@@ -1,0 +1,3 @@
+from island_cli.main import cli
+
+cli(prog_name="island")

@@ -1,0 +1,22 @@
+"""island account"""
+
+import click
+
+from island_cli.options import State, global_options, pass_state
+from island_cli.output import block, emit, number
+
+
+@click.command()
+@global_options
+@pass_state
+def account(state: State) -> None:
+    """Show your account and credit balance."""
+    data = state.api().get("/account")["data"]
+    emit(
+        state.json,
+        data,
+        lambda d: block(
+            "Account",
+            [("Email", d["email"]), ("ID", d["id"]), ("Credits", number(d["credits"], 2))],
+        ),
+    )

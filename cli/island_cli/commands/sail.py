@@ -1,0 +1,93 @@
+"""island sail subscribe <subject> [--max N]: watch the NATS message fabric."""
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import click
+import nats
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+
+from island_cli.api import CliError, NetworkError
+from island_cli.options import State, global_options, pass_state
+
+CONNECT_TIMEOUT = 5
+
+
+@click.group()
+def sail() -> None:
+    """Talk to Sail, the NATS message fabric (power users)."""
+
+
+def decode(payload: bytes) -> Any:
+    """The payload as JSON when it is JSON, else as text."""
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload.decode("utf-8", errors="replace")
+
+
+def render(seq: int, subject: str, payload: bytes, *, as_json: bool) -> str:
+    data = decode(payload)
+    if as_json:
+        return json.dumps({"seq": seq, "subject": subject, "data": data}, ensure_ascii=False)
+    shown = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    return f"[{seq}] {subject} {shown}"
+
+
+async def connect(url: str) -> Client:
+    """Connect once, without reconnecting, reporting the cause of a failure."""
+    errors: list[Exception] = []
+
+    async def remember(exc: Exception) -> None:  # instead of nats-py's default logging
+        errors.append(exc)
+
+    try:
+        return await nats.connect(
+            url,
+            name="island-cli",
+            connect_timeout=CONNECT_TIMEOUT,
+            allow_reconnect=False,
+            max_reconnect_attempts=1,  # 0 would mean "retry forever" while connecting
+            reconnect_time_wait=0.1,
+            error_cb=remember,
+        )
+    except (OSError, TimeoutError, NatsError) as exc:
+        cause = errors[-1] if errors else exc
+        raise NetworkError(f"Cannot reach NATS at {url}: {cause or type(cause).__name__}") from exc
+
+
+async def _subscribe(url: str, subject: str, limit: int | None, as_json: bool) -> None:
+    nc = await connect(url)
+    try:
+        sub = await nc.subscribe(subject)
+        await nc.flush()  # the server has the subscription: nothing published from now is missed
+        click.echo(f"Listening on {subject} (Ctrl-C to stop)", err=True)
+        seq = 0
+        async for msg in sub.messages:
+            seq += 1
+            click.echo(render(seq, msg.subject, msg.data, as_json=as_json))
+            if limit and seq >= limit:
+                break
+    except NatsError as exc:
+        raise CliError(f"NATS error: {exc or type(exc).__name__}") from exc
+    finally:
+        await nc.close()
+
+
+@sail.command()
+@click.argument("subject")
+@click.option("--max", "limit", type=click.IntRange(1), help="Stop after N messages.")
+@global_options
+@pass_state
+def subscribe(state: State, subject: str, limit: int | None) -> None:
+    """Print the messages published on SUBJECT (wildcards * and > allowed), one per line.
+
+    Each line holds the message's sequence number, its subject and its payload
+    (JSON on one line, or the text as is). With --format json, each line is a JSON
+    object {"seq", "subject", "data"}.
+    """
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop
+        asyncio.run(_subscribe(state.nats_url, subject, limit, state.json))
