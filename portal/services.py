@@ -54,11 +54,14 @@ def create_api_key(
 
 def revoke_api_key(*, key: ApiKey) -> None:
     from portal.api.auth import forget_key
+    from portal.api.throttling import mark_revoked
 
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
     forget_key(key.key_hash)
+    # Other web processes learn it from Redis on their next request with this key.
+    transaction.on_commit(lambda: mark_revoked(str(key.pk)))
 
 
 # --- Magic links ------------------------------------------------------------------------

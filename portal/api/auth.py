@@ -1,8 +1,9 @@
 """Bearer-key authentication and scope checks for the public API.
 
 A key is looked up in the database at most once every ``API_KEY_CACHE_SECONDS`` per
-process; revoking a key drops it from this process's cache at once and from the
-others' within those seconds. ``last_used_at`` is written at most once a minute per key.
+process. Revoking a key drops it from this process's cache and leaves a marker in Redis
+that the rate-limit script of every other process checks in the same round trip, so a
+revoked key is refused everywhere at once. ``last_used_at`` is written at most once a minute per key.
 """
 
 import hmac
@@ -46,6 +47,14 @@ def forget_key(key_hash: str) -> None:
     with _lock:
         _cache.pop(key_hash, None)
         _cache_loaded.pop(key_hash, None)
+
+
+def forget_key_id(key_id: str) -> None:
+    with _lock:
+        for key_hash, info in list(_cache.items()):
+            if info is not None and info.key_id == key_id:
+                _cache.pop(key_hash, None)
+                _cache_loaded.pop(key_hash, None)
 
 
 def _load(key_hash: str) -> KeyInfo | None:

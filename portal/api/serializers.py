@@ -9,7 +9,9 @@ from portal.models import ApiKey
 class AccountSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     email = serializers.EmailField()
-    credits = serializers.FloatField()
+    credits = serializers.FloatField(help_text="Available credits")
+    held = serializers.FloatField(help_text="Credits held for running jobs")
+    earnings = serializers.FloatField(help_text="What your Islands earned, net of fees")
     created_at = serializers.DateTimeField()
 
 

@@ -12,7 +12,7 @@ from functools import cache
 
 import redis
 from django.conf import settings
-from rest_framework.exceptions import Throttled
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
@@ -20,6 +20,8 @@ from portal.api.errors import ApiError
 
 WINDOW_SECONDS = 60
 
+# KEYS[2], when given, is a key's revocation marker: checking it here lets every web
+# process refuse a revoked key at once without a second round trip.
 _HIT = """
 local count = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
@@ -27,7 +29,9 @@ if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   ttl = tonumber(ARGV[1])
 end
-return {count, ttl}
+local revoked = 0
+if KEYS[2] then revoked = redis.call('EXISTS', KEYS[2]) end
+return {count, ttl, revoked}
 """
 
 
@@ -48,12 +52,25 @@ class Usage:
     reset: int  # Unix time at which the bucket starts afresh
     retry_after: int  # seconds until then, at least 1
     allowed: bool
+    revoked: bool = False
 
 
-def hit(bucket: str, limit: int) -> Usage:
-    """Count one request against ``bucket``."""
+def revocation_marker(key_id: str) -> str:
+    return f"revoked:{key_id}"
+
+
+def mark_revoked(key_id: str) -> None:
+    """Tell every web process that a key is revoked, for as long as a process may still
+    hold it in its cache."""
+    ttl = max(1, math.ceil(settings.API_KEY_CACHE_SECONDS * 2))
+    redis_client().set(revocation_marker(key_id), 1, ex=ttl)
+
+
+def hit(bucket: str, limit: int, *, key_id: str | None = None) -> Usage:
+    """Count one request against ``bucket`` (and check ``key_id``'s revocation marker)."""
+    keys = [f"rl:{bucket}"] + ([revocation_marker(key_id)] if key_id else [])
     try:
-        count, ttl_ms = _hit_script()(keys=[f"rl:{bucket}"], args=[WINDOW_SECONDS * 1000])
+        count, ttl_ms, revoked = _hit_script()(keys=keys, args=[WINDOW_SECONDS * 1000])
     except redis.RedisError as exc:
         raise ApiError(
             "Service temporarily unavailable", code="unavailable", status_code=503
@@ -65,6 +82,7 @@ def hit(bucket: str, limit: int) -> Usage:
         reset=math.ceil(time.time()) + retry_after,
         retry_after=retry_after,
         allowed=count <= limit,
+        revoked=bool(revoked),
     )
 
 
@@ -72,9 +90,15 @@ def client_ip(request: Request) -> str:
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
-def charge(request: Request, bucket: str, limit: int) -> None:
-    """Count the request, remember the usage for the response headers, refuse with 429."""
-    usage = hit(bucket, limit)
+def charge(request: Request, bucket: str, limit: int, *, key_id: str | None = None) -> None:
+    """Count the request, remember the usage for the response headers, refuse with 429
+    (or 401 when ``key_id`` was revoked in another process)."""
+    usage = hit(bucket, limit, key_id=key_id)
+    if usage.revoked:
+        from portal.api.auth import forget_key_id
+
+        forget_key_id(key_id)
+        raise AuthenticationFailed("Invalid or revoked API key")
     # Read back by ApiMiddleware to set the X-RateLimit-* headers on the response.
     getattr(request, "_request", request).rate_limit = usage
     if not usage.allowed:
@@ -88,7 +112,7 @@ class RedisRateThrottle(BaseThrottle):
     def allow_request(self, request: Request, view: object) -> bool:
         key_id = getattr(request.auth, "key_id", None)  # a KeyInfo from ApiKeyAuthentication
         if key_id:
-            charge(request, f"key:{key_id}", settings.API_RATE_LIMIT)
+            charge(request, f"key:{key_id}", settings.API_RATE_LIMIT, key_id=key_id)
         elif request.user is not None and request.user.is_authenticated:
             charge(request, f"user:{request.user.pk}", settings.API_RATE_LIMIT)
         else:

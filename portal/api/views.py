@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.selectors import available_credits
+from billing.selectors import balance_of
 from portal import services
 from portal.api import serializers as s
 from portal.api.base import PublicView, paginate, validated
@@ -28,10 +28,13 @@ class AccountView(APIView):
     @extend_schema(summary="Your account and available credits", responses=s.AccountResponse)
     def get(self, request: Request) -> Response:
         user = request.user
+        balance = balance_of(user=user)
         account = {
             "id": user.pk,
             "email": user.email,
-            "credits": available_credits(user=user),
+            "credits": balance.available,
+            "held": balance.held,
+            "earnings": balance.earnings,
             "created_at": user.date_joined,
         }
         return Response({"data": s.AccountSerializer(account).data})
