@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format
+.PHONY: run test lint format typecheck
 run: $(VENV)/.installed
 	$(BIN)/python -m portal.stack run
 
@@ -15,6 +15,10 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Not part of `make test` yet: the codebase is not mypy-clean.
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy .
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

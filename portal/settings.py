@@ -88,6 +88,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+elif env.int("DB_POOL_SIZE", 0) > 0:
+    # Under ASGI every request runs its sync code in a thread of its own, so a persistent
+    # connection is opened per request; a process-wide psycopg pool reuses them instead.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 1, "max_size": env.int("DB_POOL_SIZE"), "timeout": 10}
+    }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -213,6 +220,7 @@ SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", 15.0)
 PLACEMENT_REGION = env.str("PLACEMENT_REGION", "")  # preferred region of jobs without one
 PLACEMENT_REFRESH_SECONDS = env.float("PLACEMENT_REFRESH_SECONDS", 1.0)
 PLACEMENT_FULL_RELOAD_SECONDS = env.float("PLACEMENT_FULL_RELOAD_SECONDS", 60.0)
+PLACEMENT_REFRESH_IN_BACKGROUND = env.bool("PLACEMENT_REFRESH_IN_BACKGROUND", True)
 CELERY_IMPORTS = ("compute.job_tasks",)
 CELERY_BEAT_SCHEDULE.update(
     {

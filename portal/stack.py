@@ -66,7 +66,17 @@ def _spawn(cmd: list[str], log: Path) -> subprocess.Popen:
         cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True
     )
     atexit.register(_stop, proc)
+    EMBEDDED.append(proc)
     return proc
+
+
+EMBEDDED: list[subprocess.Popen] = []
+
+
+def stop_embedded() -> None:
+    """Stop the embedded redis-server and nats-server started by this process."""
+    while EMBEDDED:
+        _stop(EMBEDDED.pop())
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -163,7 +173,11 @@ def run_tests(args: list[str]) -> int:
     env.setdefault("DEBUG", "false")
     env["FAST_PASSWORD_HASHER"] = "true"
     cmd = [sys.executable, "-m", "pytest", *args]
-    return subprocess.call(cmd, env=env, cwd=BASE_DIR)  # noqa: S603
+    code = subprocess.call(cmd, env=env, cwd=BASE_DIR)  # noqa: S603
+    if code == 5:  # pytest found no test: a broken selection, never a success
+        say("pytest collected no tests")
+        return 1
+    return code
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,29 @@
+# One image for every process of the coordinator: docker-compose.yml picks the process
+# with `honcho start <name>`, i.e. the same Procfile commands as `make run`.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    STATE_DIR=/app/state \
+    HOST=0.0.0.0 \
+    PORT=8000
+
+WORKDIR /app
+RUN useradd --create-home --uid 1000 app
+
+# Dependencies first, so that a code change does not reinstall them. The project's own
+# distribution lists only dependencies (its code runs from /app); the CLI is a package.
+COPY pyproject.toml ./
+COPY cli/ cli/
+RUN pip install . ./cli
+
+COPY . .
+# Static files are served by WhiteNoise from STATE_DIR/staticfiles; the key is build-only.
+RUN SECRET_KEY=collectstatic-only DEBUG=false python manage.py collectstatic --noinput \
+    && mkdir -p "$STATE_DIR" && chown -R app:app "$STATE_DIR"
+
+USER app
+EXPOSE 8000
+CMD ["honcho", "start", "web"]

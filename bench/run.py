@@ -1,0 +1,220 @@
+"""Compare ASGI servers on authenticated ``GET /api/v1/account`` (see bench/README.md).
+
+    .venv/bin/python bench/run.py                       # every server, 2 workers, 32 connections
+    .venv/bin/python bench/run.py --servers granian --workers 1,2 --duration 20
+
+Each server runs the production configuration (DEBUG off, Postgres, Redis: the real
+rate-limit counter is incremented on every request, with a limit high enough never to
+answer 429). The load comes from ``wrk`` when it is installed, else from bench/load.py.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+BIN = Path(sys.executable).parent
+APP = "portal.asgi:application"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/archipelago_bench"
+
+
+def server_command(server: str, port: int, workers: int) -> list[str]:
+    host = ["127.0.0.1", str(port)]
+    if server == "daphne":  # one process: daphne has no worker option
+        return [str(BIN / "daphne"), "-b", host[0], "-p", host[1], "-v", "0", APP]
+    if server == "uvicorn":
+        return [
+            str(BIN / "uvicorn"), APP, "--host", host[0], "--port", host[1],
+            "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+    if server == "granian":
+        return [
+            str(BIN / "granian"), "--interface", "asginl", "--host", host[0], "--port", host[1],
+            "--workers", str(workers), "--loop", "uvloop", "--no-access-log",
+            "--log-level", "warning", APP,
+        ]  # fmt: skip
+    raise SystemExit(f"unknown server {server!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def production_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    env.setdefault("SECRET_KEY", "bench-" + "x" * 50)
+    env.setdefault("DB_POOL_SIZE", "4")
+    env.update(DEBUG="false", API_RATE_LIMIT="1000000000", LOG_LEVEL="WARNING")
+    env["PYTHONPATH"] = str(BASE_DIR)
+    return env
+
+
+def create_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def prepare(env: dict[str, str]) -> str:
+    """Migrate the bench database and return a fresh read key of the bench account."""
+    create_database(env["DATABASE_URL"])
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from portal import services
+    from portal.models import User
+
+    call_command("migrate", verbosity=0)
+    user = User.objects.filter(email="bench@example.com").first()
+    if user is None:
+        user = services.sign_up(email="bench@example.com", password=None)
+    return services.create_api_key(user=user, name="bench", scopes=["read"])[1]
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit("server did not start")
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by the server and its workers: a cost per request that the
+    other programs sharing the cores disturb far less than wall-clock throughput."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def to_ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+def run_wrk(url: str, key: str, connections: int, duration: float) -> dict:
+    cmd = [
+        "wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency",
+        "-H", f"Authorization: Bearer {key}", url,
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    latency = dict(re.findall(r"^\s*(50|90|99)%\s+([\d.]+(?:us|ms|s|m))", out, re.MULTILINE))
+    if len(latency) != 3:
+        raise SystemExit(f"cannot read wrk's output:\n{out}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: .*", out)
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "errors": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(0) if errors else "",
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": round(to_ms(latency["50"]), 2),
+        "p90_ms": round(to_ms(latency["90"]), 2),
+        "p99_ms": round(to_ms(latency["99"]), 2),
+    }
+
+
+def run_python(url: str, key: str, connections: int, duration: float) -> dict:
+    cmd = [
+        sys.executable, str(BASE_DIR / "bench" / "load.py"), url, "-c", str(connections),
+        "-d", str(duration), "-H", f"Authorization: Bearer {key}",
+    ]  # fmt: skip
+    return json.loads(subprocess.run(cmd, capture_output=True, check=True, text=True).stdout)
+
+
+def measure(server: str, workers: int, args: argparse.Namespace, env: dict, key: str) -> dict:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(server_command(server, port, workers), env=env, cwd=BASE_DIR)
+    try:
+        wait_until_up(base, proc)
+        url = f"{base}/api/v1/account"
+        check = httpx.get(url, headers={"Authorization": f"Bearer {key}"})
+        assert check.status_code == 200, check.text
+        load = run_wrk if args.loadgen == "wrk" else run_python
+        load(url, key, args.connections, args.warmup)
+        cpu_before = server_cpu_seconds(proc.pid)
+        result = load(url, key, args.connections, args.duration)
+        cpu = server_cpu_seconds(proc.pid) - cpu_before
+        result["server_cpu_ms_per_request"] = round(cpu * 1000 / max(result["requests"], 1), 2)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return {"server": server, "workers": 1 if server == "daphne" else workers, **result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Compare ASGI servers (bench/README.md)")
+    parser.add_argument("--servers", default="daphne,uvicorn,granian")
+    parser.add_argument("--workers", default="2", help="comma-separated worker counts")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    default_loadgen = "wrk" if shutil.which("wrk") else "python"
+    parser.add_argument("--loadgen", choices=["wrk", "python"], default=default_loadgen)
+    args = parser.parse_args()
+
+    env = production_env()
+    key = prepare(env)
+    results = []
+    for server in args.servers.split(","):
+        counts = [1] if server == "daphne" else [int(n) for n in args.workers.split(",")]
+        for workers in counts:
+            result = measure(server, workers, args, env, key)
+            print(json.dumps(result), flush=True)
+            results.append(result)
+
+    print(f"\n{args.connections} connections, {args.duration:g} s, load from {args.loadgen}\n")
+    print(
+        "| server | workers | requests/s | p50 ms | p90 ms | p99 ms | non-200 | server CPU ms/req |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(
+            f"| {r['server']} | {r['workers']} | {r['requests_per_s']:.0f} | {r['p50_ms']} "
+            f"| {r['p90_ms']} | {r['p99_ms']} | {r['errors']} | {r['server_cpu_ms_per_request']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

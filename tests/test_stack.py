@@ -1,0 +1,183 @@
+"""The launcher behind `make run` / `make test` (portal/stack.py, portal/run.py), the demo
+account, and the process definitions shared with docker-compose."""
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import yaml
+from django.conf import settings
+from django.core.management import call_command
+
+from portal import run, stack
+from portal.models import ApiKey, User
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def nats_info(url: str) -> dict:
+    """The INFO line a NATS server sends to every new connection."""
+    host, port = url.removeprefix("nats://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        line = sock.makefile("rb").readline().decode()
+    assert line.startswith("INFO ")
+    return json.loads(line[5:])
+
+
+@pytest.fixture
+def embedded(monkeypatch, tmp_path):
+    """resolve_services() with every URL unset or pointing at a closed port."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:1")
+    env = stack.resolve_services(tmp_path, try_local=False)
+    yield env
+    stack.stop_embedded()
+
+
+def test_it_starts_embedded_redis_and_nats_when_the_urls_are_unreachable(embedded, tmp_path):
+    assert redis.Redis.from_url(embedded["REDIS_URL"]).ping()
+    assert embedded["REDIS_URL"] != "redis://127.0.0.1:1/0"
+    info = nats_info(embedded["NATS_URL"])
+    assert info["jetstream"] is True
+    assert (tmp_path / "nats").is_dir()
+
+
+def test_it_falls_back_to_sqlite_in_the_state_dir_without_a_database_url(embedded, tmp_path):
+    assert embedded["DATABASE_URL"] == f"sqlite:///{tmp_path / 'db.sqlite3'}"
+
+
+def test_it_stops_the_embedded_servers_it_started(embedded):
+    procs = list(stack.EMBEDDED)
+    assert len(procs) == 2
+    stack.stop_embedded()
+    assert all(proc.poll() is not None for proc in procs)
+
+
+def test_it_uses_reachable_urls_as_they_are(monkeypatch, tmp_path):
+    monkeypatch.setenv("REDIS_URL", settings.REDIS_URL)
+    monkeypatch.setenv("NATS_URL", settings.NATS_URL)
+    env = stack.resolve_services(tmp_path, try_local=False)
+    assert env["REDIS_URL"] == settings.REDIS_URL
+    assert env["NATS_URL"] == settings.NATS_URL
+    assert stack.EMBEDDED == []
+
+
+def test_it_keeps_one_secret_key_per_state_dir(tmp_path):
+    first = stack.secret_key(tmp_path)
+    assert stack.secret_key(tmp_path) == first
+    assert len(first) >= 50
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def demo_lines(**options) -> dict[str, str]:
+    out = io.StringIO()
+    call_command("demo_account", stdout=out, **options)
+    pairs = (line.split(":", 1) for line in out.getvalue().splitlines() if ":" in line)
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+@pytest.mark.django_db
+def test_demo_account_prints_a_working_password_and_key(anon):
+    lines = demo_lines()
+    user = User.objects.get(email=lines["email"])
+    assert lines["email"] == "demo@example.com"
+    assert user.check_password(lines["password"])
+    response = anon.get("/api/v1/account", HTTP_AUTHORIZATION=f"Bearer {lines['API key']}")
+    assert response.json()["data"]["id"] == str(user.pk)
+
+
+@pytest.mark.django_db
+def test_demo_account_is_idempotent_and_replaces_its_key(anon):
+    first, second = demo_lines(), demo_lines()
+    assert User.objects.filter(email="demo@example.com").count() == 1
+    assert first["password"] == second["password"]
+    assert first["API key"] != second["API key"]
+    assert ApiKey.objects.filter(name="demo (make run)", revoked_at__isnull=True).count() == 1
+    old = anon.get("/api/v1/account", HTTP_AUTHORIZATION=f"Bearer {first['API key']}")
+    assert old.status_code == 401
+
+
+def test_every_compose_app_service_runs_a_procfile_process():
+    procfile = run.read_procfile()
+    assert {"web", "worker", "beat", "bridge"} <= set(procfile)
+    compose = yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())
+    for name in ("web", "worker", "beat", "bridge"):
+        assert compose["services"][name]["command"] == ["honcho", "start", name]
+
+
+def test_the_demo_island_config_is_read_by_the_agent(tmp_path):
+    from island_cli.agent.config import load
+
+    env = {"NATS_URL": "nats://127.0.0.1:4999"}
+    config = load(run.island_config(tmp_path, env, "http://127.0.0.1:8123"))
+    assert (config.name, config.region, config.runtime) == ("demo-island", "local", "mock")
+    assert config.nats_url == "nats://127.0.0.1:4999"
+    assert config.api_url == "http://127.0.0.1:8123"
+    assert config.state_dir == tmp_path / "demo-island"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_make_run_serves_the_landing_page_on_embedded_services_and_stops_on_ctrl_c(tmp_path):
+    """GIVEN no service URLs WHEN the run command starts THEN the printed URL serves the
+    landing page and the demo key works; Ctrl-C stops every process and the embedded
+    servers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY")}
+    env.update(
+        STATE_DIR=str(tmp_path),
+        PORT=str(port),
+        REDIS_URL="redis://127.0.0.1:1/0",
+        NATS_URL="nats://127.0.0.1:1",
+        WEB_CONCURRENCY="1",
+        CELERY_CONCURRENCY="1",
+    )
+    cmd = [sys.executable, "-m", "portal.stack", "run", "--no-island"]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    opened = threading.Event()
+
+    def drain() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if "  Open http://" in line:
+                opened.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        assert opened.wait(90), "".join(lines[-40:])
+        output = "".join(lines)
+        assert f"Open http://127.0.0.1:{port}/" in output
+        assert "embedded SQLite" in output
+        assert "embedded redis-server" in output
+        assert "embedded nats-server" in output
+        key = next(line.split()[-1] for line in lines if "API key:  ak_" in line)
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/", timeout=10).status_code == 200
+        account = httpx.get(
+            f"{base}/api/v1/account", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
+        assert account.json()["data"]["email"] == "demo@example.com"
+        redis_url = next(line.split()[-1] for line in lines if "embedded redis-server at" in line)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0
+    assert not stack.reachable(f"tcp://127.0.0.1:{port}", port, timeout=0.5)
+    assert not stack.reachable(redis_url, 6379, timeout=0.5)
