@@ -2,10 +2,27 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import (
+    Avg,
+    Case,
+    Count,
+    DecimalField,
+    F,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Trunc
 from django.utils import timezone
 
 from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, SavedBid
@@ -167,3 +184,56 @@ def recommendations(*, island: Island) -> list[dict]:
 def total_held(*, user: User) -> Decimal:
     value = Balance.objects.filter(user=user).aggregate(s=Sum("held"))["s"]
     return value or Decimal(0)
+
+
+# --- Pages: the Exchange and the credit history ---------------------------------------
+
+# Chart resolution per window: a point per bucket keeps a 30-day chart at 30 points.
+HISTORY_BUCKETS = {"1h": "minute", "24h": "hour", "7d": "hour", "30d": "day"}
+
+
+def rate_histories(*, window: str) -> dict[int, list[dict[str, Any]]]:
+    """Every Cargo's rates in the window, one row per bucket, in one query."""
+    since = timezone.now() - HISTORY_WINDOWS[window]
+    rows = (
+        RateSnapshot.objects.filter(created_at__gte=since)
+        .annotate(at=Trunc("created_at", HISTORY_BUCKETS[window]))
+        .values("cargo_id", "at")
+        .annotate(
+            avg=Avg("avg_price"),
+            low=Min("min_price"),
+            high=Max("max_price"),
+            hosts=Max("num_hosts"),
+        )
+        .order_by("cargo_id", "at")
+    )
+    histories: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        row["at"] = max(row["at"], since)  # a bucket may start before the window
+        row["avg"] = Decimal(str(row["avg"])).quantize(Decimal("0.000001"))
+        histories.setdefault(row["cargo_id"], []).append(dict(row))
+    return histories
+
+
+def island_earnings(*, user: User) -> QuerySet[Any, Any]:
+    """The user's Islands ({id, name, karma, net_earnings}) with ``net_earnings``: the earning entries of the jobs each ran,
+    minus their fees, read from the ledger (so the page adds up to the balance)."""
+    net = Case(When(kind=LedgerEntry.Kind.FEE, then=-F("amount")), default=F("amount"))
+    per_island = (
+        LedgerEntry.objects.filter(
+            user=OuterRef("owner_id"),
+            kind__in=[LedgerEntry.Kind.EARNING, LedgerEntry.Kind.FEE],
+            job_id__in=Job.objects.filter(island_id=OuterRef(OuterRef("pk"))).values("id"),
+        )
+        .order_by()
+        .values("user")
+        .annotate(total=Sum(net))
+        .values("total")
+    )
+    zero = Value(Decimal(0), output_field=DecimalField(max_digits=20, decimal_places=6))
+    return (
+        Island.objects.filter(owner=user)
+        .annotate(net_earnings=Coalesce(Subquery(per_island), zero))
+        .order_by("name", "id")
+        .values("id", "name", "karma", "net_earnings")
+    )

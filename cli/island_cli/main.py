@@ -11,6 +11,7 @@ from island_cli.commands.api_keys import api_keys
 from island_cli.commands.auth import auth
 from island_cli.commands.completion import completion
 from island_cli.commands.hosts import hosts
+from island_cli.commands.market import market
 from island_cli.commands.sail import sail
 from island_cli.commands.workloads import workloads
 from island_cli.options import State, global_options
@@ -70,8 +71,8 @@ class IslandGroup(click.Group):
 )  # fmt: skip
 @global_options
 def cli() -> None:
-    """Archipelag.io from the command line: account, API keys, Cargos, Islands and Sail."""
+    """Archipelag.io from the command line: account, API keys, Cargos, Islands, market and Sail."""
 
 
-for command in (auth, account, api_keys, workloads, hosts, sail, completion):
+for command in (auth, account, api_keys, workloads, hosts, market, sail, completion):
     cli.add_command(command)

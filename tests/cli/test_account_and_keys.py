@@ -13,6 +13,7 @@ def test_account_prints_the_seed_pages_block(run, live, key):
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         f"Account\n  Email:   ada@example.com\n  ID:      {user.pk}\n  Credits: 10000.00\n"
+        "  Held:    0.00\n  Earned:  0.00\n"
     )
 
 

@@ -45,6 +45,8 @@ def test_account_shows_id_email_credits_and_creation_time(api, user):
             "id": str(user.pk),
             "email": "ada@example.com",
             "credits": float(settings.STARTING_CREDITS),
+            "held": 0.0,
+            "earnings": 0.0,
             "created_at": user.date_joined.isoformat().replace("+00:00", "Z"),
         }
     }
