@@ -213,7 +213,7 @@ async def main(args: argparse.Namespace) -> dict:
     bridge = spawn([sys.executable, "manage.py", "sail_bridge"], logs / "bridge.log")
     worker = spawn(
         [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", args.pool,
-         "--concurrency", str(args.concurrency), "--loglevel", "WARNING",
+         "--concurrency", str(args.concurrency), "--prefetch-multiplier", "1", "--loglevel", "WARNING",
          "--without-heartbeat", "--without-mingle", "--without-gossip"],
         logs / "worker.log",
     )  # fmt: skip

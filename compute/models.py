@@ -150,10 +150,23 @@ class Job(models.Model):
     assigned_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Placement prefers Islands of this region (blank: the coordinator's default).
+    region = models.CharField(max_length=50, blank=True)
+    # Output chunks that arrived ahead of a missing seq, {"<seq>": chunk}; merged into
+    # ``output`` as soon as the gap fills (compute.services.jobs.merge_chunks).
+    pending_chunks = models.JSONField(default=dict, blank=True)
+    # Images the Island sent ({data, format, width, height, seed?}).
+    images = models.JSONField(default=list, blank=True)
+    # Over this instant a running job becomes ``timeout`` (assigned_at + Cargo time limit).
+    deadline_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "-priority", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "-priority", "created_at"]),
+            models.Index(fields=["island", "status"], name="job_island_status"),
+            models.Index(fields=["user", "status"], name="job_user_status"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "idempotency_key"], name="unique_job_idempotency_key"

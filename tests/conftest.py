@@ -19,7 +19,7 @@ from portal.models import User
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.browser_fixtures"]
+pytest_plugins = ["tests.browser_fixtures", "tests.stack_fixtures"]
 
 
 @pytest.fixture(autouse=True)

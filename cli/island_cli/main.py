@@ -9,8 +9,10 @@ from island_cli import __version__
 from island_cli.commands.account import account
 from island_cli.commands.api_keys import api_keys
 from island_cli.commands.auth import auth
+from island_cli.commands.chat import chat
 from island_cli.commands.completion import completion
 from island_cli.commands.hosts import hosts
+from island_cli.commands.jobs import jobs
 from island_cli.commands.market import market
 from island_cli.commands.sail import sail
 from island_cli.commands.workloads import workloads
@@ -75,4 +77,6 @@ def cli() -> None:
 
 
 for command in (auth, account, api_keys, workloads, hosts, market, sail, completion):
+    cli.add_command(command)
+for command in (chat, jobs):
     cli.add_command(command)

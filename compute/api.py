@@ -1,0 +1,94 @@
+"""The hosts (Islands) API: what anyone signed in may know about the network's Islands.
+
+Only public fields leave here; the owner's identity never does.
+"""
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compute.models import Island, KarmaEvent
+from compute.selectors.islands import karma_history, network_islands
+from compute.services.karma import MINUTES_PER_KARMA
+from portal.api.base import InputSerializer, paginate, validated
+
+
+def present_host(island: Island) -> dict:
+    return {
+        "id": str(island.pk),
+        "name": island.name,
+        "status": island.live_status,  # type: ignore[attr-defined]
+        "region": island.region,
+        "capabilities": island.capabilities,
+        "karma_score": island.karma,
+        "last_heartbeat_at": island.last_heartbeat_at,
+    }
+
+
+def present_karma(island: Island) -> dict:
+    threshold = settings.KARMA_MONETIZATION_THRESHOLD
+    return {
+        "host_id": str(island.pk),
+        "karma_score": island.karma,
+        "pending_minutes": island.pending_minutes,
+        "minutes_per_karma": MINUTES_PER_KARMA,
+        "monetization_threshold": threshold,
+        "monetization_unlocked": island.karma >= threshold,
+        "jobs_completed": island.jobs_completed,
+        "jobs_failed": island.jobs_failed,
+    }
+
+
+def present_karma_event(event: KarmaEvent) -> dict:
+    return {
+        "id": event.pk,
+        "delta": event.delta,
+        "minutes": event.minutes,
+        "reason": event.reason,
+        "karma_after": event.karma_after,
+        "pending_minutes_after": event.pending_minutes_after,
+        "created_at": event.created_at,
+    }
+
+
+class HostFilter(InputSerializer):
+    status = serializers.ChoiceField(choices=Island.Status.choices, required=False)
+    limit = serializers.IntegerField(required=False)
+    offset = serializers.IntegerField(required=False)
+
+
+def _island(host_id: str) -> Island:
+    return get_object_or_404(network_islands(), pk=host_id)
+
+
+class HostListView(APIView):
+    @extend_schema(
+        summary="The Islands of the network (all, or ?status=online|offline)",
+        parameters=[OpenApiParameter("status", enum=["online", "offline"])],
+    )
+    def get(self, request: Request) -> Response:
+        status = validated(HostFilter, request.query_params.dict()).get("status")
+        return Response(paginate(request, network_islands(status=status), present_host))
+
+
+class HostDetailView(APIView):
+    @extend_schema(summary="One Island")
+    def get(self, request: Request, host_id: str) -> Response:
+        return Response({"data": present_host(_island(host_id))})
+
+
+class HostKarmaView(APIView):
+    @extend_schema(summary="An Island's karma")
+    def get(self, request: Request, host_id: str) -> Response:
+        return Response({"data": present_karma(_island(host_id))})
+
+
+class HostKarmaHistoryView(APIView):
+    @extend_schema(summary="Every change of an Island's karma, newest first")
+    def get(self, request: Request, host_id: str) -> Response:
+        island = _island(host_id)
+        return Response(paginate(request, karma_history(island=island), present_karma_event))

@@ -1,0 +1,67 @@
+"""Celery tasks of jobs: the dispatch pass, the sweep of leases and time limits (both
+scheduled in settings.CELERY_BEAT_SCHEDULE), and the ingestion of what Islands report
+about their jobs (records collected by the bridge; see sail/job_events.py).
+
+Ingestion tasks ack the JetStream messages only after their records are committed.
+"""
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from compute.services import dispatch, jobs
+from sail.acks import ack
+
+RETRY = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "max_retries": 8,
+}
+
+
+@shared_task(name="compute.dispatch_queued", max_retries=0, ignore_result=True)
+def dispatch_queued_task() -> int:
+    return dispatch.dispatch_queued()
+
+
+@shared_task(name="compute.sweep_jobs", max_retries=0, ignore_result=True)
+def sweep_jobs_task() -> dict[str, int]:
+    return dispatch.sweep_jobs()
+
+
+@shared_task(**RETRY)
+def ingest_job_status(records: list[dict], acks: list[str]) -> int:
+    done = sum(jobs.apply_status(**record) for record in records)
+    ack(acks)
+    return done
+
+
+@shared_task(**RETRY)
+def ingest_job_output(records: list[dict], acks: list[str]) -> int:
+    by_host: dict[str, list[dict]] = {}
+    for record in records:
+        by_host.setdefault(record["host_id"], []).append(record)
+    done = sum(jobs.apply_output(host_id=host, chunks=chunks) for host, chunks in by_host.items())
+    ack(acks)
+    return done
+
+
+@shared_task(**RETRY)
+def ingest_job_progress(records: list[dict], acks: list[str]) -> int:
+    done = sum(jobs.apply_progress(**record) for record in records)
+    ack(acks)
+    return done
+
+
+@shared_task(**RETRY)
+def ingest_job_images(records: list[dict], acks: list[str]) -> int:
+    done = sum(jobs.apply_image(**record) for record in records)
+    ack(acks)
+    return done
+
+
+@shared_task(**RETRY)
+def ingest_job_leases(records: list[dict], acks: list[str]) -> int:
+    done = sum(jobs.apply_lease(**record) for record in records)
+    ack(acks)
+    return done

@@ -1,0 +1,180 @@
+"""The Cargo catalog and the jobs API: /cargos, /workloads, /jobs (thin views over
+compute.selectors and compute.services)."""
+
+from datetime import datetime
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compute.models import Cargo, Job
+from compute.selectors import cargos as cargo_selectors
+from compute.selectors.jobs import job_of, jobs_of
+from compute.services import idempotency, jobs
+from portal.api.base import InputSerializer, PublicView, paginate, validated
+from portal.api.errors import ApiError
+
+_datetime = serializers.DateTimeField()
+
+
+def iso(moment: datetime | None) -> str | None:
+    return _datetime.to_representation(moment) if moment else None
+
+
+def present_cargo(cargo: Cargo) -> dict:
+    return {
+        "slug": cargo.slug,
+        "name": cargo.name,
+        "description": cargo.description,
+        "category": cargo.category,
+        "runtime_type": cargo.runtime_type,
+        "onnx_task_type": cargo.onnx_task_type,
+        "price_per_job": float(cargo.price_per_job),
+        "required_vram_mb": cargo.required_vram_mb,
+        "required_ram_mb": cargo.required_ram_mb,
+    }
+
+
+def present_workload(cargo: Cargo) -> dict:
+    return {
+        "id": cargo.pk,
+        "name": cargo.name,
+        "slug": cargo.slug,
+        "description": cargo.description,
+        "category": cargo.category,
+        "runtime_type": cargo.runtime_type,
+        "required_vram_mb": cargo.required_vram_mb,
+        "required_ram_mb": cargo.required_ram_mb,
+        "price_per_job": float(cargo.price_per_job),
+        "time_limit_seconds": cargo.time_limit_seconds,
+        "input_schema": cargo.input_schema,
+        "is_enabled": cargo.is_enabled,
+    }
+
+
+def present_job(job: Job) -> dict:
+    return {
+        "id": str(job.pk),
+        "workload_id": job.cargo_id,
+        "workload_slug": job.cargo.slug,
+        "status": job.status,
+        "priority": job.priority,
+        "input": job.input,
+        "output": job.output,
+        "usage": jobs.usage_of(job),
+        "island_id": str(job.island_id) if job.island_id else None,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "completed_at": iso(job.completed_at),
+        "duration_ms": jobs.duration_ms(job),
+        "error": job.error or None,
+    }
+
+
+class CatalogFilter(InputSerializer):
+    runtime_type = serializers.ChoiceField(choices=Cargo.Runtime.choices, required=False)
+    category = serializers.ChoiceField(choices=Cargo.Category.choices, required=False)
+
+
+class CargoListView(PublicView):
+    @extend_schema(summary="The Cargo catalog (no authentication)")
+    def get(self, request: Request) -> Response:
+        filters = validated(CatalogFilter, request.query_params.dict())
+        cargos = [present_cargo(c) for c in cargo_selectors.catalog(**filters)]
+        return Response({"cargos": cargos, "count": len(cargos)})
+
+
+class WorkloadListView(PublicView):
+    @extend_schema(summary="Workloads (Cargos) that jobs may use")
+    def get(self, request: Request) -> Response:
+        return Response(paginate(request, cargo_selectors.catalog(), present_workload))
+
+
+class WorkloadDetailView(PublicView):
+    @extend_schema(summary="One workload (Cargo) by slug")
+    def get(self, request: Request, slug: str) -> Response:
+        cargo = cargo_selectors.usable_cargo(slug)
+        if cargo is None:
+            raise ApiError("Workload not found", code="not_found", status_code=404)
+        return Response({"data": present_workload(cargo)})
+
+
+class JobInput(InputSerializer):
+    workload = serializers.CharField(max_length=100)
+    input = serializers.JSONField()
+    priority = serializers.IntegerField(min_value=0, max_value=100, default=0)
+    region = serializers.CharField(max_length=50, required=False, default="")  # extension
+
+
+class JobListView(APIView):
+    @extend_schema(summary="Your recent jobs")
+    def get(self, request: Request) -> Response:
+        return Response(paginate(request, jobs_of(request.user), present_job))
+
+    @extend_schema(summary="Submit a job (Idempotency-Key supported)")
+    def post(self, request: Request) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            code, body = self._create(request, None)
+            return Response(body, status=code)
+        code, body, replayed = idempotency.run_once(
+            user_id=request.user.pk,
+            key=idempotency.check_key(key),
+            scope="POST /jobs",
+            body=request.data,
+            run=lambda: self._create(request, key),
+        )
+        response = Response(body, status=code)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    def _create(self, request: Request, key: str | None) -> tuple[int, Any]:
+        data = validated(JobInput, request.data)
+        job = jobs.create_job(
+            user=request.user,
+            workload=data["workload"],
+            job_input=data["input"],
+            priority=data["priority"],
+            region=data["region"],
+            idempotency_key=key,
+        )
+        return status.HTTP_201_CREATED, {"data": present_job(job)}
+
+
+class JobDetailView(APIView):
+    @extend_schema(summary="One of your jobs")
+    def get(self, request: Request, job_id: str) -> Response:
+        return Response({"data": present_job(_own_job(request, job_id))})
+
+    @extend_schema(summary="Cancel a pending, queued or running job")
+    def delete(self, request: Request, job_id: str) -> Response:
+        _own_job(request, job_id)
+        job = jobs.cancel_job(user=request.user, job_id=job_id)
+        return Response({"data": present_job(job)})
+
+
+class JobOutputView(APIView):
+    @extend_schema(summary="The whole output of a job")
+    def get(self, request: Request, job_id: str) -> Response:
+        job = _own_job(request, job_id)
+        return Response(
+            {
+                "data": {
+                    "id": str(job.pk),
+                    "status": job.status,
+                    "output": job.output,
+                    "images": job.images,
+                }
+            }
+        )
+
+
+def _own_job(request: Request, job_id: str) -> Job:
+    job = job_of(request.user, job_id)
+    if job is None:
+        raise ApiError("Job not found", code="not_found", status_code=404)
+    return job

@@ -1,0 +1,48 @@
+"""Cargo input validation: a Cargo may declare a JSON Schema for its job input."""
+
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from compute.models import Cargo
+from portal.api.errors import ApiError
+
+MAX_ERRORS = 20
+
+
+def check_schema(schema: Any) -> None:
+    """Raise ``SchemaError`` when ``schema`` is not a valid JSON Schema (admin forms)."""
+    if schema is not None:
+        Draft202012Validator.check_schema(schema)
+
+
+def validate_input(*, cargo: Cargo, job_input: Any) -> None:
+    """Raise a 422 ``ApiError`` listing every violation of the Cargo's input schema."""
+    if not isinstance(job_input, dict):
+        raise ApiError(
+            "input: must be a JSON object",
+            code="validation_error",
+            status_code=422,
+            details={"input": ["Must be a JSON object."]},
+        )
+    if not cargo.input_schema:
+        return
+    try:
+        validator = Draft202012Validator(cargo.input_schema)
+        errors = sorted(validator.iter_errors(job_input), key=lambda e: list(e.absolute_path))
+    except SchemaError:  # pragma: no cover - the admin refuses invalid schemas
+        return
+    if not errors:
+        return
+    details: dict[str, list[str]] = {}
+    for error in errors[:MAX_ERRORS]:
+        path = ".".join(["input", *(str(p) for p in error.absolute_path)])
+        details.setdefault(path, []).append(error.message)
+    first_path, messages = next(iter(details.items()))
+    raise ApiError(
+        f"{first_path}: {messages[0]}",
+        code="validation_error",
+        status_code=422,
+        details=details,
+    )

@@ -1,0 +1,287 @@
+"""Dispatch: assign waiting jobs to Islands, requeue what Islands drop, time jobs out.
+
+- A new job is dispatched in the request that created it, right after its commit
+  (:func:`dispatch_after_commit`), so that the first token is not delayed by a task queue.
+- With no fitting Island it waits ``queued``; :func:`dispatch_queued` (priority, then
+  age) runs when an Island may have room (:func:`request_dispatch`, called on
+  registrations, pairings and heartbeats with free slots) and every few seconds from beat.
+- :func:`sweep_jobs` (beat) requeues jobs whose lease ran out or whose Island went
+  offline, to another Island, and ends jobs over their Cargo's time limit.
+"""
+
+import logging
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from compute.models import Island, Job
+from compute.selectors.islands import offline_cutoff
+from compute.services import placement
+from compute.services.jobs import WAITING, S, client_event, finish, transition
+from compute.services.publish import publish_assignment, publish_cancel, publish_job_events
+from portal.api.throttling import redis_client
+
+logger = logging.getLogger(__name__)
+CANDIDATES = 5
+PASS_LOCK, PASS_AGAIN, PASS_REQUESTED = "dispatch:pass", "dispatch:again", "dispatch:requested"
+ASSIGNMENT_FIELDS = (
+    "container_image", "image_digest", "wasm_url", "wasm_hash", "model_url", "model_hash",
+    "model_context_size", "model_temperature", "onnx_model_url", "onnx_model_hash",
+    "onnx_task_type", "sandbox_tier",
+)  # fmt: skip
+
+
+def dispatch_after_commit(job_id: uuid.UUID) -> None:
+    def go() -> None:
+        try:
+            dispatch_job(job_id)
+        except Exception:
+            # The job stays pending; the beat pass picks it up.
+            logger.exception("dispatch of job %s failed", job_id)
+
+    transaction.on_commit(go)
+
+
+def dispatch_job(job_id: uuid.UUID | str) -> str:
+    """Assign a pending or queued job to the best Island that takes it now; returns
+    ``assigned``, ``queued`` or ``gone`` (no longer waiting)."""
+    job = Job.objects.select_related("cargo").filter(pk=job_id, status__in=WAITING).first()
+    if job is None:
+        return "gone"
+    if job.status == S.PENDING and _earlier_job_waits(job):
+        transition(job.pk, "wait")
+        request_dispatch()
+        return "queued"
+    need = placement.Need.for_job(job)
+    for candidate in placement.choose(need, limit=CANDIDATES):
+        outcome = assign(job, candidate)
+        if outcome != "busy":
+            return outcome
+    transition(job.pk, "wait")
+    return "queued"
+
+
+def _earlier_job_waits(job: Job) -> bool:
+    """Fairness: a new job does not overtake queued ones of its Cargo and priority."""
+    return Job.objects.filter(
+        status=S.QUEUED, cargo_id=job.cargo_id, priority__gte=job.priority
+    ).exists()
+
+
+def assign(job: Job, candidate: placement.Candidate) -> str:
+    """Re-check the Island under its row lock (exact filters and free slots) and assign;
+    ``assigned``, ``busy`` (try the next Island) or ``gone``."""
+    now = timezone.now()
+    index = placement.index()
+    with transaction.atomic():
+        island = (
+            Island.objects.select_for_update()
+            .filter(
+                Q(cooldown_until__isnull=True) | Q(cooldown_until__lte=now),
+                pk=candidate.island_id,
+                status=Island.Status.ONLINE,
+                suspended=False,
+                last_heartbeat_at__gte=offline_cutoff(now),
+            )
+            .values("max_concurrent_jobs")
+            .first()
+        )
+        if island is None:
+            index.note_unavailable(candidate.island_id)
+            return "busy"
+        running = Job.objects.filter(island_id=candidate.island_id, status=S.RUNNING).count()
+        if running >= max(1, island["max_concurrent_jobs"]):
+            index.note_load(candidate.island_id, running)
+            return "busy"
+        attempt = job.attempts + 1
+        lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+        budget = job.budget if job.budget is not None else job.cargo.price_per_job
+        moved = transition(
+            job.pk,
+            "assign",
+            attempt=job.attempts,
+            island_id=None,
+            island=candidate.island_id,
+            attempts=attempt,
+            assigned_at=now,
+            lease_expires_at=lease,
+            deadline_at=now + timedelta(seconds=job.cargo.time_limit_seconds),
+            price=Decimal(str(candidate.ask)) if candidate.ask is not None else budget,
+        )
+        if not moved:
+            return "gone"
+        payload = assignment(job, lease_ms=int(lease.timestamp() * 1000))
+        island_id = candidate.island_id
+        transaction.on_commit(lambda: _send(job.pk, island_id, attempt, payload))
+    index.note_load(candidate.island_id, running + 1)
+    return "assigned"
+
+
+def assignment(job: Job, *, lease_ms: int) -> dict[str, Any]:
+    """The ``host.{id}.jobs`` payload: protocol fields, then the Cargo's runtime fields."""
+    cargo = job.cargo
+    payload: dict[str, Any] = {
+        "job_id": str(job.pk),
+        "workload_id": cargo.slug,
+        "workload_slug": cargo.slug,  # extension
+        "input": job.input,
+        "lease_expires": lease_ms,
+        "runtime_type": cargo.runtime_type,
+        "time_limit_seconds": cargo.time_limit_seconds,  # extension
+    }
+    if cargo.onnx_task_type:
+        payload["onnx_task_type"] = cargo.onnx_task_type
+    spec = cargo.spec if isinstance(cargo.spec, dict) else {}
+    for name, value in spec.items():
+        if value is not None and name not in payload:
+            payload[name] = value
+    return payload
+
+
+def _send(job_id: uuid.UUID, island_id: str, attempt: int, payload: dict) -> None:
+    try:
+        publish_assignment(island_id, payload, msg_id=f"{job_id}:{attempt}")
+    except Exception:
+        logger.exception("could not publish job %s to %s; requeueing it", job_id, island_id)
+        requeue_job(
+            job_id=job_id, island_id=island_id, reason="assignment not delivered", exclude=False
+        )
+        return
+    event = client_event(
+        job_id,
+        f"{attempt}:s:assigned",
+        "status",
+        state="running",
+        phase="assigned",
+        island_id=str(island_id),
+    )
+    publish_job_events(job_id, [event])
+
+
+# --- the queue ----------------------------------------------------------------------
+def request_dispatch() -> None:
+    """Ask for a dispatch pass soon (cheap; at most a few per second run)."""
+    from compute.job_tasks import dispatch_queued_task
+
+    try:
+        if redis_client().set(PASS_REQUESTED, 1, nx=True, px=250):
+            dispatch_queued_task.delay()
+    except Exception:
+        logger.exception("could not request a dispatch pass; beat will run one")
+
+
+def dispatch_queued(*, limit: int = 500) -> int:
+    """Dispatch waiting jobs, highest priority first, then oldest; returns how many were
+    assigned. One pass at a time; a pass requested meanwhile runs right after."""
+    redis = redis_client()
+    if not redis.set(PASS_LOCK, 1, nx=True, ex=60):
+        redis.set(PASS_AGAIN, 1, ex=60)
+        return 0
+    assigned = 0
+    try:
+        while True:
+            redis.delete(PASS_AGAIN)
+            assigned += _pass(limit)
+            if not redis.get(PASS_AGAIN):
+                return assigned
+    finally:
+        redis.delete(PASS_LOCK)
+
+
+def _pass(limit: int) -> int:
+    placement.index().refresh()  # a pass often follows news of an Island: see it now
+    stale = timezone.now() - timedelta(seconds=5)  # pending ones whose own dispatch died
+    waiting = (
+        Job.objects.filter(Q(status=S.QUEUED) | Q(status=S.PENDING, created_at__lt=stale))
+        .order_by("-priority", "created_at")
+        .values_list("pk", "cargo_id", "excluded_islands")[:limit]
+    )
+    blocked: set[int] = set()
+    assigned = 0
+    for job_id, cargo_id, excluded in waiting:
+        if cargo_id in blocked and not excluded:
+            continue
+        outcome = dispatch_job(job_id)
+        assigned += outcome == "assigned"
+        if outcome == "queued" and not excluded:
+            blocked.add(cargo_id)  # the same needs will not fit either in this pass
+    return assigned
+
+
+# --- dropped jobs, leases, time limits ----------------------------------------------
+def requeue_job(
+    *, job_id: uuid.UUID | str, island_id: uuid.UUID | str, reason: str, exclude: bool = True
+) -> bool:
+    """Take a running job back from ``island_id`` and queue it for another Island (up to
+    ``JOB_MAX_ATTEMPTS`` Islands, then it fails)."""
+    with transaction.atomic():
+        job = (
+            Job.objects.select_for_update()
+            .filter(pk=job_id, island_id=island_id, status=S.RUNNING)
+            .first()
+        )
+        if job is None:
+            return False
+        if job.attempts >= settings.JOB_MAX_ATTEMPTS:
+            error = f"{reason}; no Island finished the job in {job.attempts} attempts"
+            return finish(job_id=job.pk, event="fail", error=error, notify=True)
+        excluded = list(job.excluded_islands or [])
+        if exclude and str(island_id) not in excluded:
+            excluded.append(str(island_id))
+        transition(
+            job.pk,
+            "requeue",
+            island_id=island_id,
+            island=None,
+            excluded_islands=excluded,
+            output="",
+            last_seq=0,
+            pending_chunks={},
+            images=[],
+            assigned_at=None,
+            started_at=None,
+            lease_expires_at=None,
+            deadline_at=None,
+        )
+        key = f"{job.attempts}:s:requeued"
+        publish_job_events(
+            job.pk, [client_event(job.pk, key, "status", state="queued", reason=reason)]
+        )
+        transaction.on_commit(lambda: publish_cancel(island_id, job_id))
+        transaction.on_commit(request_dispatch)
+    placement.index().note_load(str(island_id), 0)
+    return True
+
+
+def requeue_jobs_of(island_id: uuid.UUID | str, *, reason: str = "the Island went offline") -> int:
+    """Requeue every job running on an Island (the liveness sweep calls this)."""
+    job_ids = Job.objects.filter(island_id=island_id, status=S.RUNNING).values_list("pk", flat=True)
+    return sum(requeue_job(job_id=j, island_id=island_id, reason=reason) for j in list(job_ids))
+
+
+def sweep_jobs() -> dict[str, int]:
+    """Time out jobs over their limit, requeue jobs of silent Islands and expired leases."""
+    now = timezone.now()
+    running = Job.objects.filter(status=S.RUNNING)
+    timed_out = sum(
+        finish(job_id=job_id, event="time_out", error=f"Timeout: job exceeded {limit}s limit", notify=True)
+        for job_id, limit in running.filter(deadline_at__lt=now).values_list("pk", "cargo__time_limit_seconds")
+    )  # fmt: skip
+    silent = list(
+        running.filter(
+            Q(island__last_heartbeat_at__lt=offline_cutoff(now))
+            | Q(island__status=Island.Status.OFFLINE)
+        ).values_list("pk", "island_id")
+    )
+    offline = sum(
+        requeue_job(job_id=j, island_id=i, reason="the Island went offline") for j, i in silent
+    )
+    expired = list(running.filter(lease_expires_at__lt=now).values_list("pk", "island_id"))
+    leases = sum(requeue_job(job_id=j, island_id=i, reason="lease expired") for j, i in expired)
+    return {"timed_out": timed_out, "offline": offline, "lease_expired": leases}

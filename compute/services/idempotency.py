@@ -1,0 +1,77 @@
+"""``Idempotency-Key`` for POST endpoints that create things (POST /jobs, and
+/chat/completions): the first successful answer is stored for
+``IDEMPOTENCY_TTL_SECONDS`` (24 h) and returned again, same status and body, to a retry
+with the same key and the same body.
+
+- A retry while the first request still runs: 409 ``idempotency_key_in_use``.
+- The same key with a different body (or on another endpoint): 422
+  ``idempotency_key_reused`` -- a client bug, never silently served.
+- Only successes (2xx) are stored: a request refused for a fixable reason (validation,
+  the concurrent-job limit) may be retried with the same key once fixed.
+Keys are per account. The record lives in Redis; the job row keeps the key too.
+"""
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+from portal.api.errors import ApiError
+from portal.api.throttling import redis_client
+
+MAX_KEY_LENGTH = 200
+IN_FLIGHT_SECONDS = 60
+
+
+def check_key(key: str) -> str:
+    if not (0 < len(key) <= MAX_KEY_LENGTH) or not key.isprintable() or not key.isascii():
+        raise ApiError(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters",
+            code="invalid_idempotency_key",
+            status_code=422,
+        )
+    return key
+
+
+def fingerprint(scope: str, body: Any) -> str:
+    return hashlib.sha256(
+        scope.encode() + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+
+
+def run_once(
+    *, user_id: object, key: str, scope: str, body: Any, run: Callable[[], tuple[int, Any]]
+) -> tuple[int, Any, bool]:
+    """``(status, body, replayed)``: the stored answer for ``key``, or ``run()``'s."""
+    redis = redis_client()
+    name = f"idem:{user_id}:{hashlib.sha256(key.encode()).hexdigest()}"
+    digest = fingerprint(scope, body)
+    claim = orjson.dumps({"fingerprint": digest, "state": "running"})
+    if not redis.set(name, claim, nx=True, ex=IN_FLIGHT_SECONDS):
+        stored = orjson.loads(redis.get(name) or b"{}")
+        if stored and stored.get("fingerprint") != digest:
+            raise ApiError(
+                "This Idempotency-Key was used with a different request",
+                code="idempotency_key_reused",
+                status_code=422,
+            )
+        if stored.get("state") == "done":
+            return stored["status"], stored["body"], True
+        raise ApiError(
+            "A request with this Idempotency-Key is still being processed",
+            code="idempotency_key_in_use",
+            status_code=409,
+        )
+    try:
+        status, result = run()
+    except BaseException:
+        redis.delete(name)
+        raise
+    if 200 <= status < 300:
+        record = {"fingerprint": digest, "state": "done", "status": status, "body": result}
+        redis.set(name, orjson.dumps(record, default=str), ex=settings.IDEMPOTENCY_TTL_SECONDS)
+    else:
+        redis.delete(name)
+    return status, result, False

@@ -1,0 +1,404 @@
+"""Jobs: the state machine, submission and cancellation, and what Islands report.
+
+Every status change goes through :func:`transition`, a conditional UPDATE over the
+table :data:`TRANSITIONS`: it applies only when the row is still in an allowed source
+state (and, for Island reports, still on that Island and attempt), so two workers
+handling the same message, or a late message after a final state, never apply twice.
+Final states never change: no transition leaves them.
+
+Island messages (status, output, progress, image, lease) lock the job row, apply, and
+publish the client events of :mod:`compute.services.publish` before the lock is
+released; publishing under the lock is deliberate: it is what keeps the events of one
+job in order when several workers handle its messages. A rolled-back transaction that
+already published is harmless: the redelivered message publishes the same ``Nats-Msg-Id``
+again, which JetStream drops.
+"""
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.dispatch import Signal
+from django.utils import timezone
+
+from compute.models import Island, Job
+from compute.selectors.cargos import usable_cargo
+from compute.services import cargos as cargo_service
+from compute.services.publish import publish_cancel, publish_job_events
+from portal.api.errors import ApiError
+from portal.models import User
+
+logger = logging.getLogger(__name__)
+S = Job.Status
+WAITING = frozenset({S.PENDING, S.QUEUED})
+ACTIVE = frozenset({S.PENDING, S.QUEUED, S.RUNNING})
+# event -> (source states, target state). The one place that says how a job may move.
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "assign": (WAITING, S.RUNNING),
+    "wait": (frozenset({S.PENDING}), S.QUEUED),
+    "requeue": (frozenset({S.RUNNING}), S.QUEUED),
+    "succeed": (frozenset({S.RUNNING}), S.COMPLETED),
+    "fail": (ACTIVE, S.FAILED),
+    "cancel": (ACTIVE, S.CANCELLED),
+    "time_out": (frozenset({S.RUNNING}), S.TIMEOUT),
+}
+MAX_PENDING_CHUNKS = 10_000
+# Sent by an Island whose own time limit ended the job (island-protocol.md).
+ISLAND_TIMEOUT_PREFIX = "timeout"
+
+# Sent after the commit that made a job final: ``job_id``, ``status``.
+job_finished = Signal()
+
+
+def transition(
+    job_id: uuid.UUID | str,
+    event: str,
+    *,
+    island_id: uuid.UUID | str | None = None,
+    attempt: int | None = None,
+    **changes: Any,
+) -> bool:
+    """Move the job on ``event`` if it is in a source state; ``True`` if it moved."""
+    sources, target = TRANSITIONS[event]
+    jobs = Job.objects.filter(pk=job_id, status__in=sources)
+    if island_id is not None:
+        jobs = jobs.filter(island_id=island_id)
+    if attempt is not None:
+        jobs = jobs.filter(attempts=attempt)
+    return jobs.update(status=target, **changes) == 1
+
+
+# --- client events ------------------------------------------------------------------
+def client_event(job_id: object, key: str, kind: str, **fields: Any) -> tuple[str, dict]:
+    """``(Nats-Msg-Id, event)``; the id makes a republished event a duplicate."""
+    return f"{job_id}:{key}", {"type": kind, "job_id": str(job_id), **fields}
+
+
+def usage_of(job: Job) -> dict:
+    known = [n for n in (job.prompt_tokens, job.completion_tokens) if n is not None]
+    return {
+        "prompt_tokens": job.prompt_tokens,
+        "completion_tokens": job.completion_tokens,
+        "total_tokens": sum(known) if known else None,
+        "credits_used": float(job.credits_used) if job.credits_used is not None else None,
+    }
+
+
+# --- submission and cancellation ----------------------------------------------------
+def create_job(
+    *,
+    user: User,
+    workload: str,
+    job_input: Any,
+    priority: int = 0,
+    region: str = "",
+    idempotency_key: str | None = None,
+) -> Job:
+    """Validate, enforce the concurrent-job quota, store a ``pending`` job and dispatch it
+    once committed."""
+    from compute.services.dispatch import dispatch_after_commit
+
+    cargo = usable_cargo(workload)
+    if cargo is None:
+        raise ApiError(f"Unknown workload: {workload}", code="workload_not_found", status_code=404)
+    cargo_service.validate_input(cargo=cargo, job_input=job_input)
+    with transaction.atomic():
+        # One lock per account serialises its submissions, so the quota cannot be
+        # overrun by parallel requests.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        if idempotency_key and (earlier := _keyed_job(user, idempotency_key)):
+            return earlier
+        active = Job.objects.filter(user=user, status__in=ACTIVE).count()
+        if active >= settings.JOB_CONCURRENT_LIMIT:
+            raise ApiError(
+                f"At most {settings.JOB_CONCURRENT_LIMIT} jobs may run at once per account",
+                code="concurrent_job_limit",
+                status_code=429,
+                limit=settings.JOB_CONCURRENT_LIMIT,
+                retry_after=1,
+            )
+        job = Job.objects.create(
+            user=user,
+            cargo=cargo,
+            input=job_input,
+            priority=priority,
+            region=region,
+            budget=cargo.price_per_job,
+            idempotency_key=idempotency_key,
+        )
+        dispatch_after_commit(job.pk)
+    return job
+
+
+def _keyed_job(user: User, key: str) -> Job | None:
+    """The job already created with this Idempotency-Key within its lifetime (a fallback
+    for a lost idempotency record); an older one gives its key up."""
+    earlier = Job.objects.filter(user=user, idempotency_key=key).first()
+    if earlier is None:
+        return None
+    if earlier.created_at > timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS):
+        return earlier
+    Job.objects.filter(pk=earlier.pk).update(idempotency_key=None)
+    return None
+
+
+def cancel_job(*, user: User, job_id: uuid.UUID | str) -> Job:
+    """Cancel the user's pending, queued or running job; 409 if it already ended."""
+    job = Job.objects.filter(pk=job_id, user=user).first()
+    if job is None:
+        raise ApiError("Job not found", code="not_found", status_code=404)
+    if not finish(job_id=job.pk, event="cancel", error="Cancelled by the user", notify=True):
+        job.refresh_from_db(fields=["status"])
+        raise ApiError(
+            f"The job already ended ({job.status})",
+            code="job_finished",
+            status_code=409,
+            status=job.status,
+        )
+    job.refresh_from_db()
+    return job
+
+
+# --- ending a job -------------------------------------------------------------------
+def _flush_pending(job: Job) -> list[tuple[int, str]]:
+    """Chunks still waiting for a gap that will never fill, in seq order."""
+    tail = sorted((int(seq), text) for seq, text in (job.pending_chunks or {}).items())
+    job.pending_chunks = {}
+    if tail:
+        job.output += "".join(text for _, text in tail)
+        job.last_seq = tail[-1][0]
+    return tail
+
+
+def finish(
+    *,
+    job_id: uuid.UUID | str,
+    event: str,
+    island_id: uuid.UUID | str | None = None,
+    error: str = "",
+    usage: dict | None = None,
+    notify: bool = False,
+) -> bool:
+    """End a job (``succeed``, ``fail``, ``cancel``, ``time_out``); ``True`` if this call
+    ended it. ``island_id``: only if the job is on that Island. ``notify``: tell the
+    Island to stop (``host.{id}.cancel``) once committed."""
+    with transaction.atomic():
+        jobs = Job.objects.select_for_update().filter(pk=job_id)
+        if island_id is not None:
+            jobs = jobs.filter(island_id=island_id)
+        job = jobs.first()
+        if job is None or job.status not in TRANSITIONS[event][0]:
+            return False
+        _end(job, event, error=error, usage=usage or {})
+        if notify and job.island_id:
+            transaction.on_commit(lambda: publish_cancel(job.island_id, job.pk))
+    return True
+
+
+def _end(job: Job, event: str, *, error: str, usage: dict) -> None:
+    """Apply ``event`` to the locked ``job`` and publish its last events."""
+    now = timezone.now()
+    attempt, tail = job.attempts, _flush_pending(job)
+    changes: dict[str, Any] = {
+        "completed_at": now,
+        "output": job.output,
+        "last_seq": job.last_seq,
+        "pending_chunks": {},
+        "lease_expires_at": None,
+        "error": error[:2000],
+    }
+    if event == "succeed":
+        changes["prompt_tokens"] = _count(usage.get("prompt_tokens"))
+        changes["completion_tokens"] = _count(usage.get("completion_tokens"))
+        changes["credits_used"] = job.price if job.price is not None else job.budget
+    transition(job.pk, event, **changes)
+    for name, value in changes.items():
+        setattr(job, name, value)
+    job.status = TRANSITIONS[event][1]
+    _count_on_island(job, event)
+    events = [event_token(job.pk, attempt, seq, text) for seq, text in tail]
+    events.append(client_event(job.pk, f"s:{job.status}", "status", state=job.status))
+    if job.status == S.COMPLETED:
+        usage_out = {k: v for k, v in usage_of(job).items() if k != "credits_used"}
+        events.append(client_event(job.pk, "done", "done", usage=usage_out))
+    else:
+        events.append(client_event(job.pk, "error", "error", error=job.error or job.status))
+    publish_job_events(job.pk, events)
+    job_id, status = job.pk, job.status
+    transaction.on_commit(
+        lambda: job_finished.send_robust(sender=Job, job_id=job_id, status=status)
+    )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _count_on_island(job: Job, event: str) -> None:
+    from compute.services import karma
+
+    if not job.island_id:
+        return
+    if event == "succeed":
+        Island.objects.filter(pk=job.island_id).update(jobs_completed=F("jobs_completed") + 1)
+        started = job.started_at or job.assigned_at or job.completed_at
+        minutes = int((job.completed_at - started).total_seconds() // 60)
+        if minutes > 0:
+            karma.credit_compute(island_id=job.island_id, minutes=minutes, job_id=job.pk)
+    elif event in ("fail", "time_out"):
+        Island.objects.filter(pk=job.island_id).update(jobs_failed=F("jobs_failed") + 1)
+        penalty = settings.JOB_FAILURE_KARMA_PENALTY
+        if penalty:
+            reason = "job_timeout" if event == "time_out" else "job_failed"
+            karma.change_karma(
+                island_id=job.island_id, delta=-penalty, reason=reason, job_id=job.pk
+            )
+
+
+def event_token(job_id: object, attempt: int, seq: int, text: str) -> tuple[str, dict]:
+    return client_event(job_id, f"{attempt}:t:{seq}", "token", content=text, seq=seq)
+
+
+# --- what Islands report ------------------------------------------------------------
+def _owned(job_id: str, host_id: str) -> dict | None:
+    """The job's attempt if it is running on ``host_id``; ``None`` ignores the message."""
+    return (
+        Job.objects.filter(pk=job_id, island_id=host_id, status=S.RUNNING)
+        .values("attempts", "started_at")
+        .first()
+    )
+
+
+def apply_status(
+    *, host_id: str, job_id: str, state: str, error: str = "", usage: dict | None = None
+) -> bool:
+    """``host.{id}.status``; ``True`` if it changed something."""
+    if state in ("started", "streaming"):
+        owned = _owned(job_id, host_id)
+        if owned is None:
+            return False
+        first = Job.objects.filter(
+            pk=job_id, island_id=host_id, status=S.RUNNING, started_at__isnull=True
+        ).update(started_at=timezone.now())
+        key = f"{owned['attempts']}:s:{state}"
+        publish_job_events(
+            job_id, [client_event(job_id, key, "status", state="running", phase=state)]
+        )
+        return bool(first)
+    if state == "succeeded":
+        return finish(job_id=job_id, event="succeed", island_id=host_id, usage=usage)
+    if state == "failed":
+        timed_out = error.strip().lower().startswith(ISLAND_TIMEOUT_PREFIX)
+        return finish(
+            job_id=job_id,
+            event="time_out" if timed_out else "fail",
+            island_id=host_id,
+            error=error or "The Island reported a failure",
+        )
+    if state == "cancelled":
+        return finish(
+            job_id=job_id, event="cancel", island_id=host_id, error="Cancelled on the Island"
+        )
+    return False
+
+
+def merge_chunks(job: Job, chunks: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Add ``(seq, chunk)`` pairs to the job; returns those now appended to ``output``, in
+    seq order. A seq already applied or already waiting is a duplicate; one beyond a gap
+    waits in ``pending_chunks`` until the gap fills."""
+    pending = dict(job.pending_chunks or {})
+    for seq, text in chunks:
+        if seq > job.last_seq and str(seq) not in pending and len(pending) < MAX_PENDING_CHUNKS:
+            pending[str(seq)] = text
+    appended = []
+    while (text := pending.pop(str(job.last_seq + 1), None)) is not None:
+        job.last_seq += 1
+        appended.append((job.last_seq, text))
+    job.output += "".join(text for _, text in appended)
+    job.pending_chunks = pending
+    return appended
+
+
+def apply_output(*, host_id: str, chunks: list[dict]) -> int:
+    """A batch of ``host.{id}.output`` messages ``{job_id, seq, chunk}`` of one Island,
+    in one transaction; returns how many chunks were appended."""
+    by_job: dict[str, list[tuple[int, str]]] = {}
+    for chunk in chunks:
+        by_job.setdefault(str(chunk["job_id"]), []).append((chunk["seq"], chunk["chunk"]))
+    appended_total = 0
+    with transaction.atomic():
+        jobs = list(
+            Job.objects.select_for_update()
+            .filter(pk__in=list(by_job), island_id=host_id, status=S.RUNNING)
+            .only("id", "output", "last_seq", "pending_chunks", "attempts")
+            .order_by("pk")
+        )
+        changed = []
+        for job in jobs:
+            before = (job.last_seq, len(job.pending_chunks or {}))
+            appended = merge_chunks(job, by_job[str(job.pk)])
+            if (job.last_seq, len(job.pending_chunks)) != before:
+                changed.append(job)
+            appended_total += len(appended)
+            if appended:
+                publish_job_events(
+                    job.pk, [event_token(job.pk, job.attempts, s, t) for s, t in appended]
+                )
+        if changed:
+            Job.objects.bulk_update(changed, ["output", "last_seq", "pending_chunks"])
+    return appended_total
+
+
+def apply_progress(*, host_id: str, job_id: str, step: int, total: int) -> bool:
+    owned = _owned(job_id, host_id)
+    if owned is None:
+        return False
+    key = f"{owned['attempts']}:p:{step}"
+    publish_job_events(job_id, [client_event(job_id, key, "progress", step=step, total=total)])
+    return True
+
+
+def apply_image(*, host_id: str, job_id: str, image: dict) -> bool:
+    """``host.{id}.image``: kept on the job (``images``) and sent to clients."""
+    with transaction.atomic():
+        job = (
+            Job.objects.select_for_update()
+            .filter(pk=job_id, island_id=host_id, status=S.RUNNING)
+            .only("id", "images", "attempts")
+            .first()
+        )
+        if job is None:
+            return False
+        job.images = [*job.images, image]
+        job.save(update_fields=["images"])
+        key = f"{job.attempts}:i:{len(job.images)}"
+        publish_job_events(job.pk, [client_event(job.pk, key, "image", **image)])
+    return True
+
+
+def apply_lease(*, host_id: str, job_id: str, extend_seconds: float) -> bool:
+    """``host.{id}.lease``: the job's lease now ends ``extend_seconds`` from now (capped);
+    a lease never shrinks."""
+    seconds = max(0.0, min(float(extend_seconds), settings.JOB_MAX_LEASE_EXTENSION_SECONDS))
+    until = timezone.now() + timedelta(seconds=seconds)
+    jobs = Job.objects.filter(pk=job_id, island_id=host_id, status=S.RUNNING)
+    return (
+        bool(jobs.filter(lease_expires_at__lt=until).update(lease_expires_at=until))
+        or jobs.exists()
+    )
+
+
+def duration_ms(job: Job) -> int | None:
+    start: datetime | None = job.started_at or job.assigned_at
+    if not (start and job.completed_at):
+        return None
+    return max(0, int((job.completed_at - start).total_seconds() * 1000))
+
+
+def money(value: Decimal | None) -> float | None:
+    return float(value) if value is not None else None

@@ -1,0 +1,439 @@
+"""Placement: which Island should run a job (product-notes, "Placement").
+
+Filters: online (by heartbeat age), not suspended, not in cooldown, runtime supported,
+RAM and VRAM fit, ask within the budget, a free job slot, not excluded for this job.
+Score 0-100: speed, fit and headroom weighted per runtime, times 0.9, plus up to 10 for
+karma. Order: the job's region first, then score, then a warm Cargo, then headroom.
+
+Speed matters (a decision among 10,000 online Islands must stay far under 10 ms), so
+decisions run vectorized with numpy over :class:`IslandIndex`, a per-process columnar
+copy of the Islands heard from recently, refreshed incrementally from the database (only
+rows whose heartbeat is newer than the last refresh). The copy may be a second old: the
+dispatcher re-checks the chosen Island under a row lock before it assigns
+(:func:`compute.services.dispatch.assign`), so staleness costs a retry with the next
+candidate, never a wrong assignment.
+"""
+
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+from django.conf import settings
+from django.db.models import Count, QuerySet, TextField
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
+
+from compute.models import Cargo, Island, Job
+
+logger = logging.getLogger(__name__)
+RUNTIMES = [choice.value for choice in Cargo.Runtime]
+RUNTIME_BIT = {name: 1 << i for i, name in enumerate(RUNTIMES)}
+# (speed, fit, headroom) weights per runtime.
+WEIGHTS = {
+    "llmcpp": (0.50, 0.35, 0.15),
+    "container": (0.30, 0.40, 0.30),
+    "wasm": (0.25, 0.40, 0.35),
+    "coreml": (0.45, 0.40, 0.15),
+    "onnx": (0.45, 0.40, 0.15),
+    "diffusers": (0.45, 0.40, 0.15),
+}
+# Which throughput estimate stands for speed, first one the Island reports wins.
+SPEED_SOURCES = {
+    "llmcpp": ("tok", "bw", "cpu"),
+    "container": ("bw", "tok", "cpu"),
+    "diffusers": ("bw", "cpu"),
+    "onnx": ("bw", "cpu"),
+    "coreml": ("bw", "tok", "cpu"),
+    "wasm": ("cpu",),
+}
+FULL_TOK_S, FULL_BANDWIDTH_GB_S, FULL_CPU_CORES = 100.0, 1000.0, 32.0
+# Memory use of the job on the Island -> fit: a sweet spot between 50 % and 80 %;
+# a tiny job on a huge Island wastes it, one near 95 % risks running out.
+FIT_USE = [0.0, 0.2, 0.5, 0.8, 0.95, 1.0]
+FIT_SCORE = [0.1, 0.2, 1.0, 1.0, 0.1, 0.0]
+KARMA_FOR_FULL_BONUS = 100
+REFRESH_SLACK_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a job needs from an Island."""
+
+    runtime: str
+    slug: str
+    cargo_id: int
+    ram_mb: int = 0
+    vram_mb: int = 0
+    budget: float = math.inf
+    region: str = ""
+    excluded: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def for_job(cls, job: Job) -> "Need":
+        cargo = job.cargo
+        budget = job.budget if job.budget is not None else cargo.price_per_job
+        return cls(
+            runtime=cargo.runtime_type,
+            slug=cargo.slug,
+            cargo_id=cargo.pk,
+            ram_mb=cargo.required_ram_mb,
+            vram_mb=cargo.required_vram_mb,
+            budget=float(budget),
+            region=job.region or settings.PLACEMENT_REGION,
+            excluded=frozenset(str(i) for i in job.excluded_islands or []),
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    island_id: str
+    score: int
+    ask: float | None  # None: the Island states no price, the job clears at its budget
+    warm: bool
+    same_region: bool
+
+
+def _num(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) and number > 0 else 0.0
+
+
+def _price(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number if math.isfinite(number) and number >= 0 else math.nan
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str | bytes):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    return value
+
+
+def _epoch(moment: datetime | None) -> float:
+    return moment.timestamp() if moment else 0.0
+
+
+class IslandIndex:
+    COLUMNS = {
+        "hb": np.float64, "cooldown": np.float64, "online": np.bool_, "suspended": np.bool_,
+        "rt": np.int64, "ram": np.float64, "vram": np.float64, "tok": np.float64,
+        "bw": np.float64, "cpu": np.float64, "load": np.float64, "maxc": np.float64,
+        "karma": np.float64, "region": np.int64, "default_ask": np.float64,
+    }  # fmt: skip
+
+    @staticmethod
+    def rows(islands: QuerySet) -> QuerySet:
+        """Only what placement reads: scalar JSON keys extracted by the database, whole
+        JSON documents as text for orjson (several times faster than Django's decoding)."""
+        return islands.values(
+            "id", "status", "suspended", "cooldown_until", "last_heartbeat_at", "region",
+            "max_concurrent_jobs", "karma",
+            ram_mb=KT("capabilities__ram_mb"), gpu_vram_mb=KT("capabilities__gpu_vram_mb"),
+            cpu_cores=KT("capabilities__cpu_cores"), caps_region=KT("capabilities__region"),
+            tok_s=KT("metrics__performance_estimates__estimated_llm_tok_s"),
+            bandwidth=KT("metrics__performance_estimates__gpu_bandwidth_gb_s"),
+            runtimes_json=Cast("runtimes", TextField()),
+            asks_json=Cast("asking_prices", TextField()),
+            warm_json=Cast("warm_workloads", TextField()),
+        )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.size = 0
+        self.capacity = 0
+        self.ids: list[str] = []
+        self.pos: dict[str, int] = {}
+        self.regions: dict[str, int] = {}
+        self.asks: dict[str, np.ndarray] = {}
+        self.warm: dict[str, np.ndarray] = {}
+        self.row_asks: list[frozenset[str]] = []
+        self.row_warm: list[frozenset[str]] = []
+        self.cols: dict[str, np.ndarray] = {}
+        self._grow(1024)
+        self.refreshed_at = 0.0
+        self.full_at = 0.0
+        self.pid = os.getpid()
+        self.refreshing = False
+
+    # --- storage
+    def _grow(self, capacity: int) -> None:
+        def grown(old: np.ndarray | None, dtype: Any, fill: Any) -> np.ndarray:
+            new = np.full(capacity, fill, dtype=dtype)
+            if old is not None:
+                new[: self.capacity] = old
+            return new
+
+        for name, dtype in self.COLUMNS.items():
+            fill = np.nan if name == "default_ask" else 0
+            self.cols[name] = grown(self.cols.get(name), dtype, fill)
+        self.asks = {k: grown(v, np.float64, np.nan) for k, v in self.asks.items()}
+        self.warm = {k: grown(v, np.bool_, False) for k, v in self.warm.items()}
+        self.capacity = capacity
+
+    def _slot(self, island_id: str) -> int:
+        i = self.pos.get(island_id)
+        if i is None:
+            if self.size == self.capacity:
+                self._grow(self.capacity * 2)
+            i = self.pos[island_id] = self.size
+            self.ids.append(island_id)
+            self.row_asks.append(frozenset())
+            self.row_warm.append(frozenset())
+            self.size += 1
+        return i
+
+    def _keyed(self, table: dict[str, np.ndarray], key: str, dtype: Any, fill: Any) -> np.ndarray:
+        column = table.get(key)
+        if column is None:
+            column = table[key] = np.full(self.capacity, fill, dtype=dtype)
+        return column
+
+    def put(self, row: dict) -> None:
+        """Store one Island row (the values of :meth:`rows`)."""
+        self.put_many([row])
+
+    def put_many(self, rows: list[dict]) -> None:
+        """Store Island rows; columns are written in one vectorized assignment each."""
+        if not rows:
+            return
+        values: dict[str, list] = {
+            name: [] for name in self.COLUMNS if name not in ("load", "default_ask")
+        }
+        for row in rows:
+            runtimes = _json(row["runtimes_json"])
+            runtimes = runtimes if isinstance(runtimes, list) else []
+            region = row["region"] or row["caps_region"] or ""
+            values["hb"].append(_epoch(row["last_heartbeat_at"]))
+            values["cooldown"].append(_epoch(row["cooldown_until"]))
+            values["online"].append(row["status"] == Island.Status.ONLINE)
+            values["suspended"].append(row["suspended"])
+            values["rt"].append(
+                sum(RUNTIME_BIT.get(r, 0) for r in set(runtimes) if isinstance(r, str))
+            )
+            values["ram"].append(_num(row["ram_mb"]))
+            values["vram"].append(_num(row["gpu_vram_mb"]))
+            values["tok"].append(min(1.0, _num(row["tok_s"]) / FULL_TOK_S))
+            values["bw"].append(min(1.0, _num(row["bandwidth"]) / FULL_BANDWIDTH_GB_S))
+            values["cpu"].append(min(1.0, _num(row["cpu_cores"]) / FULL_CPU_CORES))
+            values["maxc"].append(max(1, row["max_concurrent_jobs"] or 1))
+            values["karma"].append(row["karma"] or 0)
+            values["region"].append(
+                self.regions.setdefault(region, len(self.regions)) if region else -1
+            )
+        asks = [_json(row["asks_json"]) for row in rows]
+        warms = [_json(row["warm_json"]) for row in rows]
+        # Parsed above without the lock; decisions wait only for the assignments below.
+        with self.lock:
+            at = np.array([self._slot(str(row["id"])) for row in rows])
+            for name, column in values.items():
+                self.cols[name][at] = column
+            for i, prices, warm in zip(at.tolist(), asks, warms, strict=True):
+                self._put_asks(i, prices if isinstance(prices, dict) else {})
+                self._put_warm(
+                    i, frozenset(str(w) for w in warm) if isinstance(warm, list) else frozenset()
+                )
+
+    def _put_asks(self, i: int, prices: dict) -> None:
+        asks = {str(slug): _price(value) for slug, value in prices.items()}
+        self.cols["default_ask"][i] = asks.pop("_default", math.nan)
+        for gone in self.row_asks[i] - asks.keys():
+            self.asks[gone][i] = np.nan
+        for slug, price in asks.items():
+            self._keyed(self.asks, slug, np.float64, np.nan)[i] = price
+        self.row_asks[i] = frozenset(asks)
+
+    def _put_warm(self, i: int, warm: frozenset[str]) -> None:
+        for gone in self.row_warm[i] - warm:
+            self.warm[gone][i] = False
+        for key in warm:
+            self._keyed(self.warm, key, np.bool_, False)[i] = True
+        self.row_warm[i] = warm
+
+    # --- loading from the database
+    def refresh(self, *, full: bool = False) -> int:
+        """Load the Islands heard from since the last refresh (all recent ones if
+        ``full``); returns how many rows were read."""
+        with self.lock:
+            now = time.time()
+            if full or not self.full_at:
+                since = now - settings.HEARTBEAT_OFFLINE_SECONDS - REFRESH_SLACK_SECONDS
+                self.full_at = now
+            else:
+                since = self.refreshed_at - REFRESH_SLACK_SECONDS
+            self.refreshed_at = now
+        recent = Island.objects.filter(last_heartbeat_at__gte=datetime.fromtimestamp(since, tz=UTC))
+        rows = list(self.rows(recent))
+        self.put_many(rows)
+        self._load_running()
+        return len(rows)
+
+    def _load_running(self) -> None:
+        """An Island's load is the number of our jobs running on it: exact at once after
+        an assignment or an end, where its heartbeat's ``active_jobs`` lags by seconds."""
+        jobs = Job.objects.filter(status=Job.Status.RUNNING, island__isnull=False)
+        counts = list(
+            jobs.values("island_id").annotate(n=Count("id")).values_list("island_id", "n")
+        )
+        with self.lock:
+            load = self.cols["load"]
+            load[: self.size] = 0
+            for island_id, n in counts:
+                if (i := self.pos.get(str(island_id))) is not None:
+                    load[i] = n
+
+    def maybe_refresh(self) -> None:
+        """Load the index on first use; afterwards refresh it when stale, in a background
+        thread (``PLACEMENT_REFRESH_IN_BACKGROUND``) so that no decision waits for it."""
+        now = time.time()
+        full = now - self.full_at > settings.PLACEMENT_FULL_RELOAD_SECONDS
+        if not full and now - self.refreshed_at <= settings.PLACEMENT_REFRESH_SECONDS:
+            return
+        if not self.full_at or not settings.PLACEMENT_REFRESH_IN_BACKGROUND:
+            self.refresh(full=full)
+            return
+        with self.lock:
+            if self.refreshing:
+                return
+            self.refreshing = True
+        threading.Thread(target=self._refresh_in_background, args=(full,), daemon=True).start()
+
+    def _refresh_in_background(self, full: bool) -> None:
+        from django.db import connection
+
+        try:
+            self.refresh(full=full)
+        except Exception:
+            logger.exception("placement index refresh failed")
+        finally:
+            connection.close()
+            self.refreshing = False
+
+    # --- what the dispatcher learned
+    def note_load(self, island_id: str, load: int) -> None:
+        with self.lock:
+            i = self.pos.get(str(island_id))
+            if i is not None:
+                self.cols["load"][i] = load
+
+    def note_unavailable(self, island_id: str) -> None:
+        """The database says no (suspended, offline...): skip it until its next heartbeat."""
+        with self.lock:
+            i = self.pos.get(str(island_id))
+            if i is not None:
+                self.cols["hb"][i] = 0.0
+
+    # --- decisions
+    def choose(self, need: Need, *, limit: int = 5, now: float | None = None) -> list[Candidate]:
+        """The best ``limit`` Islands for ``need``, best first."""
+        with self.lock:
+            return self._choose(need, limit, time.time() if now is None else now)
+
+    def _choose(self, need: Need, limit: int, now: float) -> list[Candidate]:
+        n, c = self.size, {k: v[: self.size] for k, v in self.cols.items()}
+        bit = RUNTIME_BIT.get(need.runtime)
+        if not n or bit is None:
+            return []
+        ask = c["default_ask"]
+        if need.slug in self.asks:
+            own = self.asks[need.slug][:n]
+            ask = np.where(np.isnan(own), ask, own)
+        ok = (
+            c["online"]
+            & (c["hb"] >= now - settings.HEARTBEAT_OFFLINE_SECONDS)
+            & ~c["suspended"]
+            & (c["cooldown"] <= now)
+            & ((c["rt"] & bit) != 0)
+            & (c["ram"] >= need.ram_mb)
+            & (c["vram"] >= need.vram_mb)
+            & (c["load"] < c["maxc"])
+            & ~(ask > need.budget)  # no ask (NaN) is within any budget
+        )
+        for island_id in need.excluded:
+            if (i := self.pos.get(island_id)) is not None:
+                ok[i] = False
+        rows = np.flatnonzero(ok)
+        if not rows.size:
+            return []
+        score, headroom = self._score(need, {k: v[rows] for k, v in c.items()})
+        warm = np.zeros(rows.size, dtype=np.bool_)
+        for key in (need.slug, str(need.cargo_id)):
+            if key in self.warm:
+                warm |= self.warm[key][:n][rows]
+        code = self.regions.get(need.region) if need.region else None
+        same = c["region"][rows] == code if code is not None else np.zeros(rows.size, np.bool_)
+        key = same * 1e6 + score * 1e3 + warm * 100 + headroom * 10
+        top = (
+            np.argpartition(-key, limit - 1)[:limit] if rows.size > limit else np.arange(rows.size)
+        )
+        top = top[np.argsort(-key[top], kind="stable")]
+        return [
+            Candidate(
+                island_id=self.ids[rows[t]],
+                score=int(score[t]),
+                ask=None if math.isnan(ask[rows[t]]) else float(ask[rows[t]]),
+                warm=bool(warm[t]),
+                same_region=bool(same[t]),
+            )
+            for t in top
+        ]
+
+    @staticmethod
+    def _score(need: Need, c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        sources = SPEED_SOURCES.get(need.runtime, ("cpu",))
+        speed = c[sources[-1]]
+        for name in reversed(sources[:-1]):
+            speed = np.where(c[name] > 0, c[name], speed)
+        if need.vram_mb:
+            use = need.vram_mb / np.maximum(c["vram"], 1)
+        elif need.ram_mb:
+            use = need.ram_mb / np.maximum(c["ram"], 1)
+        else:
+            use = np.full(speed.shape, 0.5)
+        fit = np.interp(use, FIT_USE, FIT_SCORE)
+        headroom = 1 - c["load"] / c["maxc"]
+        w_speed, w_fit, w_head = WEIGHTS.get(need.runtime, WEIGHTS["container"])
+        base = 100 * (w_speed * speed + w_fit * fit + w_head * headroom)
+        bonus = np.clip(c["karma"], 0, KARMA_FOR_FULL_BONUS) * (10 / KARMA_FOR_FULL_BONUS)
+        return np.rint(0.9 * base + bonus), headroom
+
+
+_index: IslandIndex | None = None
+_index_lock = threading.Lock()
+
+
+def index() -> IslandIndex:
+    """This process's index (one per process; rebuilt after a fork)."""
+    global _index
+    with _index_lock:
+        if _index is None or _index.pid != os.getpid():
+            _index = IslandIndex()
+        return _index
+
+
+def reset_index() -> None:
+    """Forget every cached Island (tests, and after bulk changes)."""
+    global _index
+    with _index_lock:
+        _index = None
+
+
+def choose(need: Need, *, limit: int = 5) -> list[Candidate]:
+    idx = index()
+    idx.maybe_refresh()
+    return idx.choose(need, limit=limit)

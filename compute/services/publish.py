@@ -1,0 +1,129 @@
+"""What the coordinator publishes about jobs on NATS: assignments and cancels to Islands,
+and the normalized per-job event stream that SSE clients read.
+
+Streams (both created here when missing, idempotently, next to the bridge's own setup):
+- ``JOBS`` captures ``host.*.jobs``; field Islands read it through their durable
+  ``host-{id}`` consumers (island-protocol.md).
+- ``JOB_UPDATES`` captures ``jobs.*.events``: one JSON event per thing a client sees
+  (token, progress, status, image, done, error), deduplicated by ``Nats-Msg-Id``.
+"""
+
+import logging
+import threading
+from typing import Any
+
+import orjson
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NoStreamResponseError, NotFoundError
+
+from sail import subjects
+from sail.client import sail
+
+logger = logging.getLogger(__name__)
+
+JOB_UPDATES_STREAM = "JOB_UPDATES"
+MB = 1024 * 1024
+
+
+def job_events_subject(job_id: object) -> str:
+    return f"jobs.{job_id}.events"
+
+
+JOB_UPDATES = StreamConfig(
+    name=JOB_UPDATES_STREAM,
+    description="Normalized per-job events for clients (SSE): jobs.{job_id}.events",
+    subjects=["jobs.*.events"],
+    retention=RetentionPolicy.LIMITS,
+    storage=StorageType.FILE,
+    max_age=24 * 3600.0,
+    max_bytes=4096 * MB,
+    discard=DiscardPolicy.OLD,
+    duplicate_window=120.0,
+)
+
+
+def _jobs_stream() -> StreamConfig:
+    try:
+        from sail.streams import JOBS  # the bridge's definition, when present
+
+        return JOBS
+    except ImportError:  # pragma: no cover - the bridge module ships with the project
+        return StreamConfig(
+            name=subjects.JOBS_STREAM,
+            subjects=[subjects.host("*", "jobs")],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            max_age=3600.0,
+            duplicate_window=120.0,
+        )
+
+
+_ensured = threading.Event()
+
+
+def ensure_streams(force: bool = False) -> None:
+    """Create ``JOBS`` and ``JOB_UPDATES`` if they are missing (never reconfigure them:
+    the bridge owns their updates)."""
+    if _ensured.is_set() and not force:
+        return
+
+    async def go(nc: Any) -> None:
+        js = nc.jetstream()
+        for config in (_jobs_stream(), JOB_UPDATES):
+            try:
+                await js.stream_info(config.name)
+            except NotFoundError:
+                try:
+                    await js.add_stream(config)
+                except Exception:  # a twin created it in between
+                    await js.stream_info(config.name)
+
+    sail.call(go)
+    _ensured.set()
+
+
+def _js_publish(subject: str, payload: dict, msg_id: str) -> None:
+    ensure_streams()
+    try:
+        sail.js_publish(subject, payload, msg_id=msg_id)
+    except NoStreamResponseError:
+        ensure_streams(force=True)
+        sail.js_publish(subject, payload, msg_id=msg_id)
+
+
+def publish_assignment(host_id: object, payload: dict, *, msg_id: str) -> None:
+    """``host.{id}.jobs`` through JetStream; ``msg_id`` (job and attempt) dedupes retries."""
+    _js_publish(subjects.host(str(host_id), "jobs"), payload, msg_id)
+
+
+def publish_cancel(host_id: object, job_id: object) -> None:
+    try:
+        sail.publish(subjects.host(str(host_id), "cancel"), {"job_id": str(job_id)})
+    except Exception:
+        # The lease sweep and the Island's own time limit still end the job.
+        logger.exception("could not publish cancel of job %s to %s", job_id, host_id)
+
+
+def publish_job_events(job_id: object, events: list[tuple[str, dict]]) -> None:
+    """Publish ``(msg_id, event)`` pairs in order on ``jobs.{job_id}.events``.
+
+    Core NATS publishes on one connection keep their order, and the stream captures
+    them with ``Nats-Msg-Id`` dedupe; one flush per batch instead of one JetStream ack
+    round trip per token is what makes thousands of tokens per second cheap. Never
+    raises: an event a client misses is recoverable from the job row, a crashed handler
+    of Island messages is not.
+    """
+    if not events:
+        return
+    subject = job_events_subject(job_id)
+
+    async def go(nc: Any) -> None:
+        for msg_id, event in events:
+            await nc.publish(subject, orjson.dumps(event), headers={"Nats-Msg-Id": msg_id})
+        await nc.flush()
+
+    try:
+        ensure_streams()
+        sail.call(go)
+    except Exception:
+        logger.exception("could not publish events of job %s", job_id)

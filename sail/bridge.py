@@ -1,0 +1,273 @@
+"""The bridge between the Islands on NATS and the coordinator's database.
+
+A thin asyncio loop; everything it decides is in plain functions (the parse functions
+of :mod:`sail.handlers`, :func:`sort_batch`) that are tested directly.
+
+- Request/reply (core NATS, answered at once): ``coordinator.hosts.pairing`` and
+  ``host.*.ping``.
+- Everything that must not be lost comes through the durable pull consumers of
+  :mod:`sail.streams`: the bridge collects a batch (up to ``SAIL_BATCH_SIZE`` messages or
+  ``SAIL_BATCH_WAIT_SECONDS``), sends each kind's records to its Celery task, and the
+  task acks the messages after its commit.
+- One bad message is logged and terminated (never redelivered); it never stops the loop.
+"""
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import nats
+import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from sail import registry, streams, subjects
+from sail.handlers.islands import pairing_reply, ping_reply
+from sail.pull import Puller
+from sail.registry import Incoming, Kind
+from sail.schemas import Invalid
+
+logger = logging.getLogger(__name__)
+QUEUE_GROUP = "coordinator"
+MAX_REQUEST_BYTES = 4096
+CONCURRENT_REPLIES = 16
+
+
+@dataclass
+class Sorted:
+    """A fetched batch, sorted: records (with their ack subjects) per kind, and rejects."""
+
+    records: dict[Kind, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    msgs: dict[Kind, list[Msg]] = field(default_factory=lambda: defaultdict(list))
+    rejected: list[tuple[Msg, str]] = field(default_factory=list)
+
+
+def received_at(msg: Msg) -> datetime:
+    """The time the NATS server stored a JetStream message (now for a core message),
+    read from the ack subject: ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.
+    <consumer seq>.<nanoseconds>.<pending>`` (two more tokens after ``ACK`` with a domain)."""
+    tokens = (msg.reply or "").split(".")
+    try:
+        nanoseconds = int(tokens[7] if len(tokens) == 9 else tokens[9])
+        return datetime.fromtimestamp(nanoseconds / 1e9, tz=UTC)
+    except (IndexError, ValueError):
+        return datetime.now(UTC)
+
+
+def parse_one(msg: Msg, kinds: dict[str, Kind]) -> tuple[Kind, Any]:
+    host_id, name = subjects.kind_of(msg.subject)
+    kind = kinds.get(name)
+    if kind is None:
+        raise Invalid(f"no handler for {name!r}")
+    if len(msg.data) > kind.max_bytes:
+        raise Invalid(f"oversized: {len(msg.data)} bytes > {kind.max_bytes}")
+    if b"\\u0000" in msg.data:  # Postgres text and jsonb cannot hold NUL
+        raise Invalid("NUL character")
+    incoming = Incoming(msg.subject, host_id, name, msg.data, received_at(msg))
+    return kind, kind.parse(incoming)
+
+
+def sort_batch(msgs: list[Msg], kinds: dict[str, Kind]) -> Sorted:
+    batch = Sorted()
+    for msg in msgs:
+        try:
+            kind, record = parse_one(msg, kinds)
+        except Invalid as exc:
+            batch.rejected.append((msg, str(exc)[:200]))
+        except Exception as exc:  # a bug in a handler must not stop the bridge either
+            logger.exception("handler failed on %s", msg.subject)
+            batch.rejected.append((msg, f"handler error: {exc!r}"[:200]))
+        else:
+            batch.records[kind].append(record)
+            batch.msgs[kind].append(msg)
+    return batch
+
+
+def call_sync(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run blocking Django code with fresh database connections (no request cycle here)."""
+    close_old_connections()
+    try:
+        return function(*args, **kwargs)
+    finally:
+        close_old_connections()
+
+
+class Bridge:
+    def __init__(
+        self,
+        *,
+        nats_url: str | None = None,
+        batch_size: int | None = None,
+        batch_wait: float | None = None,
+    ) -> None:
+        self.nats_url = nats_url or settings.NATS_URL
+        self.batch_size = batch_size or settings.SAIL_BATCH_SIZE
+        self.batch_wait = batch_wait if batch_wait is not None else settings.SAIL_BATCH_WAIT_SECONDS
+        self.kinds = registry.discover()
+        self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.replies = asyncio.Semaphore(CONCURRENT_REPLIES)
+        self.background: set[asyncio.Task] = set()
+        self.nc: Client | None = None
+
+    def stop(self) -> None:
+        logger.info("bridge stopping")
+        self.stopping.set()
+
+    async def run(self) -> None:
+        self.nc = await self._connect()
+        if self.nc is None:
+            return
+        try:
+            js = self.nc.jetstream()
+            await self._ensure_streams(js)
+            await self.nc.subscribe(subjects.PAIRING, queue=QUEUE_GROUP, cb=self._on_pairing)
+            await self.nc.subscribe(subjects.host("*", "ping"), queue=QUEUE_GROUP, cb=self._on_ping)
+            await self.nc.flush()
+            consumers = [
+                asyncio.create_task(self._consume(streams.CONSUMERS[stream]))
+                for stream in sorted(registry.streams_with_handlers())
+            ]
+            consumers += [
+                asyncio.create_task(run(self.nc, self.stopping)) for run in registry.SERVICES
+            ]
+            self.ready.set()
+            logger.info("bridge ready: kinds %s", ", ".join(sorted(self.kinds)))
+            await self.stopping.wait()
+            done, late = await asyncio.wait(consumers, timeout=30)
+            for task in late:
+                task.cancel()
+            for task in done:
+                if task.exception() is not None:
+                    logger.error("bridge task failed", exc_info=task.exception())
+            if self.background:
+                await asyncio.wait(self.background, timeout=5)
+        finally:
+            await self._close()
+
+    async def _connect(self) -> Client | None:
+        delay = 1.0
+        while not self.stopping.is_set():
+            try:
+                return await nats.connect(
+                    self.nats_url,
+                    name="coordinator-bridge",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    ping_interval=10,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
+            except Exception as exc:
+                logger.warning("cannot reach NATS (%s); retrying in %.0f s", exc, delay)
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                except TimeoutError:
+                    delay = min(delay * 2, 30.0)
+        return None
+
+    async def _ensure_streams(self, js: JetStreamContext) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await streams.ensure_all(js)
+                return
+            except Exception as exc:
+                if self.stopping.is_set():
+                    raise
+                logger.warning("JetStream not ready (%s); retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _close(self) -> None:
+        if self.nc is not None and not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except Exception:
+                await self.nc.close()
+
+    async def _on_error(self, exc: Exception) -> None:
+        logger.warning("NATS error: %s", exc)
+
+    async def _on_disconnected(self) -> None:
+        if not self.stopping.is_set():
+            logger.warning("disconnected from NATS; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        logger.info("reconnected to NATS")
+        if self.nc is not None:  # a fresh server may have lost the streams
+            self._spawn(streams.ensure_all(self.nc.jetstream()))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    # --- request/reply
+
+    async def _on_ping(self, msg: Msg) -> None:
+        try:
+            await msg.respond(orjson.dumps(ping_reply(msg.data)))
+        except Exception:
+            logger.exception("could not answer a ping on %s", msg.subject)
+
+    async def _on_pairing(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        self._spawn(self._answer_pairing(msg))
+
+    async def _answer_pairing(self, msg: Msg) -> None:
+        async with self.replies:
+            try:
+                if len(msg.data) > MAX_REQUEST_BYTES:
+                    reply = {"success": False, "error": "invalid pairing request: too large"}
+                else:
+                    reply = await sync_to_async(call_sync)(pairing_reply, msg.data)
+                await msg.respond(orjson.dumps(reply))
+            except Exception:
+                logger.exception("could not answer a pairing request")
+
+    # --- JetStream batches
+
+    async def _consume(self, consumer: streams.Consumer) -> None:
+        assert self.nc is not None
+        puller = Puller(
+            self.nc, consumer.stream, consumer.durable, batch=self.batch_size, wait=self.batch_wait
+        )
+        await puller.start()
+        # On stop, finish the pull request in flight so that nothing waits for ack_wait.
+        while not (self.stopping.is_set() and puller.idle):
+            try:
+                msgs = await puller.collect(self.stopping)
+                if msgs:
+                    await self._handle(msgs)
+            except Exception:
+                logger.exception("consumer %s failed; going on in 1 s", consumer.durable)
+                await asyncio.sleep(1)
+        await puller.stop()
+
+    async def _handle(self, msgs: list[Msg]) -> None:
+        batch = sort_batch(msgs, self.kinds)
+        for kind, records in batch.records.items():
+            msgs = batch.msgs[kind]
+            acks = [msg.reply for msg in msgs]
+            try:
+                args = (kind.pack(records), acks)
+                await sync_to_async(call_sync)(kind.task.apply_async, args=args)
+            except Exception:
+                # The broker refused: ask JetStream to deliver these again shortly.
+                logger.exception("could not queue %d %s records", len(records), kind.name)
+                await asyncio.gather(*(m.nak(delay=5) for m in msgs), return_exceptions=True)
+        if batch.rejected:
+            first = "; ".join(f"{m.subject}: {why}" for m, why in batch.rejected[:3])
+            logger.warning("skipped %d bad messages (%s)", len(batch.rejected), first)
+            await asyncio.gather(*(m.term() for m, _ in batch.rejected), return_exceptions=True)

@@ -1,0 +1,26 @@
+"""Island reports about jobs (status, output, progress, image, lease): parsed in the
+bridge by :mod:`sail.job_events`, applied by the tasks of :mod:`compute.job_tasks`."""
+
+from sail import job_events, subjects
+from sail.registry import register, service
+
+STREAM = subjects.JOB_EVENTS_STREAM
+register("status", stream=STREAM, task="compute.job_tasks.ingest_job_status", max_bytes=16_384)(
+    job_events.parse_status
+)
+register("output", stream=STREAM, task="compute.job_tasks.ingest_job_output", max_bytes=300_000)(
+    job_events.parse_output
+)
+register("progress", stream=STREAM, task="compute.job_tasks.ingest_job_progress", max_bytes=4096)(
+    job_events.parse_progress
+)
+register(
+    "image", stream=STREAM, task="compute.job_tasks.ingest_job_images", max_bytes=16 * 1024 * 1024
+)(job_events.parse_image)
+register("lease", stream=STREAM, task="compute.job_tasks.ingest_job_leases", max_bytes=4096)(
+    job_events.parse_lease
+)
+
+# Tokens go to clients straight from the bridge (low latency); the durable path above
+# stores them in the database in batches.
+service(job_events.run_relay)

@@ -1,0 +1,248 @@
+"""What Islands report about their jobs: parse (in the bridge), apply (in Celery, through
+compute.services.jobs), and relay tokens to clients at once.
+
+Two paths, one result:
+- The durable path: ``host.{id}.status|output|progress|image|lease`` reach the bridge
+  through JetStream; the parse functions below validate them (registered in
+  :mod:`sail.handlers.jobs`), and the tasks of :mod:`compute.job_tasks` apply them in
+  batches (one transaction per batch of output chunks) and publish the client events.
+- The fast path: :class:`TokenRelay` republishes each output chunk as a ``token`` event on
+  ``jobs.{job_id}.events`` the moment it arrives, before any database write, so that the
+  time to first token does not include a batch and a task round trip.
+Both publish a token with the same ``Nats-Msg-Id`` (job, attempt, seq), so JetStream keeps
+the first copy and drops the other; each path publishes a job's tokens in seq order.
+
+The plain functions ``on_status`` ... ``on_lease`` ``(host_id, payload)`` apply one
+message directly (tests, tools).
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+import orjson
+
+from compute.services import jobs
+from sail.registry import Incoming
+from sail.schemas import Invalid, decode
+
+logger = logging.getLogger(__name__)
+Id = Annotated[str, msgspec.Meta(max_length=100)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+MAX_CHUNK_CHARS = 256 * 1024
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
+
+
+class Status(msgspec.Struct):
+    job_id: Id
+    state: Annotated[str, msgspec.Meta(max_length=20)]
+    error: Annotated[str, msgspec.Meta(max_length=10_000)] | None = None
+    timestamp: int | None = None
+    usage: Usage | None = None  # extension, on ``succeeded``
+
+
+class Output(msgspec.Struct):
+    job_id: Id
+    seq: Annotated[int, msgspec.Meta(ge=1)]
+    chunk: Annotated[str, msgspec.Meta(max_length=MAX_CHUNK_CHARS)] = ""
+    is_final: bool = False
+
+
+class Progress(msgspec.Struct):
+    job_id: Id
+    step: Count
+    total: Count
+
+
+class Image(msgspec.Struct):
+    job_id: Id
+    image_data: str
+    format: Annotated[str, msgspec.Meta(max_length=20)] = "png"
+    width: Count | None = None
+    height: Count | None = None
+    seed: int | None = None
+
+
+class Lease(msgspec.Struct):
+    job_id: Id
+    extend_seconds: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+
+
+STATES = {"started", "streaming", "succeeded", "failed", "cancelled"}
+
+
+def _uuid(value: str | None, what: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise Invalid(f"{what} is not a UUID") from None
+
+
+def parse_status(msg: Incoming) -> dict:
+    status = decode(msg.data, Status)
+    if status.state not in STATES:
+        raise Invalid(f"unknown job state {status.state[:20]!r}")
+    record: dict[str, Any] = {
+        "host_id": _uuid(msg.host_id, "host id"),
+        "job_id": _uuid(status.job_id, "job_id"),
+        "state": status.state,
+        "error": status.error or "",
+    }
+    if status.usage is not None:
+        record["usage"] = msgspec.to_builtins(status.usage)
+    return record
+
+
+def parse_output(msg: Incoming) -> dict:
+    out = decode(msg.data, Output)
+    return {"host_id": _uuid(msg.host_id, "host id"), "job_id": _uuid(out.job_id, "job_id"),
+            "seq": out.seq, "chunk": out.chunk}  # fmt: skip
+
+
+def parse_progress(msg: Incoming) -> dict:
+    progress = decode(msg.data, Progress)
+    return {"host_id": _uuid(msg.host_id, "host id"), "job_id": _uuid(progress.job_id, "job_id"),
+            "step": progress.step, "total": progress.total}  # fmt: skip
+
+
+def parse_image(msg: Incoming) -> dict:
+    image = decode(msg.data, Image)
+    fields = {"data": image.image_data, "format": image.format, "width": image.width,
+              "height": image.height, "seed": image.seed}  # fmt: skip
+    return {
+        "host_id": _uuid(msg.host_id, "host id"),
+        "job_id": _uuid(image.job_id, "job_id"),
+        "image": {k: v for k, v in fields.items() if v is not None},
+    }
+
+
+def parse_lease(msg: Incoming) -> dict:
+    lease = decode(msg.data, Lease)
+    return {"host_id": _uuid(msg.host_id, "host id"), "job_id": _uuid(lease.job_id, "job_id"),
+            "extend_seconds": lease.extend_seconds}  # fmt: skip
+
+
+# --- one message, applied directly -------------------------------------------------
+def _incoming(host_id: str, kind: str, payload: dict) -> Incoming:
+    from datetime import UTC, datetime
+
+    subject = f"host.{host_id}.{kind}"
+    return Incoming(subject, str(host_id), kind, orjson.dumps(payload), datetime.now(UTC))
+
+
+def on_status(host_id: str, payload: dict) -> bool:
+    return jobs.apply_status(**parse_status(_incoming(host_id, "status", payload)))
+
+
+def on_output(host_id: str, payload: dict) -> int:
+    record = parse_output(_incoming(host_id, "output", payload))
+    return jobs.apply_output(host_id=record["host_id"], chunks=[record])
+
+
+def on_progress(host_id: str, payload: dict) -> bool:
+    return jobs.apply_progress(**parse_progress(_incoming(host_id, "progress", payload)))
+
+
+def on_image(host_id: str, payload: dict) -> bool:
+    return jobs.apply_image(**parse_image(_incoming(host_id, "image", payload)))
+
+
+def on_lease(host_id: str, payload: dict) -> bool:
+    return jobs.apply_lease(**parse_lease(_incoming(host_id, "lease", payload)))
+
+
+# --- the fast path ---------------------------------------------------------------------
+class TokenRelay:
+    """Republishes output chunks as token events at once (async; runs in the bridge).
+
+    Per job it keeps the next expected seq and holds chunks that arrive early; a chunk
+    from an Island that is not the job's current one is dropped. Who runs a job is read
+    from the database once per job and cached for ``ttl`` seconds.
+    """
+
+    def __init__(self, nc: Any, *, ttl: float = 2.0, max_jobs: int = 100_000) -> None:
+        self.nc = nc
+        self.ttl = ttl
+        self.max_jobs = max_jobs
+        self.owners: dict[str, tuple[float, str | None, int]] = {}
+        self.next_seq: dict[str, int] = {}
+        self.held: dict[str, dict[int, str]] = {}
+
+    async def subscribe(self, queue: str = "") -> Any:
+        """Listen on ``host.*.output`` (core NATS; the durable path is unaffected)."""
+        return await self.nc.subscribe("host.*.output", queue=queue, cb=self.on_msg)
+
+    async def on_msg(self, msg: Any) -> None:
+        try:
+            host_id = msg.subject.split(".")[1]
+            record = parse_output(Incoming(msg.subject, host_id, "output", msg.data, None))  # type: ignore[arg-type]
+            await self.relay(record)
+        except Invalid:
+            return  # the durable path logs it
+        except Exception:
+            logger.exception("token relay failed on %s", msg.subject)
+
+    async def _owner(self, job_id: str) -> tuple[str | None, int]:
+        cached = self.owners.get(job_id)
+        now = time.monotonic()
+        if cached and now - cached[0] < self.ttl:
+            return cached[1], cached[2]
+        from asgiref.sync import sync_to_async
+
+        row = await sync_to_async(_running_on)(job_id)
+        if len(self.owners) >= self.max_jobs:
+            self.owners.clear()
+            self.next_seq.clear()
+            self.held.clear()
+        self.owners[job_id] = (now, *row)
+        return row
+
+    async def relay(self, record: dict) -> int:
+        """Publish what ``record`` makes publishable, in order; returns how many tokens."""
+        job_id, seq = record["job_id"], record["seq"]
+        island_id, attempt = await self._owner(job_id)
+        if island_id != record["host_id"]:
+            return 0
+        key = f"{job_id}:{attempt}"
+        expected = self.next_seq.get(key, 1)
+        if seq < expected:
+            return 0
+        held = self.held.setdefault(key, {})
+        held[seq] = record["chunk"]
+        published = 0
+        subject = f"jobs.{job_id}.events"
+        while expected in held:
+            msg_id, event = jobs.event_token(job_id, attempt, expected, held.pop(expected))
+            await self.nc.publish(subject, orjson.dumps(event), headers={"Nats-Msg-Id": msg_id})
+            expected += 1
+            published += 1
+        self.next_seq[key] = expected
+        return published
+
+
+def _running_on(job_id: str) -> tuple[str | None, int]:
+    from django.db import close_old_connections
+
+    from compute.models import Job
+
+    close_old_connections()
+    row = (
+        Job.objects.filter(pk=job_id, status=Job.Status.RUNNING)
+        .values_list("island_id", "attempts")
+        .first()
+    )
+    return (str(row[0]), row[1]) if row and row[0] else (None, 0)
+
+
+async def run_relay(nc: Any, stop: asyncio.Event) -> None:  # pragma: no cover - process glue
+    relay = TokenRelay(nc)
+    sub = await relay.subscribe()
+    await stop.wait()
+    await sub.unsubscribe()

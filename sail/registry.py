@@ -1,0 +1,89 @@
+"""Which handler turns which JetStream message into which Celery task.
+
+A *kind* is the last token of ``host.{id}.{kind}`` (or ``register`` for
+``coordinator.hosts.register``). Plugging a new kind in takes one decorated parse
+function in a module of :mod:`sail.handlers`; the bridge loop never changes::
+
+    @registry.register("status", stream=subjects.JOB_EVENTS_STREAM,
+                       task="compute.tasks.ingest_job_status", max_bytes=16_384)
+    def parse_status(msg: Incoming) -> dict:
+        ...  # validate, raise schemas.Invalid on bad input, return plain data
+
+The bridge collects a batch from the stream's durable consumer, calls the parse
+function of each message (a bad one is logged and terminated, never retried), and sends
+the kind's task ``task.apply_async(args=(pack(records), acks))``. The task stores the records
+and, after its transaction committed, acks the ``acks`` reply subjects
+(:func:`sail.acks.ack`); so a message leaves JetStream only once it is in the database.
+"""
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.utils.module_loading import import_string
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    subject: str
+    host_id: str | None
+    kind: str
+    data: bytes
+    # When the NATS server stored the message: the coordinator's clock, and the same on
+    # every redelivery, so handling a message twice gives the same result.
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    stream: str
+    parse: Callable[[Incoming], Any]
+    task_path: str
+    max_bytes: int
+    # How the list of records travels to the task (e.g. as one JSON string).
+    pack: Callable[[list[Any]], Any] = list
+
+    @property
+    def task(self) -> Any:
+        return import_string(self.task_path)
+
+
+KINDS: dict[str, Kind] = {}
+# Long-running coroutines the bridge starts next to its consumers, ``service(nc, stop)``
+# (e.g. a core-NATS relay); each must return soon after ``stop`` is set.
+SERVICES: list[Callable[[Any, Any], Coroutine[Any, Any, None]]] = []
+
+
+def service(
+    run: Callable[[Any, Any], Coroutine[Any, Any, None]],
+) -> Callable[[Any, Any], Coroutine[Any, Any, None]]:
+    SERVICES.append(run)
+    return run
+
+
+def register(
+    kind: str,
+    *,
+    stream: str,
+    task: str,
+    max_bytes: int = 64 * 1024,
+    pack: Callable[[list[Any]], Any] = list,
+) -> Callable[[Callable[[Incoming], Any]], Callable[[Incoming], Any]]:
+    def decorate(parse: Callable[[Incoming], Any]) -> Callable[[Incoming], Any]:
+        KINDS[kind] = Kind(kind, stream, parse, task, max_bytes, pack)
+        return parse
+
+    return decorate
+
+
+def streams_with_handlers() -> set[str]:
+    return {kind.stream for kind in KINDS.values()}
+
+
+def discover() -> dict[str, Kind]:
+    """Import every module of :mod:`sail.handlers` so their kinds are registered."""
+    import sail.handlers  # noqa: F401 - imports its submodules
+
+    return KINDS

@@ -1,0 +1,129 @@
+"""The JetStream streams and the coordinator's durable consumers (see README, "NATS
+streams and consumers"). The bridge ensures them on every start: created when missing,
+updated when their configuration drifted, left alone otherwise."""
+
+import logging
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from sail import subjects
+
+logger = logging.getLogger(__name__)
+MB = 1024 * 1024
+
+ISLANDS = StreamConfig(
+    name=subjects.ISLANDS_STREAM,
+    description="Island registrations and heartbeats, kept until the coordinator stored them",
+    subjects=[subjects.REGISTER, subjects.host("*", "heartbeat")],
+    # Interest: a message goes once every consumer acked it; with no consumer at all
+    # (first start) nothing piles up. Heartbeats lose their worth in minutes.
+    retention=RetentionPolicy.INTEREST,
+    storage=StorageType.FILE,
+    max_age=3600.0,
+    max_bytes=1024 * MB,
+    max_msg_size=64 * 1024,
+    discard=DiscardPolicy.OLD,
+    duplicate_window=10.0,
+)
+
+JOB_EVENTS = StreamConfig(
+    name=subjects.JOB_EVENTS_STREAM,
+    description="What Islands report about their jobs: status, output, progress, images, leases",
+    subjects=[
+        subjects.host("*", kind) for kind in ("status", "output", "progress", "image", "lease")
+    ],
+    retention=RetentionPolicy.INTEREST,
+    storage=StorageType.FILE,
+    max_age=24 * 3600.0,
+    max_bytes=4096 * MB,
+    discard=DiscardPolicy.OLD,
+    duplicate_window=120.0,
+)
+
+# Coordinator → Island job assignments. Each field Island reads its own subject through
+# a durable consumer ``host-{id}`` that it creates itself; a work queue hands each
+# assignment to exactly one reader and forgets it once acked.
+JOBS = StreamConfig(
+    name=subjects.JOBS_STREAM,
+    description="Job assignments, one subject per Island (host.{id}.jobs)",
+    subjects=[subjects.host("*", "jobs")],
+    retention=RetentionPolicy.WORK_QUEUE,
+    storage=StorageType.FILE,
+    max_age=3600.0,
+    max_bytes=1024 * MB,
+    discard=DiscardPolicy.OLD,
+    duplicate_window=120.0,
+)
+
+STREAMS = [ISLANDS, JOB_EVENTS, JOBS]
+COMPARED = ("subjects", "retention", "storage", "max_age", "max_bytes", "max_msg_size", "discard")
+
+
+@dataclass(frozen=True)
+class Consumer:
+    stream: str
+    durable: str
+
+    def config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            # Acked by the Celery worker after its transaction commits: this bounds how
+            # long a batch may sit in the broker and the worker before redelivery.
+            ack_wait=120.0,
+            max_deliver=10,
+            max_ack_pending=100_000,
+            max_waiting=16,
+        )
+
+
+CONSUMERS = {
+    subjects.ISLANDS_STREAM: Consumer(subjects.ISLANDS_STREAM, "coordinator-islands"),
+    subjects.JOB_EVENTS_STREAM: Consumer(subjects.JOB_EVENTS_STREAM, "coordinator-job-events"),
+}
+
+
+def _differs(wanted: StreamConfig, current: StreamConfig) -> list[str]:
+    return [
+        name
+        for name in COMPARED
+        if getattr(wanted, name) is not None and getattr(wanted, name) != getattr(current, name)
+    ]
+
+
+async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> str:
+    """Create or update one stream; returns what it did: created, updated or unchanged."""
+    try:
+        info = await js.stream_info(wanted.name or "")
+    except NotFoundError:
+        await js.add_stream(wanted)
+        logger.info("created stream %s", wanted.name)
+        return "created"
+    changed = _differs(wanted, info.config)
+    if not changed:
+        return "unchanged"
+    logger.info("updating stream %s: %s", wanted.name, ", ".join(changed))
+    await js.update_stream(wanted)
+    return "updated"
+
+
+async def ensure_all(js: JetStreamContext) -> None:
+    for stream in STREAMS:
+        try:
+            await ensure_stream(js, stream)
+        except Exception:
+            # e.g. a retention change the server refuses: keep serving with what exists.
+            logger.exception("could not create or update stream %s", stream.name)
+    for consumer in CONSUMERS.values():
+        await js.add_consumer(consumer.stream, consumer.config())

@@ -1,0 +1,162 @@
+"""An Island played by the tests (and the benchmarks) with nats-py, speaking
+island-protocol.md: it reads its durable consumer ``host-{id}`` on ``JOBS``, acks, and
+answers each assignment with ``started``, output chunks (seq from 1), the final empty
+chunk and ``succeeded`` with usage, or ``failed``. It heartbeats every second so that
+the coordinator dispatches queued jobs to it. It records, per job, when the assignment
+arrived and when its first output left, so that callers can subtract the Island's own
+time from a client's time to first token.
+"""
+
+import asyncio
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import nats
+import orjson
+from django.conf import settings
+
+Reply = Callable[[dict], list[str]]
+
+
+def echo_reply(job_input: dict) -> list[str]:
+    """``You said:`` and the words of the prompt, cut at ``max_tokens``."""
+    words = ["You", " said:", *(f" {w}" for w in str(job_input.get("prompt", "")).split())]
+    return words[: job_input.get("max_tokens") or len(words)]
+
+
+@dataclass
+class Timing:
+    received: float
+    first_output: float | None = None
+
+
+@dataclass
+class FakeIsland:
+    host_id: str
+    reply: Reply = echo_reply
+    token_delay: float = 0.0
+    fail_with: str | None = None  # answer ``failed`` with this error instead
+    hold: bool = False  # stream tokens, then wait for ``release()`` before finishing
+    timings: dict[str, Timing] = field(default_factory=dict)
+    assignments: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._ready = threading.Event()
+        self._stopped = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._release: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    # --- control from the test's thread ---
+    def start(self) -> "FakeIsland":
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the fake Island did not connect")
+        return self
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._thread.join(10)
+
+    def release(self) -> None:
+        """Let held jobs finish."""
+        assert self._loop is not None
+        assert self._release is not None
+        self._loop.call_soon_threadsafe(self._release.set)
+
+    # --- the Island ---
+    def _subject(self, kind: str) -> str:
+        return f"host.{self.host_id}.{kind}"
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._release = asyncio.Event()
+        self.nc = await nats.connect(settings.NATS_URL, name=f"island-{self.host_id[:8]}")
+        js = self.nc.jetstream()
+        sub = await js.pull_subscribe(
+            self._subject("jobs"), durable=f"host-{self.host_id}", stream="JOBS"
+        )
+        await self._heartbeat()
+        self._ready.set()
+        beat = asyncio.create_task(self._beat())
+        running: set[asyncio.Task] = set()
+        try:
+            while not self._stopped:
+                try:
+                    msgs = await sub.fetch(100, timeout=0.2)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                for msg in msgs:
+                    received = time.perf_counter()
+                    await msg.ack()
+                    task = asyncio.create_task(self._run(orjson.loads(msg.data), received))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+        finally:
+            beat.cancel()
+            for task in running:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        beat = {
+            "host_id": self.host_id,
+            "status": "online",
+            "active_jobs": 0,
+            "timestamp": int(time.time() * 1000),
+            "agent_version": "fake-0",
+            "performance_estimates": {
+                "supported_runtimes": ["container", "llmcpp", "wasm"],
+                "max_concurrent_containers": 1000,
+            },
+        }
+        await self._send("heartbeat", beat)
+
+    async def _send(self, kind: str, payload: dict) -> None:
+        await self.nc.publish(self._subject(kind), orjson.dumps(payload))
+
+    async def _run(self, assignment: dict, received: float) -> None:
+        job_id = assignment["job_id"]
+        self.assignments.append(assignment)
+        self.timings[job_id] = timing = Timing(received)
+        now = lambda: int(time.time() * 1000)  # noqa: E731
+        await self._send("status", {"job_id": job_id, "state": "started", "timestamp": now()})
+        tokens = self.reply(assignment.get("input") or {})
+        for seq, token in enumerate(tokens, start=1):
+            await self._send("output", {"job_id": job_id, "seq": seq, "chunk": token})
+            if timing.first_output is None:
+                await self.nc.flush()
+                timing.first_output = time.perf_counter()
+            if self.token_delay:
+                await asyncio.sleep(self.token_delay)
+        if self.hold:
+            await self.nc.flush()
+            assert self._release is not None
+            await self._release.wait()
+        if self.fail_with:
+            state = {"state": "failed", "error": self.fail_with}
+        else:
+            final = {"job_id": job_id, "seq": len(tokens) + 1, "chunk": "", "is_final": True}
+            await self._send("output", final)
+            prompt = str((assignment.get("input") or {}).get("prompt", ""))
+            usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(tokens)}
+            state = {"state": "succeeded", "usage": usage}
+        await self._send("status", {"job_id": job_id, "timestamp": now(), **state})
+        await self.nc.flush()
+
+
+def new_host_id() -> str:
+    return str(uuid.uuid4())
+
+
+__all__ = ["FakeIsland", "Timing", "echo_reply", "new_host_id"]

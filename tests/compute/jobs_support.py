@@ -1,0 +1,118 @@
+"""Shared pieces of the job tests: Islands, NATS readers (real JetStream), a job on an Island."""
+
+from decimal import Decimal
+
+import orjson
+import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from compute.models import Island, Job
+from compute.seed import seed_cargos
+from compute.services import placement
+from compute.services.publish import JOB_UPDATES_STREAM, ensure_streams, job_events_subject
+from sail.client import sail
+from tests.factories import CargoFactory, IslandFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_index(settings):
+    """Each test builds its own placement index from the test database, in its thread."""
+    settings.PLACEMENT_REFRESH_IN_BACKGROUND = False
+    placement.reset_index()
+    yield
+    placement.reset_index()
+
+
+@pytest.fixture
+def streams() -> None:
+    """JOBS and JOB_UPDATES exist on the test NATS server."""
+    ensure_streams(force=True)
+
+
+@pytest.fixture
+def chat(db):
+    """A container chat Cargo without memory needs, priced 0.01."""
+    return CargoFactory(slug="chat-test", runtime_type="container", price_per_job=Decimal("0.01"))
+
+
+def island(**fields) -> Island:
+    fields.setdefault("owner", UserFactory())
+    return IslandFactory(**fields)
+
+
+def assignments(host_id, n: int = 1, timeout: float = 2.0) -> list[dict]:
+    """Read (and ack) up to ``n`` assignments as a field Island does: durable ``host-{id}``."""
+
+    async def go(nc):
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(
+            f"host.{host_id}.jobs", durable=f"host-{host_id}", stream="JOBS"
+        )
+        try:
+            msgs = await sub.fetch(n, timeout=timeout)
+        except TimeoutError:
+            return []
+        for msg in msgs:
+            await msg.ack()
+        return [orjson.loads(m.data) for m in msgs]
+
+    return sail.call(go, timeout=timeout + 3)
+
+
+def job_events(job_id, timeout: float = 0.5) -> list[dict]:
+    """Every event published so far on ``jobs.{id}.events``, in stream order."""
+
+    async def go(nc):
+        js = nc.jetstream()
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        sub = await js.pull_subscribe(
+            job_events_subject(job_id), stream=JOB_UPDATES_STREAM, config=config
+        )
+        events = []
+        while True:
+            try:
+                msgs = await sub.fetch(100, timeout=timeout)
+            except TimeoutError:
+                break
+            events += [orjson.loads(m.data) for m in msgs]
+            for m in msgs:
+                await m.ack()
+        await sub.unsubscribe()
+        return events
+
+    return sail.call(go, timeout=timeout + 10)
+
+
+class Inbox:
+    """A core NATS subscription whose messages a test reads later."""
+
+    def __init__(self, subject: str):
+        self.sub = sail.call(lambda nc: nc.subscribe(subject))
+
+    def messages(self, timeout: float = 0.5) -> list[dict]:
+        async def go(nc):
+            out = []
+            while True:
+                try:
+                    msg = await self.sub.next_msg(timeout=timeout)
+                except TimeoutError:
+                    return out
+                out.append(orjson.loads(msg.data))
+
+        return sail.call(go, timeout=timeout + 5)
+
+
+def running_job(cargo, host: Island, **fields) -> Job:
+    """A job assigned to ``host`` (first attempt)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    defaults = {"user": UserFactory(), "lease_expires_at": now + timedelta(seconds=60),
+                "attempts": 1, "assigned_at": now, "input": {"prompt": "Hi"},
+                "budget": cargo.price_per_job}  # fmt: skip
+    return Job.objects.create(cargo=cargo, island=host, status="running", **{**defaults, **fields})
+
+
+__all__ = ["seed_cargos"]
