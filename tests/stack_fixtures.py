@@ -35,8 +35,10 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def _stack_processes(_server_session) -> Iterator[Stack]:
+    # Module scope: a bridge left running would compete for the durable consumers with
+    # the bridges that other test modules start themselves.
     worker = _start(
         [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
          "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
