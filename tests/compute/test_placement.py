@@ -125,30 +125,3 @@ def test_the_index_sees_new_heartbeats_after_a_refresh(settings):
     assert placement.choose(need()) == []
     host = island()
     assert [c.island_id for c in placement.choose(need())] == [str(host.pk)]
-
-
-def test_a_decision_among_ten_thousand_islands_is_fast():
-    """GIVEN 10,000 online Islands WHEN placing THEN a typical decision takes a few ms at most."""
-    import time
-
-    idx = placement.IslandIndex()
-    now = timezone.now()
-    idx.put_many([
-        {
-            "id": f"00000000-0000-0000-0000-{i:012d}", "status": "online", "suspended": False,
-            "cooldown_until": None, "last_heartbeat_at": now, "region": ["eu", "us"][i % 2],
-            "caps_region": None, "runtimes_json": '["container", "llmcpp"]', "ram_mb": str(8000 + i),
-            "gpu_vram_mb": "8000", "cpu_cores": "8", "tok_s": str(i % 120), "bandwidth": None,
-            "asks_json": '{"_default": "0.5"}', "warm_json": '["chat"]' if i % 7 == 0 else "[]",
-            "max_concurrent_jobs": 2, "karma": i % 50,
-        }
-        for i in range(10_000)
-    ])  # fmt: skip
-    times = []
-    for _ in range(200):
-        start = time.perf_counter()
-        idx.choose(need(runtime="llmcpp", ram_mb=4000, region="eu"))
-        times.append(time.perf_counter() - start)
-    times.sort()
-    # The median, not the tail: shared CI machines preempt; bench/placement.py has the p99.
-    assert times[len(times) // 2] < 0.005
