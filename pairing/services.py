@@ -19,6 +19,7 @@ from ipaddress import ip_address
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from compute.events import IslandPaired, send_to_user
@@ -144,7 +145,7 @@ def _new_pairing_code(*, island: Island, now) -> PairingCode:
     raise RuntimeError("could not find a free pairing code")
 
 
-def _find_desktop_code(*, code: str, user: User, ip: str) -> PairingCode:
+def _find_desktop_code(*, code: str, user: User, ip: str, lock: bool = False) -> PairingCode:
     if not codes.is_well_formed(code, codes.DESKTOP_LENGTH):
         raise _refuse(
             "Enter the 6-character code your Island shows (letters and digits).",
@@ -159,7 +160,12 @@ def _find_desktop_code(*, code: str, user: User, ip: str) -> PairingCode:
         )
     _check_limits(user=user, ip=ip)
     code_hash = codes.code_hash(code)
-    row = PairingCode.objects.select_related("island").filter(code_hash=code_hash).first()
+    rows = PairingCode.objects.select_related("island").filter(code_hash=code_hash)
+    if lock:
+        # The code and its Island, locked by the lookup itself: of two people confirming
+        # the same code at once, the second waits here and then sees it used.
+        rows = rows.select_for_update()
+    row = rows.first()
     now = timezone.now()
     if row is None:
         raise _refuse(
@@ -243,18 +249,19 @@ def confirm_pairing(*, code: str, user: User, ip: str) -> Island:
 
 @transaction.atomic
 def _bind(*, code: str, user: User, ip: str) -> Island:
-    found = _find_desktop_code(code=code, user=user, ip=ip)
-    # Lock, then check again: two people confirming the same code at once get one winner.
-    island = Island.objects.select_for_update().get(pk=found.island_id)
-    row = PairingCode.objects.select_for_update().get(pk=found.pk)
+    # Few statements between the request and the commit that publishes ``paired``:
+    # one locking lookup, two updates (bench/README.md, "Pairing latency").
+    row = _find_desktop_code(code=code, user=user, ip=ip, lock=True)
+    island = row.island
     now = timezone.now()
-    if row.used_at is not None or island.owner_id is not None:
-        raise _refuse("This code has already been used.", Outcome.USED, "code_used", 409)
     island.owner = user
     island.paired_at = now
     island.save(update_fields=["owner", "paired_at"])
-    PairingCode.objects.filter(island=island, used_at__isnull=True).update(used_at=now)
-    PairingCode.objects.filter(pk=row.pk).update(used_by=user)
+    # This code is spent by ``user``; any other live code of the Island dies with it.
+    spent_by = Case(When(pk=row.pk, then=Value(user.pk)), default=F("used_by"))
+    PairingCode.objects.filter(island=island, used_at__isnull=True).update(
+        used_at=now, used_by=spent_by
+    )
     payload = {"host_id": str(island.pk), "account_id": str(user.pk), "paired_at": now.isoformat()}
     _after_commit(lambda: sail.publish(subjects.host(str(island.pk), "paired"), payload))
     _after_commit(lambda: send_to_user(user.pk, _paired_event(island)))
@@ -295,13 +302,15 @@ def start_mobile_session(*, user: User) -> tuple[MobilePairingSession, str]:
     return session, code
 
 
-def _find_mobile_session(*, code: str, ip: str) -> MobilePairingSession:
+def _find_mobile_session(*, code: str, ip: str, lock: bool = False) -> MobilePairingSession:
     _check_limits(user=None, ip=ip)
-    row = (
-        MobilePairingSession.objects.select_related("user")
-        .filter(code_hash=codes.code_hash(code))
-        .first()
+    rows = MobilePairingSession.objects.select_related("user").filter(
+        code_hash=codes.code_hash(code)
     )
+    if lock:
+        # Locked by the lookup: a second claim of the code waits, then sees it claimed.
+        rows = rows.select_for_update(of=("self",))
+    row = rows.first()
     if row is None:
         raise _refuse("Unknown pairing code", Outcome.WRONG, "invalid_code", 404)
     if row.claimed_at is not None:
@@ -366,16 +375,13 @@ def _claim(
     app_version: str,
     ip: str,
 ) -> tuple[Island, str, MobilePairingSession]:
-    found = _find_mobile_session(code=code, ip=ip)
-    session = MobilePairingSession.objects.select_for_update().get(pk=found.pk)
-    if session.claimed_at is not None:
-        raise _refuse("This pairing code has already been used", Outcome.USED, "code_used", 409)
+    session = _find_mobile_session(code=code, ip=ip, lock=True)
     now = timezone.now()
     runtime = MOBILE_RUNTIME[platform]
     token = secrets.token_urlsafe(32)
     island = Island.objects.create(
         id=uuid.uuid4(),
-        owner=found.user,
+        owner=session.user,
         name=device_name,
         platform=platform,
         agent_version=app_version,
@@ -389,9 +395,8 @@ def _claim(
     session.claimed_at = now
     session.island = island
     session.save(update_fields=["claimed_at", "island"])
-    session.user = found.user
     event = _paired_event(island, session_id=str(session.pk))
-    _after_commit(lambda: send_to_user(found.user_id, event))
+    _after_commit(lambda: send_to_user(session.user_id, event))
     return island, token, session
 
 
