@@ -29,9 +29,25 @@ def sweep_jobs_task() -> dict[str, int]:
     return dispatch.sweep_jobs()
 
 
-@shared_task(**RETRY)
-def ingest_job_status(records: list[dict], acks: list[str]) -> int:
-    done = sum(jobs.apply_status(**record) for record in records)
+# ``succeeded`` waits (re-queued every OUTPUT_WAIT_SECONDS, at most OUTPUT_WAIT_TRIES
+# times) for the job's output, which comes before it but in another task.
+OUTPUT_WAIT_SECONDS, OUTPUT_WAIT_TRIES = 0.1, 30
+
+
+@shared_task(bind=True, **RETRY)
+def ingest_job_status(self, records: list[dict], acks: list[str]) -> int:
+    behind = [
+        record
+        for record in records
+        if record["state"] == "succeeded"
+        and not jobs.output_caught_up(host_id=record["host_id"], job_id=record["job_id"])
+    ]
+    done = sum(jobs.apply_status(**record) for record in records if record not in behind)
+    waiting = not self.request.called_directly and self.request.retries < OUTPUT_WAIT_TRIES
+    if behind and waiting:
+        # The others are applied (applying them again changes nothing); only these wait.
+        raise self.retry(args=(behind, acks), countdown=OUTPUT_WAIT_SECONDS, max_retries=None)
+    done += sum(jobs.apply_status(**record) for record in behind)  # waited enough
     ack(acks)
     return done
 

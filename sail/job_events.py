@@ -103,7 +103,7 @@ def parse_status(msg: Incoming) -> dict:
 def parse_output(msg: Incoming) -> dict:
     out = decode(msg.data, Output)
     return {"host_id": _uuid(msg.host_id, "host id"), "job_id": _uuid(out.job_id, "job_id"),
-            "seq": out.seq, "chunk": out.chunk}  # fmt: skip
+            "seq": out.seq, "chunk": out.chunk, "is_final": out.is_final}  # fmt: skip
 
 
 def parse_progress(msg: Incoming) -> dict:

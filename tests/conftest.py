@@ -28,7 +28,12 @@ def _clean_redis() -> None:
     from portal.api import auth
     from portal.api.throttling import redis_client
 
-    redis_client().flushdb()
+    client = redis_client()
+    # Everything but the Celery broker's queue bindings: a running worker and bridge
+    # (the stack fixture) declared them once, and a message published without them is lost.
+    stale = [k for k in client.scan_iter(count=1000) if not k.startswith(b"_kombu.binding.")]
+    if stale:
+        client.delete(*stale)
     auth._cache.clear()
     auth._cache_loaded.clear()
 
@@ -71,8 +76,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_env() -> dict[str, str]:
-    """The environment of a child process that must use the test database."""
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child process that must use the test database (plus
+    ``extra`` variables, e.g. coordinator settings of one test module)."""
     env = dict(os.environ)
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
@@ -82,6 +88,7 @@ def server_env() -> dict[str, str]:
         env["DATABASE_URL"] = f"postgres://{user}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
     env["DEBUG"] = "false"
     env["PYTHONPATH"] = str(BASE_DIR)
+    env.update(extra or {})
     return env
 
 
@@ -95,14 +102,14 @@ class Server:
         return httpx.Client(base_url=f"{self.url}/api/v1", headers=headers, timeout=10)
 
 
-def start_server(workers: int = 1) -> Server:
+def start_server(workers: int = 1, env: dict[str, str] | None = None) -> Server:
     port = free_port()
     cmd = [
         sys.executable, "-m", "uvicorn", "portal.asgi:application",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--log-level", "warning",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=server_env(), cwd=BASE_DIR)
+    proc = subprocess.Popen(cmd, env=server_env(env), cwd=BASE_DIR)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -12,7 +12,6 @@
 import logging
 import uuid
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -20,6 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.selectors import ask_of, ask_overrides
 from compute.models import Island, Job
 from compute.selectors.islands import offline_cutoff
 from compute.services import placement
@@ -58,12 +58,17 @@ def dispatch_job(job_id: uuid.UUID | str) -> str:
         transition(job.pk, "wait")
         request_dispatch()
         return "queued"
-    need = placement.Need.for_job(job)
+    asks = ask_overrides(job.cargo)
+    need = placement.Need.for_job(job, asks=asks)
     for candidate in placement.choose(need, limit=CANDIDATES):
-        outcome = assign(job, candidate)
+        outcome = assign(job, candidate, asks=asks)
         if outcome != "busy":
             return outcome
-    transition(job.pk, "wait")
+    if transition(job.pk, "wait"):
+        # This process's placement index may not know yet of an Island that came online
+        # a moment ago: a pass, which refreshes the index first, looks again at once
+        # rather than at the next beat (once per job: only a pending one gets here).
+        request_dispatch()
     return "queued"
 
 
@@ -74,9 +79,11 @@ def _earlier_job_waits(job: Job) -> bool:
     ).exists()
 
 
-def assign(job: Job, candidate: placement.Candidate) -> str:
-    """Re-check the Island under its row lock (exact filters and free slots) and assign;
-    ``assigned``, ``busy`` (try the next Island) or ``gone``."""
+def assign(job: Job, candidate: placement.Candidate, *, asks: dict | None = None) -> str:
+    """Re-check the Island under its row lock (exact filters, free slots, its ask within
+    the job's budget, in decimals) and assign at that ask: the job's clearing price.
+    ``assigned``, ``busy`` (try the next Island) or ``gone``. ``asks``: the owners' API
+    asks for the job's Cargo (billing.selectors.ask_overrides), looked up when None."""
     now = timezone.now()
     index = placement.index()
     with transaction.atomic():
@@ -89,19 +96,26 @@ def assign(job: Job, candidate: placement.Candidate) -> str:
                 suspended=False,
                 last_heartbeat_at__gte=offline_cutoff(now),
             )
-            .values("max_concurrent_jobs")
+            .values("max_concurrent_jobs", "asking_prices")
             .first()
         )
         if island is None:
             index.note_unavailable(candidate.island_id)
             return "busy"
+        budget = job.budget if job.budget is not None else job.cargo.price_per_job
+        overrides = asks if asks is not None else ask_overrides(job.cargo)
+        seller = Island(
+            pk=uuid.UUID(str(candidate.island_id)), asking_prices=island["asking_prices"]
+        )
+        price = ask_of(seller, job.cargo, overrides)
+        if price > budget:
+            return "busy"  # its ask changed since the index saw it
         running = Job.objects.filter(island_id=candidate.island_id, status=S.RUNNING).count()
         if running >= max(1, island["max_concurrent_jobs"]):
             index.note_load(candidate.island_id, running)
             return "busy"
         attempt = job.attempts + 1
         lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
-        budget = job.budget if job.budget is not None else job.cargo.price_per_job
         moved = transition(
             job.pk,
             "assign",
@@ -112,7 +126,7 @@ def assign(job: Job, candidate: placement.Candidate) -> str:
             assigned_at=now,
             lease_expires_at=lease,
             deadline_at=now + timedelta(seconds=job.cargo.time_limit_seconds),
-            price=Decimal(str(candidate.ask)) if candidate.ask is not None else budget,
+            price=price,
         )
         if not moved:
             return "gone"
@@ -166,7 +180,8 @@ def _send(job_id: uuid.UUID, island_id: str, attempt: int, payload: dict) -> Non
 
 # --- the queue ----------------------------------------------------------------------
 def request_dispatch() -> None:
-    """Ask for a dispatch pass soon (cheap; at most a few per second run)."""
+    """Ask for a dispatch pass soon (cheap; at most a few per second run). Requests made
+    before a pass starts share it; one made after it started gets a pass of its own."""
     from compute.job_tasks import dispatch_queued_task
 
     try:
@@ -186,7 +201,9 @@ def dispatch_queued(*, limit: int = 500) -> int:
     assigned = 0
     try:
         while True:
-            redis.delete(PASS_AGAIN)
+            # From here on, news (a queued job, an Island online) may come too late for
+            # this pass: let it request another (which finds the lock and sets AGAIN).
+            redis.delete(PASS_AGAIN, PASS_REQUESTED)
             assigned += _pass(limit)
             if not redis.get(PASS_AGAIN):
                 return assigned

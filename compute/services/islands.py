@@ -14,7 +14,7 @@ from functools import partial
 
 import orjson
 from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from compute.events import IslandStatus, send_to_user
@@ -72,6 +72,12 @@ def register_islands(*, records: list[dict]) -> int:
     Island.objects.bulk_create(
         islands, update_conflicts=True, unique_fields=["id"], update_fields=REGISTERED_FIELDS
     )
+    # A pairing request often overtakes the registration and creates the row without a
+    # name: give it the Island's own now (the confirmation page shows it).
+    # One UPDATE whatever the batch size.
+    if islands:
+        names = Case(*(When(pk=i.pk, then=Value(i.name)) for i in islands), default=F("name"))
+        Island.objects.filter(pk__in=[i.pk for i in islands], name="").update(name=names)
     return len(islands)
 
 
@@ -87,7 +93,21 @@ def ingest_heartbeats(*, records: list[dict] | str) -> int:
         changes = _changes(rows)
         if changes:
             transaction.on_commit(partial(notify_owners, changes), robust=True)
+        if _came_online(rows):
+            # Queued jobs may fit the Island that just came online: dispatch them now.
+            from compute.services.dispatch import request_dispatch
+
+            transaction.on_commit(request_dispatch, robust=True)
     return len(rows)
+
+
+def _came_online(rows: list[tuple]) -> bool:
+    now = timezone.now()
+    return any(
+        live_status(new_status, new_seen, now) == ONLINE
+        and live_status(old_status, old_seen, now) != ONLINE
+        for _, _, old_status, old_seen, new_status, new_seen in rows
+    )
 
 
 def _store_batch(records: list[dict] | str) -> list[tuple]:

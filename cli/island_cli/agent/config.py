@@ -54,6 +54,7 @@ class AgentConfig:
     pairing_retry: float = 30.0
     jobs_stream: str = "JOBS"
     stream_recheck_interval: float = 30.0
+    recommendations_interval: float = 900.0  # GET /island/recommendations (with api_url)
     wasm_fuel: int = 2_000_000_000
     wasm_memory_mb: int = 64
 
@@ -78,6 +79,7 @@ _AGENT_NUMBERS: dict[str, tuple[type, float]] = {
     "shutdown_grace": (float, 0),
     "pairing_retry": (float, 0.05),
     "stream_recheck_interval": (float, 0.05),
+    "recommendations_interval": (float, 0.05),
     "wasm_fuel": (int, 1),
     "wasm_memory_mb": (int, 1),
 }

@@ -17,7 +17,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from . import AGENT_VERSION, system
+from . import AGENT_VERSION, recommendations, system
 from . import state as state_file
 from .config import AgentConfig, ConfigError
 from .connection import backoff_delay
@@ -135,6 +135,14 @@ class Island:
         await self.jobs.start()
         await self.register()
         self._tasks.append(asyncio.create_task(self._heartbeats()))
+        if self.interactive and self.config.api_url:
+            poll = recommendations.poll(
+                api_url=self.config.api_url,
+                host_id=self.host_id,
+                interval=self.config.recommendations_interval,
+                say=self.say,
+            )
+            self._tasks.append(asyncio.create_task(poll))
         if self.interactive and not self.state.paired:
             self._pairing = asyncio.create_task(self._pair())
 

@@ -305,9 +305,12 @@ class JobRunner:
         await publish(self.nc, self._subject("status"), payload)
 
     def _time_limit(self, job: RunningJob, assignment: dict[str, Any]) -> float:
-        own = assignment.get("timeout_seconds")
-        if isinstance(own, int | float) and not isinstance(own, bool) and own > 0:
-            return float(own)
+        # Extensions: ``timeout_seconds``, or ``time_limit_seconds`` (the Cargo's limit,
+        # as our coordinator sends it).
+        for key in ("timeout_seconds", "time_limit_seconds"):
+            own = assignment.get(key)
+            if isinstance(own, int | float) and not isinstance(own, bool) and own > 0:
+                return float(own)
         return self.config.time_limit(job.runtime_type)
 
     async def _execute(self, job: RunningJob, assignment: dict[str, Any]) -> None:
