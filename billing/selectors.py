@@ -68,10 +68,15 @@ def ask_of(island: Island, cargo: Cargo, overrides: dict | None = None) -> Decim
     the Cargo, else its ``_default`` ask, else the Cargo's list price."""
     if overrides and island.pk in overrides:
         return overrides[island.pk]
-    prices = island.asking_prices or {}
+    prices = island.asking_prices if isinstance(island.asking_prices, dict) else {}
     raw = prices.get(cargo.slug, prices.get("_default"))
     try:
-        return Decimal(str(raw)) if raw is not None else cargo.price_per_job
+        ask = Decimal(str(raw)) if raw is not None else None
+        # Not a price (negative, NaN, infinite): as if none was stated, the same rule
+        # as placement's index. Prices keep the ledger's 6 places.
+        if ask is None or not ask.is_finite() or ask < 0:
+            return cargo.price_per_job
+        return ask.quantize(Decimal("0.000001")) if ask < 10**12 else ask
     except ArithmeticError:
         return cargo.price_per_job
 

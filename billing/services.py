@@ -10,14 +10,19 @@ never deadlock.
 import uuid
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from billing.models import Balance, LedgerEntry
 from portal.api.errors import ApiError
 from portal.models import User
+
+if TYPE_CHECKING:
+    from compute.models import Job
 
 Kind = LedgerEntry.Kind
 CENT = Decimal("0.000001")
@@ -32,12 +37,109 @@ class InsufficientCredits(ApiError):
         )
 
 
-def _lock(*user_ids: object) -> dict[object, Balance]:
+# Plain SQL on the hot path (every job's submission and end). Table names come from the
+# models, every value is a query parameter.
+_LOCK_SQL = (
+    f"SELECT user_id, available, held, earnings FROM {Balance._meta.db_table}"  # noqa: S608
+    " WHERE user_id = ANY(%s::uuid[]) ORDER BY user_id FOR UPDATE"
+)
+
+
+def _lock(*user_ids: object) -> dict[str, Balance]:
+    """Lock the accounts' balances in primary-key order (created when missing)."""
     ids = sorted({str(uid) for uid in user_ids})
-    for uid in ids:
-        Balance.objects.get_or_create(user_id=uid)
-    rows = Balance.objects.select_for_update().filter(user_id__in=ids).order_by("user_id")
-    return {str(b.user_id): b for b in rows}
+
+    def read() -> dict[str, Balance]:
+        with connection.cursor() as cursor:
+            cursor.execute(_LOCK_SQL, [ids])
+            return {
+                str(uid): Balance(user_id=uid, available=a, held=h, earnings=e)
+                for uid, a, h, e in cursor.fetchall()
+            }
+
+    rows = read()
+    if len(rows) < len(ids):
+        Balance.objects.bulk_create(
+            [Balance(user_id=uid) for uid in ids if uid not in rows], ignore_conflicts=True
+        )
+        rows = read()
+    return rows
+
+
+class _Book:
+    """Movements on locked balances, computed in memory and written at the end in one
+    statement (:meth:`write`). A key already taken makes it fail, and with it the whole
+    transaction: a movement is applied exactly once or not at all."""
+
+    def __init__(self, balances: dict[str, Balance]):
+        self.balances = balances
+        self.entries: list[LedgerEntry] = []
+
+    def move(
+        self,
+        user_id: object,
+        kind: str,
+        amount: Decimal,
+        key: str,
+        *,
+        job_id: uuid.UUID | None = None,
+        reason: str = "",
+    ) -> LedgerEntry:
+        balance = self.balances[str(user_id)]
+        d_available, d_held, d_earnings = LedgerEntry.EFFECTS[kind]
+        balance.available += d_available * amount
+        balance.held += d_held * amount
+        balance.earnings += d_earnings * amount
+        entry = LedgerEntry(
+            user_id=balance.user_id,
+            kind=kind,
+            amount=amount,
+            job_id=job_id,
+            idempotency_key=key,
+            reason=reason,
+            available_after=balance.available,
+            held_after=balance.held,
+            earnings_after=balance.earnings,
+        )
+        self.entries.append(entry)
+        return entry
+
+    def write(self) -> None:
+        """Every balance and every entry in one statement (a data-modifying CTE): one
+        round trip for a whole settlement."""
+        if not self.entries:
+            return
+        touched = [self.balances[uid] for uid in sorted({str(e.user_id) for e in self.entries})]
+        params: list = []
+        for b in touched:
+            params += [str(b.user_id), b.available, b.held, b.earnings]
+        for e in self.entries:
+            params += [str(e.user_id), e.kind, e.amount, e.job_id and str(e.job_id),
+                       e.idempotency_key, e.reason, e.available_after, e.held_after,
+                       e.earnings_after, e.created_at]  # fmt: skip
+        balance_rows = ", ".join(
+            ["(%s::uuid, %s::numeric, %s::numeric, %s::numeric)"] * len(touched)
+        )
+        entry_rows = ", ".join([_ENTRY_ROW] * len(self.entries))
+        with connection.cursor() as cursor:
+            cursor.execute(_WRITE_SQL.format(balances=balance_rows, entries=entry_rows), params)
+
+
+_ENTRY_COLUMNS = (
+    "user_id, kind, amount, job_id, idempotency_key, reason, available_after, held_after, "
+    "earnings_after, created_at"
+)
+_ENTRY_ROW = (
+    "(%s::uuid, %s, %s::numeric, %s::uuid, %s, %s, %s::numeric, %s::numeric, %s::numeric, %s)"
+)
+_WRITE_SQL = (
+    "WITH moved AS ("  # noqa: S608
+    f" UPDATE {Balance._meta.db_table} AS b"
+    " SET available = v.available, held = v.held, earnings = v.earnings"
+    " FROM (VALUES {balances}) AS v (user_id, available, held, earnings)"
+    " WHERE b.user_id = v.user_id)"
+    f" INSERT INTO {LedgerEntry._meta.db_table} ({_ENTRY_COLUMNS}) VALUES {{entries}}"
+)
 
 
 def _apply(
@@ -52,22 +154,10 @@ def _apply(
     """Move ``amount`` on a locked balance; None when the key was already applied."""
     if LedgerEntry.objects.filter(idempotency_key=key).exists():
         return None
-    d_available, d_held, d_earnings = LedgerEntry.EFFECTS[kind]
-    balance.available += d_available * amount
-    balance.held += d_held * amount
-    balance.earnings += d_earnings * amount
-    balance.save(update_fields=["available", "held", "earnings"])
-    return LedgerEntry.objects.create(
-        user_id=balance.user_id,
-        kind=kind,
-        amount=amount,
-        job_id=job_id,
-        idempotency_key=key,
-        reason=reason,
-        available_after=balance.available,
-        held_after=balance.held,
-        earnings_after=balance.earnings,
-    )
+    book = _Book({str(balance.user_id): balance})
+    entry = book.move(balance.user_id, kind, amount, key, job_id=job_id, reason=reason)
+    book.write()
+    return entry
 
 
 @transaction.atomic
@@ -88,35 +178,81 @@ def adjust(*, user: User, amount: Decimal, reason: str, idempotency_key: str) ->
     return LedgerEntry.objects.get(idempotency_key=idempotency_key)
 
 
-@transaction.atomic
-def hold(*, user_id: object, job_id: uuid.UUID, amount: Decimal) -> None:
-    """Reserve a job's worst-case price; raises InsufficientCredits (402) otherwise."""
-    balance = _lock(user_id)[str(user_id)]
-    if LedgerEntry.objects.filter(idempotency_key=f"hold:{job_id}").exists():
-        return
-    if balance.available < amount:
-        raise InsufficientCredits(amount, balance.available)
-    _apply(balance, kind=Kind.HOLD, amount=amount, key=f"hold:{job_id}", job_id=job_id)
+# --- Jobs: hold on submit, then capture or release ----------------------------------
+# One job's entries have fixed keys: ``hold:``, then either ``release:`` (no charge) or
+# ``capture:`` + ``rest:`` (the unused part of the hold) + ``earning:`` + ``fee:``.
+# All of them touch the consumer's balance first, so its row lock serializes every
+# movement of one job; under that lock, the job's entries say what is already done.
+
+# One statement checks the available balance, moves the hold and records it; the row
+# lock its UPDATE takes serializes concurrent holds of one account, each seeing what the
+# previous one left. No row: not enough credits (or no balance row yet).
+_HOLD_SQL = (
+    "WITH b AS ("  # noqa: S608
+    f" UPDATE {Balance._meta.db_table}"
+    " SET available = available - %(amount)s, held = held + %(amount)s"
+    " WHERE user_id = %(user)s AND available >= %(amount)s"
+    " RETURNING user_id, available, held, earnings)"
+    f" INSERT INTO {LedgerEntry._meta.db_table} ({_ENTRY_COLUMNS})"
+    " SELECT user_id, %(kind)s, %(amount)s, %(job)s, %(key)s, '', available, held, earnings,"
+    " %(now)s FROM b RETURNING id"
+)
 
 
-def _held_for(job_id: uuid.UUID) -> Decimal:
-    entry = LedgerEntry.objects.filter(idempotency_key=f"hold:{job_id}").first()
-    return entry.amount if entry else Decimal(0)
+def hold(*, user_id: object, job_id: uuid.UUID, amount: Decimal, new_job: bool = False) -> bool:
+    """Reserve a job's worst-case price; raises InsufficientCredits (402) when the
+    available balance is smaller. False if the job already had its hold.
+
+    ``new_job``: the job was created in this transaction, so no earlier hold can exist;
+    the lookup is skipped (the unique key would still refuse a second hold)."""
+    if amount < 0:
+        raise ValueError("a hold cannot be negative")
+    key = f"hold:{job_id}"
+    # No savepoint (this runs inside the submission's transaction); a refusal is raised
+    # once the block is left cleanly, so a caller may still catch it and go on.
+    with transaction.atomic(savepoint=False):
+        if not new_job and LedgerEntry.objects.filter(idempotency_key=key).exists():
+            return False
+        params = {"user": str(user_id), "amount": amount, "kind": Kind.HOLD,
+                  "job": str(job_id), "key": key, "now": timezone.now()}  # fmt: skip
+        with connection.cursor() as cursor:
+            cursor.execute(_HOLD_SQL, params)
+            if cursor.fetchone() is not None:
+                return True
+        balance = _lock(user_id)[str(user_id)]  # a missing row, or not enough credits
+        if balance.available >= amount:
+            _apply(balance, kind=Kind.HOLD, amount=amount, key=key, job_id=job_id)
+            return True
+    raise InsufficientCredits(amount, balance.available)
 
 
-def _already_closed(job_id: uuid.UUID) -> bool:
-    return LedgerEntry.objects.filter(
-        idempotency_key__in=[f"release:{job_id}", f"capture:{job_id}"]
-    ).exists()
+_ENTRIES_SQL = f"SELECT idempotency_key, amount FROM {LedgerEntry._meta.db_table} WHERE job_id = %s"  # noqa: S608
 
 
-@transaction.atomic
-def release(*, user_id: object, job_id: uuid.UUID) -> None:
-    """Give a failed, cancelled or timed-out job's hold back: no charge."""
-    balance = _lock(user_id)[str(user_id)]
-    held = _held_for(job_id)
-    if held and not _already_closed(job_id):
-        _apply(balance, kind=Kind.RELEASE, amount=held, key=f"release:{job_id}", job_id=job_id)
+def _job_entries(job_id: uuid.UUID) -> dict[str, Decimal]:
+    """The job's entries so far, ``{kind prefix of the key: amount}``."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ENTRIES_SQL, [str(job_id)])
+        return {key.split(":", 1)[0]: amount for key, amount in cursor.fetchall()}
+
+
+def _closed(entries: dict[str, Decimal]) -> bool:
+    return "capture" in entries or "release" in entries
+
+
+def release(*, user_id: object, job_id: uuid.UUID) -> Decimal | None:
+    """Give a failed, cancelled or timed-out job's hold back: no charge. Returns the
+    amount released, None if there was nothing to release (no hold, or already closed)."""
+    with transaction.atomic(savepoint=False):
+        balances = _lock(user_id)
+        entries = _job_entries(job_id)
+        held = entries.get("hold")
+        if held is None or _closed(entries):
+            return None
+        book = _Book(balances)
+        book.move(user_id, Kind.RELEASE, held, f"release:{job_id}", job_id=job_id)
+        book.write()
+        return held
 
 
 @dataclass(frozen=True)
@@ -127,33 +263,90 @@ class Settlement:
 
 
 def split_fee(price: Decimal) -> tuple[Decimal, Decimal]:
+    """``(earned, fee)`` of a price: the fee is rounded half-even to the ledger's 6
+    places, and the two always add up to the price exactly."""
     fee = (price * settings.PLATFORM_FEE_RATE).quantize(CENT, rounding=ROUND_HALF_EVEN)
     return price - fee, fee
 
 
-@transaction.atomic
+_ISLAND_OF_JOB = object()
+
+
 def settle(
-    *, user_id: object, owner_id: object | None, job_id: uuid.UUID, price: Decimal
+    *,
+    user_id: object,
+    owner_id: object | None,
+    job_id: uuid.UUID,
+    price: Decimal,
+    island_id: object = _ISLAND_OF_JOB,
 ) -> Settlement | None:
     """Charge a completed job its clearing price, release the rest of the hold and pay
-    the Island's owner the price minus the platform fee. None if already settled."""
-    balances = _lock(user_id, *([owner_id] if owner_id else []))
-    consumer = balances[str(user_id)]
-    held = _held_for(job_id)
-    if _already_closed(job_id):
-        return None
-    price = min(price, held)
-    _apply(consumer, kind=Kind.CAPTURE, amount=price, key=f"capture:{job_id}", job_id=job_id)
-    if held > price:
-        _apply(
-            consumer, kind=Kind.RELEASE, amount=held - price, key=f"rest:{job_id}", job_id=job_id
-        )
-    earned, fee = split_fee(price)
-    if owner_id and price:
-        owner = balances[str(owner_id)]
-        _apply(owner, kind=Kind.EARNING, amount=price, key=f"earning:{job_id}", job_id=job_id)
-        _apply(owner, kind=Kind.FEE, amount=fee, key=f"fee:{job_id}", job_id=job_id)
-    return Settlement(charged=price, earned=earned, fee=fee)
+    the Island's owner the price minus the platform fee. None if already settled.
+
+    The Island's ``earnings`` (what its card shows) grow by the same net amount in the
+    same transaction, so they always equal the ledger's earning minus fee entries of its
+    jobs. ``island_id``: the Island that ran the job (looked up when not given; None for
+    none). Its row is locked before the balances: the lock order of the job path.
+
+    A job without a hold (made outside the submission service) is held at its price now
+    if the balance covers it; otherwise it is not charged. An Island without an owner
+    earns nothing: the platform keeps the price."""
+    from compute.models import Island, Job
+
+    with transaction.atomic(savepoint=False):
+        if island_id is _ISLAND_OF_JOB:
+            island_id = Job.objects.filter(pk=job_id).values_list("island_id", flat=True).first()
+        if island_id:
+            Island.objects.select_for_update().filter(pk=island_id).values_list("pk").first()
+        done = _settle(user_id=user_id, owner_id=owner_id, job_id=job_id, price=price)
+        if done and done.earned and island_id:
+            Island.objects.filter(pk=island_id).update(earnings=F("earnings") + done.earned)
+        return done
+
+
+def _settle(
+    *, user_id: object, owner_id: object | None, job_id: uuid.UUID, price: Decimal
+) -> Settlement | None:
+    with transaction.atomic(savepoint=False):
+        balances = _lock(user_id, *([owner_id] if owner_id else []))
+        entries = _job_entries(job_id)
+        if _closed(entries):
+            return None
+        book = _Book(balances)
+        held = entries.get("hold")
+        if held is None:
+            held = price if balances[str(user_id)].available >= price else Decimal(0)
+            if held:
+                book.move(user_id, Kind.HOLD, held, f"hold:{job_id}", job_id=job_id)
+        price = min(price, held)
+        book.move(user_id, Kind.CAPTURE, price, f"capture:{job_id}", job_id=job_id)
+        if held > price:
+            book.move(user_id, Kind.RELEASE, held - price, f"rest:{job_id}", job_id=job_id)
+        earned, fee = split_fee(price) if owner_id else (Decimal(0), Decimal(0))
+        if owner_id and price:
+            book.move(owner_id, Kind.EARNING, price, f"earning:{job_id}", job_id=job_id)
+            if fee:
+                book.move(owner_id, Kind.FEE, fee, f"fee:{job_id}", job_id=job_id)
+        book.write()
+        return Settlement(charged=price, earned=earned, fee=fee)
+
+
+def charged_for(job_id: uuid.UUID) -> Decimal:
+    """What the job was charged (its capture), 0 if nothing."""
+    return _job_entries(job_id).get("capture", Decimal(0))
+
+
+def settle_job(job: "Job", *, owner_id: object | None) -> Settlement:
+    """The money of a completed job, for the transaction that completes it: charged at
+    its clearing price (``Job.price``; its budget if it was never priced), its Island's
+    owner (``owner_id``) paid. The caller holds the job's and its Island's row locks (in
+    that order) and adds ``earned`` to the Island's ``earnings`` in its own row update
+    (compute.services.karma.record_completed_job)."""
+    price = job.price if job.price is not None else job.budget
+    if price is None:
+        price = job.cargo.price_per_job
+    done = _settle(user_id=job.user_id, owner_id=owner_id, job_id=job.pk, price=price)
+    return done or Settlement(charged=charged_for(job.pk), earned=Decimal(0), fee=Decimal(0))
 
 
 # --- The compute exchange -------------------------------------------------------------
@@ -231,22 +424,62 @@ def save_bid(*, user: User, cargo_slug: str, bid: Decimal) -> None:
     )
 
 
-def release_holds_of_ended_jobs() -> int:
-    """Safety net: a hold whose job ended without a capture or release (a worker killed
-    between the job's final state and its settlement) is settled now."""
+def ended_jobs_with_open_holds(limit: int = 1000) -> list:
+    """Ids of jobs in a final state whose hold was neither captured nor released."""
+    from django.db.models import Exists, OuterRef
+
     from compute.models import Job
 
-    holds = LedgerEntry.objects.filter(kind=Kind.HOLD).values_list("job_id", flat=True)
-    closed = LedgerEntry.objects.filter(kind__in=[Kind.CAPTURE, Kind.RELEASE]).values_list(
-        "job_id", flat=True
+    entries = LedgerEntry.objects.filter(job_id=OuterRef("pk"))
+    return list(
+        Job.objects.filter(status__in=Job.FINAL, user__balance__held__gt=0)
+        .filter(Exists(entries.filter(kind=Kind.HOLD)))
+        .exclude(Exists(entries.filter(kind__in=[Kind.CAPTURE, Kind.RELEASE])))
+        .values_list("pk", flat=True)[:limit]
     )
-    jobs = Job.objects.filter(id__in=holds.difference(closed), status__in=Job.FINAL)
+
+
+def release_holds_of_ended_jobs() -> int:
+    """Safety net (Celery beat): a job that ended without its hold being captured or
+    released (a worker killed between the job's final state and its settlement, or a
+    state written by hand) is settled now: a completed job is charged its clearing price
+    and its Island's owner paid; any other is released. Returns how many it fixed."""
+    from compute.models import Island, Job
+
     fixed = 0
-    for job in jobs.select_related("island"):
-        if job.status == Job.Status.COMPLETED and job.price is not None:
-            owner = job.island.owner_id if job.island else None
-            settle(user_id=job.user_id, owner_id=owner, job_id=job.id, price=job.price)
-        else:
-            release(user_id=job.user_id, job_id=job.id)
-        fixed += 1
+    for job_id in ended_jobs_with_open_holds():
+        with transaction.atomic():
+            job = (
+                Job.objects.select_for_update(of=("self",))
+                .select_related("cargo")
+                .filter(pk=job_id, status__in=Job.FINAL)
+                .first()
+            )
+            if job is None:
+                continue
+            if job.status == Job.Status.COMPLETED:
+                owner_id = None
+                if job.island_id:
+                    owner_id = (
+                        Island.objects.filter(pk=job.island_id)
+                        .values_list("owner_id", flat=True)
+                        .first()
+                    )
+                price = next(
+                    p for p in (job.price, job.budget, job.cargo.price_per_job) if p is not None
+                )
+                done = settle(
+                    user_id=job.user_id,
+                    owner_id=owner_id,
+                    job_id=job.pk,
+                    price=price,
+                    island_id=job.island_id,
+                )
+                if job.credits_used is None:
+                    Job.objects.filter(pk=job.pk).update(credits_used=charged_for(job.pk))
+                fixed += done is not None
+            elif release(user_id=job.user_id, job_id=job.pk) is not None:
+                if job.credits_used is None:
+                    Job.objects.filter(pk=job.pk).update(credits_used=Decimal(0))
+                fixed += 1
     return fixed

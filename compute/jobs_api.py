@@ -2,6 +2,7 @@
 compute.selectors and compute.services)."""
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
@@ -107,6 +108,10 @@ class JobInput(InputSerializer):
     input = serializers.JSONField()
     priority = serializers.IntegerField(min_value=0, max_value=100, default=0)
     region = serializers.CharField(max_length=50, required=False, default="")  # extension
+    # The most this job may cost (product-notes: the job's own bid comes first).
+    bid = serializers.DecimalField(
+        max_digits=20, decimal_places=6, min_value=Decimal(0), required=False, allow_null=True
+    )
 
 
 class JobListView(APIView):
@@ -141,6 +146,7 @@ class JobListView(APIView):
             priority=data["priority"],
             region=data["region"],
             idempotency_key=key,
+            bid=data.get("bid"),
         )
         return status.HTTP_201_CREATED, {"data": present_job(job)}
 

@@ -89,6 +89,9 @@ class Island(models.Model):
     max_concurrent_jobs = models.PositiveIntegerField(default=1)
     karma = models.IntegerField(default=0)
     pending_minutes = models.PositiveIntegerField(default=0)
+    # Seconds of completed compute short of a whole pending minute; they join the next
+    # job's time instead of being thrown away (compute.services.karma.record_completed_job).
+    pending_seconds = models.PositiveSmallIntegerField(default=0)
     jobs_completed = models.PositiveIntegerField(default=0)
     jobs_failed = models.PositiveIntegerField(default=0)
     earnings = models.DecimalField(**MONEY, default=Decimal(0))

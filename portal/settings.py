@@ -98,6 +98,8 @@ elif env.int("DB_POOL_SIZE", 0) > 0:
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Threads per web process that run sync views, middleware included (portal/asgi.py).
+WEB_THREADS = env.int("WEB_THREADS", 4)
 
 # --- Redis: cache, Celery broker, Channels layer, rate limits.
 REDIS_URL = env.str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -180,6 +182,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["portal.api.throttling.RedisRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["portal.api.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "portal.api.negotiation.ContentNegotiation",
     "EXCEPTION_HANDLER": "portal.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -212,7 +215,9 @@ JOB_CONCURRENT_LIMIT = env.int("JOB_CONCURRENT_LIMIT", 10)  # non-final jobs per
 JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", 60)  # first lease of an assignment
 JOB_MAX_LEASE_EXTENSION_SECONDS = env.int("JOB_MAX_LEASE_EXTENSION_SECONDS", 300)
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", 3)  # Islands tried before a job fails
-JOB_FAILURE_KARMA_PENALTY = env.int("JOB_FAILURE_KARMA_PENALTY", 1)  # per failed/timed-out job
+# Karma an Island loses at once per failed job and per timed-out job (0 turns it off).
+KARMA_FAILURE_PENALTY = env.int("KARMA_FAILURE_PENALTY", env.int("JOB_FAILURE_KARMA_PENALTY", 1))
+KARMA_TIMEOUT_PENALTY = env.int("KARMA_TIMEOUT_PENALTY", KARMA_FAILURE_PENALTY)
 IDEMPOTENCY_TTL_SECONDS = env.int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
 # SSE (compute/streaming.py): open streams per account, and the keep-alive comment period.
 STREAM_CONCURRENT_LIMIT = env.int("STREAM_CONCURRENT_LIMIT", 5)

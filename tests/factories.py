@@ -13,9 +13,20 @@ from portal.models import User
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User
+        skip_postgeneration_save = True
 
     email = factory.Sequence(lambda n: f"user{n}@example.com")
     password = factory.django.Password("correct horse battery")
+
+    @factory.post_generation
+    def credits(user, create, extracted, **kwargs):
+        """``UserFactory(credits=100)``: an account granted that many credits (a ledger
+        entry); without it the account has no balance row, hence nothing to spend."""
+        if create and extracted is not None:
+            from billing.services import grant
+
+            grant(user=user, amount=Decimal(extracted), reason="Test grant",
+                  idempotency_key=f"test-grant:{user.pk}")  # fmt: skip
 
 
 class CargoFactory(factory.django.DjangoModelFactory):

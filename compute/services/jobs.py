@@ -18,11 +18,11 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -85,6 +85,8 @@ def usage_of(job: Job) -> dict:
         "prompt_tokens": job.prompt_tokens,
         "completion_tokens": job.completion_tokens,
         "total_tokens": sum(known) if known else None,
+        # A JSON number as in the seed page; the stored value is an exact decimal with
+        # 6 places, which a float's shortest repr reproduces digit for digit.
         "credits_used": float(job.credits_used) if job.credits_used is not None else None,
     }
 
@@ -98,15 +100,23 @@ def create_job(
     priority: int = 0,
     region: str = "",
     idempotency_key: str | None = None,
+    bid: Decimal | None = None,
 ) -> Job:
-    """Validate, enforce the concurrent-job quota, store a ``pending`` job and dispatch it
-    once committed."""
+    """Validate, enforce the concurrent-job quota, store a ``pending`` job holding its
+    budget, and dispatch it once committed.
+
+    The budget (the most the job may cost: ``bid``, else the user's saved bid for the
+    Cargo, else the market rate, else the Cargo's price) is held in the transaction that
+    creates the job: without the credits, 402 ``insufficient_credits`` and no job."""
+    from billing import selectors as market
+    from billing import services as ledger
     from compute.services.dispatch import dispatch_after_commit
 
     cargo = usable_cargo(workload)
     if cargo is None:
         raise ApiError(f"Unknown workload: {workload}", code="workload_not_found", status_code=404)
     cargo_service.validate_input(cargo=cargo, job_input=job_input)
+    budget = market.budget_for(user=user, cargo=cargo, bid=bid).quantize(ledger.CENT)
     with transaction.atomic():
         # One lock per account serialises its submissions, so the quota cannot be
         # overrun by parallel requests.
@@ -128,9 +138,10 @@ def create_job(
             input=job_input,
             priority=priority,
             region=region,
-            budget=cargo.price_per_job,
+            budget=budget,
             idempotency_key=idempotency_key,
         )
+        ledger.hold(user_id=user.pk, job_id=job.pk, amount=budget, new_job=True)
         dispatch_after_commit(job.pk)
     return job
 
@@ -197,11 +208,25 @@ def finish(
         _end(job, event, error=error, usage=usage or {})
         if notify and job.island_id:
             transaction.on_commit(lambda: publish_cancel(job.island_id, job.pk))
+        if job.island_id:  # a slot is free on its Island: queued jobs may take it now
+            transaction.on_commit(_request_dispatch, robust=True)
     return True
 
 
+def _request_dispatch() -> None:
+    from compute.services.dispatch import request_dispatch
+
+    request_dispatch()
+
+
 def _end(job: Job, event: str, *, error: str, usage: dict) -> None:
-    """Apply ``event`` to the locked ``job`` and publish its last events."""
+    """Apply ``event`` to the locked ``job``: its money, its Island's counters and karma,
+    then publish its last events; all in the caller's transaction, so a job is ended,
+    settled and counted together or not at all (and only once: the caller holds the
+    job's row lock and checked that ``event`` applies)."""
+    from billing import services as ledger
+    from compute.services import karma
+
     now = timezone.now()
     attempt, tail = job.attempts, _flush_pending(job)
     changes: dict[str, Any] = {
@@ -212,15 +237,25 @@ def _end(job: Job, event: str, *, error: str, usage: dict) -> None:
         "lease_expires_at": None,
         "error": error[:2000],
     }
+    # Lock order of a job's end: the job (held), its Island, then the balances.
+    counted = job.island_id and event in ("succeed", "fail", "time_out")
+    island = karma.lock_island(job.island_id) if counted else None
+    earned = Decimal(0)
     if event == "succeed":
         changes["prompt_tokens"] = _count(usage.get("prompt_tokens"))
         changes["completion_tokens"] = _count(usage.get("completion_tokens"))
-        changes["credits_used"] = job.price if job.price is not None else job.budget
+        # Charge, refund the rest of the hold and pay the owner, in this transaction.
+        settlement = ledger.settle_job(job, owner_id=island.owner_id if island else None)
+        changes["credits_used"], earned = settlement.charged, settlement.earned
+    else:
+        ledger.release(user_id=job.user_id, job_id=job.pk)
+        changes["credits_used"] = Decimal(0)
     transition(job.pk, event, **changes)
     for name, value in changes.items():
         setattr(job, name, value)
     job.status = TRANSITIONS[event][1]
-    _count_on_island(job, event)
+    if island is not None:
+        _count_on_island(job, event, island, earned)
     events = [event_token(job.pk, attempt, seq, text) for seq, text in tail]
     events.append(client_event(job.pk, f"s:{job.status}", "status", state=job.status))
     if job.status == S.COMPLETED:
@@ -239,25 +274,20 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def _count_on_island(job: Job, event: str) -> None:
+def _count_on_island(job: Job, event: str, island: Island, earned: Decimal) -> None:
+    """The Island's counters, earnings and karma, exactly once per job."""
     from compute.services import karma
 
-    if not job.island_id:
-        return
     if event == "succeed":
-        Island.objects.filter(pk=job.island_id).update(jobs_completed=F("jobs_completed") + 1)
         started = job.started_at or job.assigned_at or job.completed_at
-        minutes = int((job.completed_at - started).total_seconds() // 60)
-        if minutes > 0:
-            karma.credit_compute(island_id=job.island_id, minutes=minutes, job_id=job.pk)
-    elif event in ("fail", "time_out"):
-        Island.objects.filter(pk=job.island_id).update(jobs_failed=F("jobs_failed") + 1)
-        penalty = settings.JOB_FAILURE_KARMA_PENALTY
-        if penalty:
-            reason = "job_timeout" if event == "time_out" else "job_failed"
-            karma.change_karma(
-                island_id=job.island_id, delta=-penalty, reason=reason, job_id=job.pk
-            )
+        seconds = int((job.completed_at - started).total_seconds())
+        karma.record_completed_job(
+            island_id=island.pk, job_id=job.pk, seconds=seconds, earned=earned, island=island
+        )
+    else:
+        karma.record_failed_job(
+            island_id=island.pk, job_id=job.pk, timed_out=event == "time_out", island=island
+        )
 
 
 def event_token(job_id: object, attempt: int, seq: int, text: str) -> tuple[str, dict]:
@@ -328,8 +358,11 @@ def apply_output(*, host_id: str, chunks: list[dict]) -> int:
     """A batch of ``host.{id}.output`` messages ``{job_id, seq, chunk}`` of one Island,
     in one transaction; returns how many chunks were appended."""
     by_job: dict[str, list[tuple[int, str]]] = {}
+    final: dict[str, int] = {}
     for chunk in chunks:
         by_job.setdefault(str(chunk["job_id"]), []).append((chunk["seq"], chunk["chunk"]))
+        if chunk.get("is_final"):
+            final[str(chunk["job_id"])] = chunk["seq"]
     appended_total = 0
     with transaction.atomic():
         jobs = list(
@@ -349,9 +382,42 @@ def apply_output(*, host_id: str, chunks: list[dict]) -> int:
                 publish_job_events(
                     job.pk, [event_token(job.pk, job.attempts, s, t) for s, t in appended]
                 )
+            if (seq := final.get(str(job.pk))) is not None:
+                key = _final_key(job.pk, job.attempts)
+                transaction.on_commit(partial(_note_final, key, seq), robust=True)
         if changed:
             Job.objects.bulk_update(changed, ["output", "last_seq", "pending_chunks"])
     return appended_total
+
+
+# The seq of the final output chunk (``is_final``) of a job's attempt, kept in Redis for
+# :func:`output_caught_up`: an Island sends it before ``succeeded``, but the two travel
+# in different tasks, which workers may run in either order.
+FINAL_SEQ_SECONDS = 3600
+
+
+def _final_key(job_id: object, attempt: int) -> str:
+    return f"jobs:final-seq:{job_id}:{attempt}"
+
+
+def _note_final(key: str, seq: int) -> None:
+    from portal.api.throttling import redis_client
+
+    redis_client().set(key, seq, ex=FINAL_SEQ_SECONDS)
+
+
+def output_caught_up(*, host_id: str, job_id: str) -> bool:
+    """Whether all the output of the job's running attempt on ``host_id`` is stored (its
+    final chunk and every chunk before it), so that ``succeeded`` may end it. True too
+    when there is nothing to wait for (the job is not running there)."""
+    from portal.api.throttling import redis_client
+
+    owned = Job.objects.filter(pk=job_id, island_id=host_id, status=S.RUNNING)
+    row = owned.values("attempts", "last_seq").first()
+    if row is None:
+        return True
+    final = redis_client().get(_final_key(job_id, row["attempts"]))
+    return final is not None and row["last_seq"] >= int(final)
 
 
 def apply_progress(*, host_id: str, job_id: str, step: int, total: int) -> bool:

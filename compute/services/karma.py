@@ -7,6 +7,7 @@
 
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -93,3 +94,103 @@ def penalize_disconnections(*, now: datetime | None = None) -> int:
             for island_id, karma, pending in rows
         )
     return len(rows)
+
+
+# --- Jobs: exactly once per job ----------------------------------------------------------
+# Called by compute.services.jobs in the transaction that moves the job to its final
+# state, under the job's row lock: the state machine lets only one caller end a job, so
+# duplicate or reordered Island messages and a second worker never count a job twice.
+
+SECONDS_PER_MINUTE = 60
+
+
+def compute_seconds(seconds: int, *, karma: int) -> int:
+    """What ``seconds`` of a completed job count for: 1.5x (truncated to whole seconds)
+    below the monetization threshold, 1x at or above it."""
+    seconds = max(0, int(seconds))
+    return seconds * 3 // 2 if karma < settings.KARMA_MONETIZATION_THRESHOLD else seconds
+
+
+def lock_island(island_id: uuid.UUID | str) -> Island:
+    """Lock an Island's row for the end of one of its jobs (what the end changes, and
+    its owner, who gets paid). Lock order of a job's end: the job, its Island, then the
+    balances (billing.services)."""
+    return (
+        Island.objects.select_for_update()
+        .only("id", "owner_id", "karma", "pending_minutes", "pending_seconds")
+        .get(pk=island_id)
+    )
+
+
+def record_completed_job(
+    *,
+    island_id: uuid.UUID | str,
+    job_id: uuid.UUID | str,
+    seconds: int,
+    earned: Decimal = Decimal(0),
+    island: Island | None = None,
+) -> KarmaEvent | None:
+    """A completed job: ``jobs_completed`` + 1, ``earned`` (its owner's earning net of the
+    fee) added to ``earnings``, and its compute time (``started_at`` to ``completed_at``)
+    added to the pending minutes, in one row update. ``island``: the row already locked
+    by :func:`lock_island` in this transaction.
+
+    Fractions of a minute: the counted seconds (1.5x below the threshold) join the
+    Island's ``pending_seconds``; whole minutes move to ``pending_minutes`` (the rest,
+    under 60 s, waits for the next job), and every 60 pending minutes become +1 karma.
+    So a 40-minute job below the threshold adds 60 minutes (+1 karma), and a thousand
+    5-second jobs add as much as one 5000-second job instead of nothing. A KarmaEvent
+    records every change of karma or pending minutes (none when a job only adds seconds).
+    """
+    # No savepoint: this runs inside the job's transaction, and any error aborts it all.
+    with transaction.atomic(savepoint=False):
+        island = island or lock_island(island_id)
+        counted = island.pending_seconds + compute_seconds(seconds, karma=island.karma)
+        minutes, rest = divmod(counted, SECONDS_PER_MINUTE)
+        gained, pending = divmod(island.pending_minutes + minutes, MINUTES_PER_KARMA)
+        Island.objects.filter(pk=island.pk).update(
+            jobs_completed=F("jobs_completed") + 1,
+            earnings=F("earnings") + earned,
+            karma=island.karma + gained,
+            pending_minutes=pending,
+            pending_seconds=rest,
+        )
+        if not minutes:
+            return None
+        return KarmaEvent.objects.create(
+            island_id=island.pk,
+            delta=gained,
+            minutes=minutes,
+            reason="job_completed",
+            job_id=job_id,
+            karma_after=island.karma + gained,
+            pending_minutes_after=pending,
+        )
+
+
+def record_failed_job(
+    *,
+    island_id: uuid.UUID | str,
+    job_id: uuid.UUID | str,
+    timed_out: bool,
+    island: Island | None = None,
+) -> KarmaEvent | None:
+    """A failed or timed-out job: ``jobs_failed`` + 1 and, at once, the karma penalty of
+    ``KARMA_FAILURE_PENALTY`` / ``KARMA_TIMEOUT_PENALTY`` (0 turns it off). ``island``:
+    the row already locked by :func:`lock_island` in this transaction."""
+    penalty = settings.KARMA_TIMEOUT_PENALTY if timed_out else settings.KARMA_FAILURE_PENALTY
+    with transaction.atomic(savepoint=False):
+        island = island or lock_island(island_id)
+        Island.objects.filter(pk=island.pk).update(
+            jobs_failed=F("jobs_failed") + 1, karma=island.karma - penalty
+        )
+        if not penalty:
+            return None
+        return KarmaEvent.objects.create(
+            island_id=island.pk,
+            delta=-penalty,
+            reason="job_timeout" if timed_out else "job_failed",
+            job_id=job_id,
+            karma_after=island.karma - penalty,
+            pending_minutes_after=island.pending_minutes,
+        )

@@ -74,9 +74,14 @@ class Need:
     budget: float = math.inf
     region: str = ""
     excluded: frozenset[str] = field(default_factory=frozenset)
+    # The ask of an Island that states none (the Cargo's price; NaN: within any budget).
+    list_price: float = math.nan
+    # Owners' asks set through the API (billing.AskingPrice), {island id: price}; they
+    # win over the asks of heartbeats (billing.selectors.ask_of).
+    asks: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
-    def for_job(cls, job: Job) -> "Need":
+    def for_job(cls, job: Job, *, asks: dict | None = None) -> "Need":
         cargo = job.cargo
         budget = job.budget if job.budget is not None else cargo.price_per_job
         return cls(
@@ -88,6 +93,8 @@ class Need:
             budget=float(budget),
             region=job.region or settings.PLACEMENT_REGION,
             excluded=frozenset(str(i) for i in job.excluded_islands or []),
+            list_price=float(cargo.price_per_job),
+            asks={str(island): float(price) for island, price in (asks or {}).items()},
         )
 
 
@@ -95,7 +102,7 @@ class Need:
 class Candidate:
     island_id: str
     score: int
-    ask: float | None  # None: the Island states no price, the job clears at its budget
+    ask: float | None  # None: no ask and no list price known (within any budget)
     warm: bool
     same_region: bool
 
@@ -349,10 +356,16 @@ class IslandIndex:
         bit = RUNTIME_BIT.get(need.runtime)
         if not n or bit is None:
             return []
+        # The effective ask (billing.selectors.ask_of): the owner's API ask, else the
+        # heartbeat's ask for the Cargo, else its ``_default``, else the list price.
         ask = c["default_ask"]
         if need.slug in self.asks:
             own = self.asks[need.slug][:n]
             ask = np.where(np.isnan(own), ask, own)
+        ask = np.where(np.isnan(ask), need.list_price, ask)  # a new array: never a view
+        for island_id, price in need.asks.items():
+            if (i := self.pos.get(island_id)) is not None and i < n:
+                ask[i] = price
         ok = (
             c["online"]
             & (c["hb"] >= now - settings.HEARTBEAT_OFFLINE_SECONDS)

@@ -109,7 +109,7 @@ def running_job(cargo, host: Island, **fields) -> Job:
     from django.utils import timezone
 
     now = timezone.now()
-    defaults = {"user": UserFactory(), "lease_expires_at": now + timedelta(seconds=60),
+    defaults = {"user": UserFactory(credits=100), "lease_expires_at": now + timedelta(seconds=60),
                 "attempts": 1, "assigned_at": now, "input": {"prompt": "Hi"},
                 "budget": cargo.price_per_job}  # fmt: skip
     return Job.objects.create(cargo=cargo, island=host, status="running", **{**defaults, **fields})

@@ -26,7 +26,7 @@ def submit(django_capture_on_commit_callbacks):
 
     def go(cargo, **fields) -> Job:
         with django_capture_on_commit_callbacks(execute=True):
-            job = jobs.create_job(user=fields.pop("user", None) or UserFactory(),
+            job = jobs.create_job(user=fields.pop("user", None) or UserFactory(credits=100),
                                   workload=cargo.slug, job_input={"prompt": "Hi"}, **fields)  # fmt: skip
         job.refresh_from_db()
         return job
@@ -116,7 +116,7 @@ def test_an_island_never_gets_more_jobs_than_its_slots(chat, submit):
 
 def test_cancelling_a_running_job_tells_its_island(chat, submit, on_commit):
     host = island()
-    user = UserFactory()
+    user = UserFactory(credits=100)
     job = submit(chat, user=user)
     inbox = Inbox(f"host.{host.pk}.cancel")
     cancelled = on_commit(jobs.cancel_job, user=user, job_id=job.pk)
