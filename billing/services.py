@@ -50,6 +50,11 @@ def _lock(*user_ids: object) -> dict[str, Balance]:
     ids = sorted({str(uid) for uid in user_ids})
 
     def read() -> dict[str, Balance]:
+        if connection.vendor != "postgresql":
+            # SQLite (the embedded default) has no row locks; its IMMEDIATE transactions
+            # (see settings) already serialise every writer.
+            rows = Balance.objects.filter(user_id__in=ids).order_by("user_id")
+            return {str(b.user_id): b for b in rows}
         with connection.cursor() as cursor:
             cursor.execute(_LOCK_SQL, [ids])
             return {
@@ -109,6 +114,9 @@ class _Book:
         round trip for a whole settlement."""
         if not self.entries:
             return
+        if connection.vendor != "postgresql":
+            self._write_portably()
+            return
         touched = [self.balances[uid] for uid in sorted({str(e.user_id) for e in self.entries})]
         params: list = []
         for b in touched:
@@ -123,6 +131,14 @@ class _Book:
         entry_rows = ", ".join([_ENTRY_ROW] * len(self.entries))
         with connection.cursor() as cursor:
             cursor.execute(_WRITE_SQL.format(balances=balance_rows, entries=entry_rows), params)
+
+    def _write_portably(self) -> None:
+        """The same writes through the ORM, for databases other than Postgres."""
+        touched = {str(e.user_id) for e in self.entries}
+        Balance.objects.bulk_update(
+            [self.balances[uid] for uid in sorted(touched)], ["available", "held", "earnings"]
+        )
+        LedgerEntry.objects.bulk_create(self.entries)
 
 
 _ENTRY_COLUMNS = (
@@ -213,12 +229,13 @@ def hold(*, user_id: object, job_id: uuid.UUID, amount: Decimal, new_job: bool =
     with transaction.atomic(savepoint=False):
         if not new_job and LedgerEntry.objects.filter(idempotency_key=key).exists():
             return False
-        params = {"user": str(user_id), "amount": amount, "kind": Kind.HOLD,
-                  "job": str(job_id), "key": key, "now": timezone.now()}  # fmt: skip
-        with connection.cursor() as cursor:
-            cursor.execute(_HOLD_SQL, params)
-            if cursor.fetchone() is not None:
-                return True
+        if connection.vendor == "postgresql":
+            params = {"user": str(user_id), "amount": amount, "kind": Kind.HOLD,
+                      "job": str(job_id), "key": key, "now": timezone.now()}  # fmt: skip
+            with connection.cursor() as cursor:
+                cursor.execute(_HOLD_SQL, params)
+                if cursor.fetchone() is not None:
+                    return True
         balance = _lock(user_id)[str(user_id)]  # a missing row, or not enough credits
         if balance.available >= amount:
             _apply(balance, kind=Kind.HOLD, amount=amount, key=key, job_id=job_id)
@@ -226,14 +243,10 @@ def hold(*, user_id: object, job_id: uuid.UUID, amount: Decimal, new_job: bool =
     raise InsufficientCredits(amount, balance.available)
 
 
-_ENTRIES_SQL = f"SELECT idempotency_key, amount FROM {LedgerEntry._meta.db_table} WHERE job_id = %s"  # noqa: S608
-
-
 def _job_entries(job_id: uuid.UUID) -> dict[str, Decimal]:
     """The job's entries so far, ``{kind prefix of the key: amount}``."""
-    with connection.cursor() as cursor:
-        cursor.execute(_ENTRIES_SQL, [str(job_id)])
-        return {key.split(":", 1)[0]: amount for key, amount in cursor.fetchall()}
+    rows = LedgerEntry.objects.filter(job_id=job_id).values_list("idempotency_key", "amount")
+    return {key.split(":", 1)[0]: amount for key, amount in rows}
 
 
 def _closed(entries: dict[str, Decimal]) -> bool:
