@@ -5,14 +5,17 @@
 
 Each server runs the production configuration (DEBUG off, Postgres, Redis: the real
 rate-limit counter is incremented on every request, with a limit high enough never to
-answer 429). The load comes from ``wrk`` when it is installed, else from bench/load.py.
+answer 429); granian runs the Procfile's web command itself. The load comes from ``wrk``
+when it is installed, else from bench/load.py.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -38,13 +41,16 @@ def server_command(server: str, port: int, workers: int) -> list[str]:
             "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
             "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
-    if server == "granian":
-        return [
-            str(BIN / "granian"), "--interface", "asginl", "--host", host[0], "--port", host[1],
-            "--workers", str(workers), "--loop", "uvloop", "--no-access-log",
-            "--log-level", "warning", APP,
-        ]  # fmt: skip
+    if server == "granian":  # the production command itself: the Procfile's web line
+        return ["sh", "-c", "exec env " + procfile_command("web")]
     raise SystemExit(f"unknown server {server!r}")
+
+
+def procfile_command(name: str) -> str:
+    for line in (BASE_DIR / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    raise SystemExit(f"no {name!r} process in the Procfile")
 
 
 def free_port() -> int:
@@ -58,9 +64,16 @@ def production_env() -> dict[str, str]:
     env.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     env.setdefault("SECRET_KEY", "bench-" + "x" * 50)
-    env.setdefault("DB_POOL_SIZE", "4")
     env.update(DEBUG="false", API_RATE_LIMIT="1000000000", LOG_LEVEL="WARNING")
     env["PYTHONPATH"] = str(BASE_DIR)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def server_env(env: dict[str, str], port: int, workers: int) -> dict[str, str]:
+    """What the Procfile's web command reads; uvicorn and daphne get the same pool."""
+    env = {**env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
+    env.setdefault("DB_POOL_SIZE", "10")  # the Procfile's default
     return env
 
 
@@ -161,7 +174,11 @@ def run_python(url: str, key: str, connections: int, duration: float) -> dict:
 def measure(server: str, workers: int, args: argparse.Namespace, env: dict, key: str) -> dict:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(server_command(server, port, workers), env=env, cwd=BASE_DIR)
+    command = server_command(server, port, workers)
+    # A session of its own: the server and its workers are stopped together.
+    proc = subprocess.Popen(
+        command, env=server_env(env, port, workers), cwd=BASE_DIR, start_new_session=True
+    )
     try:
         wait_until_up(base, proc)
         url = f"{base}/api/v1/account"
@@ -169,17 +186,20 @@ def measure(server: str, workers: int, args: argparse.Namespace, env: dict, key:
         assert check.status_code == 200, check.text
         load = run_wrk if args.loadgen == "wrk" else run_python
         load(url, key, args.connections, args.warmup)
+        load_before = os.getloadavg()[0]  # what other programs put on the machine
         cpu_before = server_cpu_seconds(proc.pid)
         result = load(url, key, args.connections, args.duration)
         cpu = server_cpu_seconds(proc.pid) - cpu_before
         result["server_cpu_ms_per_request"] = round(cpu * 1000 / max(result["requests"], 1), 2)
+        result["load_before"] = round(load_before, 2)
+        result["load_after"] = round(os.getloadavg()[0], 2)  # this benchmark included
     finally:
-        proc.terminate()
-        try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # workers left behind, if any
+        proc.wait()
     return {"server": server, "workers": 1 if server == "daphne" else workers, **result}
 
 
@@ -206,13 +226,15 @@ def main() -> None:
 
     print(f"\n{args.connections} connections, {args.duration:g} s, load from {args.loadgen}\n")
     print(
-        "| server | workers | requests/s | p50 ms | p90 ms | p99 ms | non-200 | server CPU ms/req |"
+        "| server | workers | requests/s | p50 ms | p90 ms | p99 ms | non-200 "
+        "| server CPU ms/req | load avg before → after |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
         print(
             f"| {r['server']} | {r['workers']} | {r['requests_per_s']:.0f} | {r['p50_ms']} "
-            f"| {r['p90_ms']} | {r['p99_ms']} | {r['errors']} | {r['server_cpu_ms_per_request']} |"
+            f"| {r['p90_ms']} | {r['p99_ms']} | {r['errors']} | {r['server_cpu_ms_per_request']} "
+            f"| {r['load_before']} → {r['load_after']} |"
         )
 
 

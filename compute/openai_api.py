@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
@@ -26,6 +25,7 @@ from compute.services import idempotency, jobs
 from compute.streaming import (
     KEEP_ALIVE,
     authorize,
+    db,
     error_response,
     held,
     job_events,
@@ -271,7 +271,7 @@ async def _complete(chat: Chat) -> JsonResponse:
         **_head(chat, "chat.completion"),
         "choices": [choice],
         "usage": answer.usage_out(),
-        "island": await sync_to_async(_island_of)(chat.job.pk),  # extension
+        "island": await db(_island_of, chat.job.pk),  # extension
     }
     return JsonResponse(body)
 
@@ -301,7 +301,7 @@ async def _chunks(chat: Chat) -> Any:
             if event["type"] == "token":
                 out.append(chunk({"content": event["content"]}))
             elif event["type"] == "done":
-                island = await sync_to_async(_island_of)(chat.job.pk)
+                island = await db(_island_of, chat.job.pk)
                 out.append(chunk({}, answer.finish_reason(), island=island))
                 if chat.include_usage:
                     out.append(_data({**head, "choices": [], "usage": answer.usage_out()}))
@@ -314,7 +314,7 @@ async def _chunks(chat: Chat) -> Any:
 @csrf_exempt  # a session POST is CSRF-checked by the API's session authentication
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     try:
-        chat = await sync_to_async(submit)(request)
+        chat = await db(submit, request)
     except APIException as exc:
         return openai_error(exc)
     if not chat.stream:

@@ -28,6 +28,7 @@ import orjson
 import redis.asyncio
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from nats.aio.client import Client
@@ -53,6 +54,8 @@ KEEP_ALIVE = b": keep-alive\n\n"
 # A finished job's events are read back from the stream within this time, or replayed
 # from its row.
 STORED_READ_SECONDS = 5.0
+# Once a stream is flowing, events are gathered this long before a write.
+LINGER_SECONDS = 0.002
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -82,6 +85,21 @@ class _Connection:
 
 
 connection = _Connection().get
+
+
+async def db(function: Any, *args: Any) -> Any:
+    """Run blocking ORM code in the request's thread, then give its database connection
+    back (closed, or returned to the pool when one is configured): a stream lasts minutes
+    and must not hold a connection all that time, and under ASGI each request has its own
+    thread, so a persistent connection of that thread is never used again anyway."""
+
+    def run() -> Any:
+        try:
+            return function(*args)
+        finally:
+            connections.close_all()
+
+    return await sync_to_async(run)()
 
 
 # --- the API's checks, for async views -------------------------------------------------
@@ -287,12 +305,17 @@ class _Inbox:
         self.items.append(msg.data)
         self.ready.set()
 
-    async def take(self, wait: float) -> list[bytes]:
+    async def take(self, wait: float, linger: float = 0.0) -> list[bytes]:
+        """What arrived, waiting up to ``wait`` for something; then ``linger`` more
+        seconds for what follows it, so that a fast stream is written in fewer, larger
+        chunks (one write per token costs more than relaying the token)."""
         if not self.items:
             try:
                 await asyncio.wait_for(self.ready.wait(), wait)
             except TimeoutError:
                 return []
+        if linger:
+            await asyncio.sleep(linger)
         items, self.items = self.items, []
         self.ready.clear()
         return items
@@ -370,7 +393,8 @@ async def job_events(job: Job, *, heartbeat: float | None = None) -> AsyncIterat
     found_final = 0
     try:
         while not relay.ended:
-            raws = await inbox.take(heartbeat)
+            # The first token goes out at once; later ones may wait a moment for company.
+            raws = await inbox.take(heartbeat, LINGER_SECONDS if relay.sent else 0.0)
             if raws:
                 found_final = 0
                 batch = [e for raw in raws if (e := relay.accept(_decode(raw))) is not None]
@@ -378,7 +402,7 @@ async def job_events(job: Job, *, heartbeat: float | None = None) -> AsyncIterat
                     yield batch
                 continue
             yield []
-            row = await sync_to_async(_job_row)(job.pk)
+            row = await db(_job_row, job.pk)
             found_final = found_final + 1 if row is None or row.status in Job.FINAL else 0
             if found_final >= 2:
                 yield relay.finish_from(row) if row else []
@@ -431,7 +455,7 @@ async def job_stream(request: HttpRequest, job_id: uuid.UUID) -> HttpResponseBas
     """The job's events as ``text/event-stream``: ``event: <type>`` and ``data`` JSON
     that carries ``"type"`` too; ends after ``done`` or ``error``."""
     try:
-        job, user_id, slot = await sync_to_async(_open_stream)(request, job_id)
+        job, user_id, slot = await db(_open_stream, request, job_id)
     except APIException as exc:
         return error_response(exc)
     return sse_response(held(user_id, slot, _job_sse(job)))

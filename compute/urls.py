@@ -1,1 +1,9 @@
-urlpatterns: list = []
+"""Pages of the compute app."""
+
+from django.urls import path
+
+from compute import chat_views
+
+urlpatterns: list = [
+    path("chat", chat_views.chat, name="chat"),
+]

@@ -25,9 +25,16 @@ def limit_api_body(app):
     async def guard(scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
             return await app(scope, receive, send)
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if (
+            declared is None
+            and b"transfer-encoding" not in headers
+            and scope.get("http_version", "1.1") in ("1.0", "1.1")
+        ):
+            return await app(scope, receive, send)  # HTTP/1 without either header: no body
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         too_large = f"Request body is larger than {limit} bytes"
-        declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 return await _refuse(send, "Invalid Content-Length", "invalid_request")

@@ -174,7 +174,7 @@ def test_a_failed_job_raises_a_server_error_that_is_not_retried(stack, client):
             client.chat.completions.create(model="llm-chat", messages=MESSAGES)
         assert raised.value.status_code == 502
         assert raised.value.code == "job_failed"
-        assert raised.value.message == "Out of memory"
+        assert raised.value.body["message"] == "Out of memory"
         assert raised.value.response.headers["x-should-retry"] == "false"
 
 

@@ -1,0 +1,140 @@
+// The Chat page: streams an answer from POST /api/v1/chat/completions (OpenAI chunks over
+// SSE) with the session and its CSRF token, and shows the Island that served it, the
+// time to first token and the tokens per second.
+(() => {
+  const root = document.querySelector("[data-chat]");
+  const form = root && root.querySelector("[data-chat-form]");
+  if (!form) return;
+  const $ = (selector) => root.querySelector(selector);
+  const log = $("[data-chat-log]");
+  const errorBox = $("[data-chat-error]");
+  const send = $("[data-chat-send]");
+  const prompt = $("[data-chat-prompt]");
+  let history = [];
+
+  function turn(who, text) {
+    const item = document.createElement("div");
+    item.className = `chat-turn ${who}`;
+    item.dataset.turn = who;
+    const label = document.createElement("span");
+    label.className = "who";
+    label.textContent = who === "user" ? "You" : "Assistant";
+    const body = document.createElement("span");
+    body.dataset.content = "";
+    body.textContent = text;
+    item.append(label, body);
+    log.append(item);
+    return body;
+  }
+
+  function showError(message) {
+    errorBox.textContent = message;
+    errorBox.hidden = !message;
+  }
+
+  function stat(name, value) {
+    $(`[data-stat-${name}]`).textContent = value;
+  }
+
+  // Each SSE event of the body: the text after "data: ".
+  async function* events(response) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = block
+          .split("\n")
+          .filter((line) => line.startsWith("data: "))
+          .map((line) => line.slice(6))
+          .join("\n");
+        if (data) yield data;
+      }
+    }
+  }
+
+  async function ask(text) {
+    history.push({ role: "user", content: text });
+    turn("user", text);
+    const answer = turn("assistant", "");
+    $("[data-chat-stats]").hidden = false;
+    ["island", "ttft", "rate", "tokens"].forEach((name) => stat(name, "…"));
+    const started = performance.now();
+    let first = null;
+    let chunks = 0;
+    let usage = null;
+    const response = await fetch(root.dataset.endpoint, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {
+        "Content-Type": "application/json",
+        "X-CSRFToken": form.querySelector("[name=csrfmiddlewaretoken]").value,
+      },
+      body: JSON.stringify({
+        model: $("[data-chat-model]").value,
+        messages: history,
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw new Error((body.error && body.error.message) || `HTTP ${response.status}`);
+    }
+    for await (const data of events(response)) {
+      if (data === "[DONE]") break;
+      const chunk = JSON.parse(data);
+      if (chunk.error) throw new Error(chunk.error.message);
+      if (chunk.usage) usage = chunk.usage;
+      if (chunk.island) stat("island", chunk.island.name || chunk.island.id);
+      for (const choice of chunk.choices || []) {
+        const content = choice.delta && choice.delta.content;
+        if (!content) continue;
+        if (first === null) {
+          first = performance.now();
+          stat("ttft", `${Math.round(first - started)} ms`);
+        }
+        chunks += 1;
+        answer.textContent += content;
+      }
+    }
+    const seconds = first === null ? 0 : (performance.now() - first) / 1000;
+    const tokens = usage ? usage.completion_tokens : chunks;
+    stat("tokens", String(tokens));
+    stat("rate", seconds > 0 ? (tokens / seconds).toFixed(1) : "-");
+    if (first === null) stat("ttft", "-");
+    history.push({ role: "assistant", content: answer.textContent });
+    answer.closest(".chat-turn").dataset.done = "";
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = prompt.value.trim();
+    if (!text) return;
+    prompt.value = "";
+    showError("");
+    send.disabled = true;
+    try {
+      await ask(text);
+    } catch (error) {
+      history.pop();
+      showError(error.message);
+    } finally {
+      send.disabled = false;
+      prompt.focus();
+    }
+  });
+
+  $("[data-chat-reset]").addEventListener("click", () => {
+    history = [];
+    log.replaceChildren();
+    showError("");
+    $("[data-chat-stats]").hidden = true;
+  });
+})();

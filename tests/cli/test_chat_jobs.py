@@ -1,0 +1,179 @@
+"""`island chat` and `island jobs ...` against the live server; the test publishes the
+jobs' events as the coordinator does once an Island answers."""
+
+import json
+
+import pytest
+from island_cli.api import EXIT_NOT_FOUND, EXIT_USAGE
+
+from compute.models import Cargo, Job
+from compute.seed import seed_cargos
+from compute.services.jobs import client_event, event_token
+from compute.services.publish import publish_job_events
+from portal.models import User
+from tests.compute.jobs_support import streams  # noqa: F401
+from tests.compute.test_openai_format import answer, failure, reply
+
+pytestmark = pytest.mark.usefixtures("streams")
+
+
+@pytest.fixture
+def island(run, live, key):
+    """`island` with the live server's URL and the account's key, and the seed Cargos."""
+    seed_cargos()
+
+    def invoke(*args: str):
+        return run("--api-url", live.url, "--api-key", key, *args)
+
+    return invoke
+
+
+def a_job(**fields) -> Job:
+    fields.setdefault("status", "running")
+    cargo = Cargo.objects.get(slug="llm-chat")
+    return Job.objects.create(
+        user=User.objects.get(), cargo=cargo, input={"prompt": "Hi"}, **fields
+    )
+
+
+def test_chat_streams_the_answer_token_by_token(island):
+    answer(reply)
+    result = island("chat", "Hello island")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Hi there!\n"
+
+
+def test_chat_passes_its_options_and_waits_with_no_stream(island):
+    answer(reply)
+    result = island(
+        "chat", "Hello island", "-s", "Be brief", "-m", "50", "-t", "0.3", "-w", "llm-chat",
+        "--no-stream",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Hi there!\n"
+    job_input = Job.objects.get().input
+    assert job_input["messages"] == [
+        {"role": "system", "content": "Be brief"},
+        {"role": "user", "content": "Hello island"},
+    ]
+    assert (job_input["max_tokens"], job_input["temperature"]) == (50, 0.3)
+
+
+def test_chat_as_json_gives_the_whole_answer(island):
+    answer(reply)
+    result = island("chat", "Hello island", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["content"] == "Hi there!"
+    assert data["usage"]["total_tokens"] == 5
+    assert data["finish_reason"] == "stop"
+
+
+def test_chat_reports_a_failed_job(island):
+    answer(failure)
+    result = island("chat", "Hello island")
+    assert result.exit_code == 1
+    assert "Out of memory" in result.stderr
+
+
+def test_chat_refuses_a_temperature_out_of_range(island):
+    result = island("chat", "Hi", "-t", "3")
+    assert result.exit_code == EXIT_USAGE
+
+
+def test_jobs_submit_prints_the_new_jobs_id(island):
+    result = island("jobs", "submit", "--workload", "llm-chat", "--input", '{"prompt": "Hi"}')
+    assert result.exit_code == 0, result.output
+    job = Job.objects.get()
+    assert result.stdout == f"{job.pk}\n"
+    assert job.input == {"prompt": "Hi"}
+
+
+def test_jobs_submit_with_stream_prints_the_output(island):
+    answer(reply)
+    result = island(
+        "jobs", "submit", "--workload", "llm-chat", "--input", '{"prompt": "Hi"}', "--stream"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Hi there!\n"
+
+
+def test_jobs_submit_refuses_input_that_is_not_a_json_object(island):
+    result = island("jobs", "submit", "--workload", "llm-chat", "--input", "[1, 2]")
+    assert result.exit_code == EXIT_USAGE
+    assert "must be a JSON object" in result.stderr
+
+
+def test_jobs_list_has_the_seed_pages_columns(island):
+    job = a_job(status="completed")
+    result = island("jobs", "list")
+    assert result.exit_code == 0, result.output
+    header, row = result.stdout.splitlines()
+    assert header.split() == ["ID", "STATUS", "WORKLOAD", "DURATION", "CREATED"]
+    assert row.split()[:4] == [str(job.pk), "completed", "llm-chat", "-"]
+
+
+def test_jobs_list_as_json_and_paged(island):
+    for _ in range(3):
+        a_job()
+    result = island("jobs", "list", "--limit", "2", "--offset", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 2
+
+
+def test_jobs_get_shows_one_job(island):
+    job = a_job(status="failed", error="Out of memory")
+    result = island("jobs", "get", str(job.pk))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"Job {job.pk}\n")
+    assert "Status:" in result.stdout
+    assert "failed" in result.stdout
+    assert "Out of memory" in result.stdout
+
+
+def test_jobs_get_of_an_unknown_job_exits_not_found(island):
+    result = island("jobs", "get", "00000000-0000-0000-0000-000000000000")
+    assert result.exit_code == EXIT_NOT_FOUND
+
+
+def test_jobs_stream_prints_tokens_and_a_progress_bar(island):
+    job = a_job()
+    publish_job_events(
+        job.pk,
+        [
+            client_event(job.pk, "1:p:1", "progress", step=1, total=2),
+            client_event(job.pk, "1:p:2", "progress", step=2, total=2),
+            event_token(job.pk, 1, 1, "Done"),
+            client_event(job.pk, "done", "done", usage={"total_tokens": 1}),
+        ],
+    )
+    result = island("jobs", "stream", str(job.pk))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Done\n"
+    assert "] 1/2" in result.stderr
+    assert "] 2/2" in result.stderr
+    assert "#" * 10 in result.stderr
+
+
+def test_jobs_stream_as_json_prints_one_event_per_line(island):
+    job = a_job(status="completed", output="All")
+    result = island("jobs", "stream", str(job.pk), "--format", "json")
+    assert result.exit_code == 0, result.output
+    kinds = [json.loads(line)["type"] for line in result.stdout.splitlines()]
+    assert kinds == ["token", "status", "done"]
+
+
+def test_jobs_stream_of_a_failed_job_fails(island):
+    job = a_job(status="failed", error="Out of memory")
+    result = island("jobs", "stream", str(job.pk))
+    assert result.exit_code == 1
+    assert "Out of memory" in result.stderr
+
+
+def test_jobs_cancel_cancels_a_pending_job(island):
+    job = a_job(status="pending")
+    result = island("jobs", "cancel", str(job.pk))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Job {job.pk} cancelled\n"
+    job.refresh_from_db()
+    assert job.status == "cancelled"
