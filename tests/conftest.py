@@ -88,6 +88,10 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         env["DATABASE_URL"] = f"postgres://{user}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
     env["DEBUG"] = "false"
     env["PYTHONPATH"] = str(BASE_DIR)
+    # Tests create Islands right before they submit jobs: the server's placement index
+    # must see them on its next decision, not a refresh period later.
+    env["PLACEMENT_REFRESH_SECONDS"] = "0"
+    env["PLACEMENT_REFRESH_IN_BACKGROUND"] = "false"
     env.update(extra or {})
     return env
 
