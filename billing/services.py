@@ -41,7 +41,7 @@ class InsufficientCredits(ApiError):
 # models, every value is a query parameter.
 _LOCK_SQL = (
     f"SELECT user_id, available, held, earnings FROM {Balance._meta.db_table}"  # noqa: S608
-    " WHERE user_id = ANY(%s::uuid[]) ORDER BY user_id FOR UPDATE"
+    " WHERE user_id = ANY(%s::uuid[]) ORDER BY user_id FOR NO KEY UPDATE"
 )
 
 
@@ -310,7 +310,9 @@ def settle(
         if island_id is _ISLAND_OF_JOB:
             island_id = Job.objects.filter(pk=job_id).values_list("island_id", flat=True).first()
         if island_id:
-            Island.objects.select_for_update().filter(pk=island_id).values_list("pk").first()
+            Island.objects.select_for_update(no_key=True).filter(pk=island_id).values_list(
+                "pk"
+            ).first()
         done = _settle(user_id=user_id, owner_id=owner_id, job_id=job_id, price=price)
         if done and done.earned and island_id:
             Island.objects.filter(pk=island_id).update(earnings=F("earnings") + done.earned)
@@ -463,7 +465,7 @@ def release_holds_of_ended_jobs() -> int:
     for job_id in ended_jobs_with_open_holds():
         with transaction.atomic():
             job = (
-                Job.objects.select_for_update(of=("self",))
+                Job.objects.select_for_update(of=("self",), no_key=True)
                 .select_related("cargo")
                 .filter(pk=job_id, status__in=Job.FINAL)
                 .first()

@@ -110,7 +110,7 @@ def request_pairing_code(host_id: str) -> dict:
     with transaction.atomic():
         # Islands register before asking, but a missing row must not lose the pairing.
         island, _ = Island.objects.get_or_create(id=island_id)
-        island = Island.objects.select_for_update().get(pk=island.pk)
+        island = Island.objects.select_for_update(no_key=True).get(pk=island.pk)
         if island.owner_id is not None:
             return {"success": False, "error": "already paired"}
         now = timezone.now()
@@ -164,7 +164,7 @@ def _find_desktop_code(*, code: str, user: User, ip: str, lock: bool = False) ->
     if lock:
         # The code and its Island, locked by the lookup itself: of two people confirming
         # the same code at once, the second waits here and then sees it used.
-        rows = rows.select_for_update()
+        rows = rows.select_for_update(no_key=True)
     row = rows.first()
     now = timezone.now()
     if row is None:
@@ -309,7 +309,7 @@ def _find_mobile_session(*, code: str, ip: str, lock: bool = False) -> MobilePai
     )
     if lock:
         # Locked by the lookup: a second claim of the code waits, then sees it claimed.
-        rows = rows.select_for_update(of=("self",))
+        rows = rows.select_for_update(of=("self",), no_key=True)
     row = rows.first()
     if row is None:
         raise _refuse("Unknown pairing code", Outcome.WRONG, "invalid_code", 404)

@@ -88,7 +88,7 @@ def assign(job: Job, candidate: placement.Candidate, *, asks: dict | None = None
     index = placement.index()
     with transaction.atomic():
         island = (
-            Island.objects.select_for_update()
+            Island.objects.select_for_update(no_key=True)
             .filter(
                 Q(cooldown_until__isnull=True) | Q(cooldown_until__lte=now),
                 pk=candidate.island_id,
@@ -239,7 +239,7 @@ def requeue_job(
     ``JOB_MAX_ATTEMPTS`` Islands, then it fails)."""
     with transaction.atomic():
         job = (
-            Job.objects.select_for_update()
+            Job.objects.select_for_update(no_key=True)
             .filter(pk=job_id, island_id=island_id, status=S.RUNNING)
             .first()
         )

@@ -183,7 +183,7 @@ def _update_postgres(document: str) -> list[tuple]:
 
 
 def _store_portable(batch: list[dict]) -> list[tuple]:
-    islands = Island.objects.select_for_update().in_bulk([r["host_id"] for r in batch])
+    islands = Island.objects.select_for_update(no_key=True).in_bulk([r["host_id"] for r in batch])
     rows, changed = [], []
     for record in batch:
         island = islands.get(uuid.UUID(record["host_id"]))
@@ -233,7 +233,7 @@ def mark_stale_offline(*, now: datetime | None = None) -> int:
     )
     with transaction.atomic():
         rows = list(
-            stale.select_for_update(skip_locked=True).values_list(
+            stale.select_for_update(skip_locked=True, no_key=True).values_list(
                 "id", "owner_id", "last_heartbeat_at"
             )
         )

@@ -120,7 +120,7 @@ def create_job(
     with transaction.atomic():
         # One lock per account serialises its submissions, so the quota cannot be
         # overrun by parallel requests.
-        User.objects.select_for_update().filter(pk=user.pk).first()
+        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
         if idempotency_key and (earlier := _keyed_job(user, idempotency_key)):
             return earlier
         active = Job.objects.filter(user=user, status__in=ACTIVE).count()
@@ -199,7 +199,7 @@ def finish(
     ended it. ``island_id``: only if the job is on that Island. ``notify``: tell the
     Island to stop (``host.{id}.cancel``) once committed."""
     with transaction.atomic():
-        jobs = Job.objects.select_for_update().filter(pk=job_id)
+        jobs = Job.objects.select_for_update(no_key=True).filter(pk=job_id)
         if island_id is not None:
             jobs = jobs.filter(island_id=island_id)
         job = jobs.first()
@@ -366,7 +366,7 @@ def apply_output(*, host_id: str, chunks: list[dict]) -> int:
     appended_total = 0
     with transaction.atomic():
         jobs = list(
-            Job.objects.select_for_update()
+            Job.objects.select_for_update(no_key=True)
             .filter(pk__in=list(by_job), island_id=host_id, status=S.RUNNING)
             .only("id", "output", "last_seq", "pending_chunks", "attempts")
             .order_by("pk")
@@ -433,7 +433,7 @@ def apply_image(*, host_id: str, job_id: str, image: dict) -> bool:
     """``host.{id}.image``: kept on the job (``images``) and sent to clients."""
     with transaction.atomic():
         job = (
-            Job.objects.select_for_update()
+            Job.objects.select_for_update(no_key=True)
             .filter(pk=job_id, island_id=host_id, status=S.RUNNING)
             .only("id", "images", "attempts")
             .first()

@@ -30,7 +30,7 @@ def change_karma(
 ) -> KarmaEvent:
     """Add ``delta`` karma and ``minutes`` pending minutes (carrying whole hours over)."""
     with transaction.atomic():
-        island = Island.objects.select_for_update().get(pk=island_id)
+        island = Island.objects.select_for_update(no_key=True).get(pk=island_id)
         gained, pending = divmod(island.pending_minutes + minutes, MINUTES_PER_KARMA)
         island.karma += delta + gained
         island.pending_minutes = pending
@@ -76,7 +76,9 @@ def penalize_disconnections(*, now: datetime | None = None) -> int:
     )
     with transaction.atomic():
         rows = list(
-            due.select_for_update(skip_locked=True).values_list("id", "karma", "pending_minutes")
+            due.select_for_update(skip_locked=True, no_key=True).values_list(
+                "id", "karma", "pending_minutes"
+            )
         )
         ids = [row[0] for row in rows]
         Island.objects.filter(id__in=ids).update(
@@ -116,7 +118,7 @@ def lock_island(island_id: uuid.UUID | str) -> Island:
     its owner, who gets paid). Lock order of a job's end: the job, its Island, then the
     balances (billing.services)."""
     return (
-        Island.objects.select_for_update()
+        Island.objects.select_for_update(no_key=True)
         .only("id", "owner_id", "karma", "pending_minutes", "pending_seconds")
         .get(pk=island_id)
     )

@@ -24,7 +24,7 @@ def test_confirming_locks_the_code_and_its_island_with_the_lookup(island, code, 
     sqls = statements(queries.captured_queries)
     verbs = [sql.split(" ", 1)[0] for sql in sqls]
     assert verbs == ["SELECT", "UPDATE", "UPDATE", "INSERT"]  # lookup, Island, codes, audit
-    assert sqls[0].endswith("FOR UPDATE")
+    assert sqls[0].endswith("FOR NO KEY UPDATE")
     assert '"compute_island"' in sqls[0]
 
 
@@ -55,5 +55,5 @@ def test_claiming_locks_only_the_session_with_the_lookup(user):
     sqls = statements(queries.captured_queries)
     verbs = [sql.split(" ", 1)[0] for sql in sqls]
     assert verbs == ["SELECT", "INSERT", "UPDATE", "INSERT"]  # lookup, Island, session, audit
-    assert sqls[0].endswith('FOR UPDATE OF "pairing_mobilepairingsession"')
+    assert sqls[0].endswith('FOR NO KEY UPDATE OF "pairing_mobilepairingsession"')
     assert (claimed.pk, island.owner) == (session.pk, user)
