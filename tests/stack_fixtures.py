@@ -4,6 +4,7 @@ left out (tests call the periodic tasks directly) and the NATS bridge."""
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,6 +36,33 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+def _wait_until_ready(worker: subprocess.Popen, bridge: subprocess.Popen) -> None:
+    """Tests start once the bridge's durable consumers exist and the worker answers a
+    ping: an Island message published earlier would find nobody to take it."""
+    from portal.celery import app
+    from sail import subjects
+    from sail.client import sail
+    from sail.streams import CONSUMERS
+
+    async def consumers_exist(nc) -> bool:
+        js = nc.jetstream()
+        try:
+            for consumer in CONSUMERS.values():
+                await js.consumer_info(consumer.stream, consumer.durable)
+        except Exception:
+            return False
+        return True
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, "the Celery worker died"
+        assert bridge.poll() is None, "the bridge died"
+        if sail.call(consumers_exist) and app.control.ping(timeout=0.5):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the bridge or the worker did not get ready ({subjects.JOBS_STREAM})")
+
+
 @pytest.fixture(scope="module")
 def _stack_processes(_server_session) -> Iterator[Stack]:
     # Module scope: a bridge left running would compete for the durable consumers with
@@ -45,6 +73,7 @@ def _stack_processes(_server_session) -> Iterator[Stack]:
          "--without-mingle", "--without-gossip"]
     )  # fmt: skip
     bridge = _start([sys.executable, "manage.py", "sail_bridge"])
+    _wait_until_ready(worker, bridge)
     yield Stack(server=_server_session, worker=worker, bridge=bridge)
     _stop(bridge)
     _stop(worker)
