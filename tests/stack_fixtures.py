@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 from tests.conftest import BASE_DIR, Server, server_env
@@ -23,9 +24,29 @@ class Stack:
     def url(self) -> str:
         return self.server.url
 
+    def client(self, key: str | None = None) -> httpx.Client:
+        return self.server.client(key)
 
-def _start(cmd: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=server_env(), cwd=BASE_DIR)
+
+def start_workers(server: Server, env: dict[str, str] | None = None) -> Stack:
+    """A Celery worker and the bridge next to ``server``, ready to take messages."""
+
+    def start(cmd: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(cmd, env=server_env(env), cwd=BASE_DIR)
+
+    worker = start(
+        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
+         "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
+         "--without-mingle", "--without-gossip"]
+    )  # fmt: skip
+    bridge = start([sys.executable, "manage.py", "sail_bridge"])
+    _wait_until_ready(worker, bridge)
+    return Stack(server=server, worker=worker, bridge=bridge)
+
+
+def stop_workers(stack: Stack) -> None:
+    _stop(stack.bridge)
+    _stop(stack.worker)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -67,16 +88,9 @@ def _wait_until_ready(worker: subprocess.Popen, bridge: subprocess.Popen) -> Non
 def _stack_processes(_server_session) -> Iterator[Stack]:
     # Module scope: a bridge left running would compete for the durable consumers with
     # the bridges that other test modules start themselves.
-    worker = _start(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
-         "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
-         "--without-mingle", "--without-gossip"]
-    )  # fmt: skip
-    bridge = _start([sys.executable, "manage.py", "sail_bridge"])
-    _wait_until_ready(worker, bridge)
-    yield Stack(server=_server_session, worker=worker, bridge=bridge)
-    _stop(bridge)
-    _stop(worker)
+    stack = start_workers(_server_session)
+    yield stack
+    stop_workers(stack)
 
 
 @pytest.fixture

@@ -16,13 +16,10 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import tomli_w
 from django.conf import settings as django_settings
@@ -32,8 +29,8 @@ from compute.seed import seed_cargos
 from pairing import services as pairing
 from portal import services
 from portal.models import User
-from sail.client import sail
-from tests.conftest import BASE_DIR, Server, server_env, start_server, stop_server
+from tests.conftest import BASE_DIR, start_server, stop_server
+from tests.stack_fixtures import Stack, start_workers, stop_workers
 
 # Small numbers so that liveness, penalties and leases play out in seconds.
 E2E_SETTINGS: dict[str, Any] = {
@@ -72,44 +69,8 @@ def eventually(check: Callable[[], Any], *, timeout: float = WAIT, interval: flo
 
 
 # --- the coordinator -------------------------------------------------------------------
-@dataclass
-class Stack:
-    server: Server
-    worker: subprocess.Popen
-    bridge: subprocess.Popen
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def client(self, key: str | None = None) -> httpx.Client:
-        return self.server.client(key)
-
-
 def _env() -> dict[str, str]:
     return {name: str(value) for name, value in E2E_SETTINGS.items()} | {"LOG_LEVEL": "WARNING"}
-
-
-def _start(cmd: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=server_env(_env()), cwd=BASE_DIR)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def _bridge_ready() -> bool:
-    """The bridge answers pings (it subscribes to them after its streams, consumers and
-    the pairing subject)."""
-    try:
-        sail.request(f"host.{uuid.uuid4()}.ping", {}, timeout=0.5)
-    except Exception:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -117,19 +78,15 @@ def _e2e_processes(django_db_setup, django_db_blocker) -> Iterator[Stack]:
     """Web, worker and bridge of this module, with E2E_SETTINGS (module scope: a bridge
     left running would compete for the durable consumers with other modules' bridges)."""
     server = start_server(env=_env())
-    worker = _start(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
-         "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
-         "--without-mingle", "--without-gossip"]
-    )  # fmt: skip
-    bridge = _start([sys.executable, "manage.py", "sail_bridge"])
-    stack = Stack(server=server, worker=worker, bridge=bridge)
     try:
-        eventually(_bridge_ready, timeout=30, interval=0.2)
+        stack = start_workers(server, _env())
+    except BaseException:
+        stop_server(server)
+        raise
+    try:
         yield stack
     finally:
-        _stop(bridge)
-        _stop(worker)
+        stop_workers(stack)
         stop_server(server)
 
 
