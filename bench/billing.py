@@ -34,6 +34,8 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
+from common import create_database
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/archipelago_bench_billing"
@@ -41,14 +43,7 @@ SLUG = "bench-billing-chat"
 
 
 def prepare_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    create_database(url)
 
 
 def setup_django(url: str) -> None:

@@ -38,6 +38,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from common import create_database
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/archipelago_bench_pairing"
@@ -80,14 +82,7 @@ def prepare_environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 def prepare_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    create_database(url)
     import django
 
     django.setup()
