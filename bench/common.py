@@ -1,5 +1,18 @@
 """Pieces every benchmark script shares (they run as ``python bench/<name>.py``)."""
 
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
 
 def create_database(url: str) -> None:
     """Create the Postgres database of ``url`` if it does not exist yet."""
@@ -11,3 +24,74 @@ def create_database(url: str) -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def procfile_command(name: str) -> str:
+    for line in (BASE_DIR / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    raise SystemExit(f"no {name!r} process in the Procfile")
+
+
+def start_procfile(name: str, env: dict[str, str]) -> subprocess.Popen:
+    """The Procfile's ``name`` process itself, with ``env``."""
+    env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
+    return subprocess.Popen(
+        ["sh", "-c", "exec env " + procfile_command(name)], env=env, cwd=BASE_DIR
+    )
+
+
+def start_web(env: dict[str, str], workers: int = 2) -> tuple[subprocess.Popen, str]:
+    """The production web process (the Procfile's ``web`` line) on a free port, once it
+    answers ``/api/v1/health``; returns it and its base URL."""
+    port = free_port()
+    env = {**env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
+    proc, url = start_procfile("web", env), f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"web server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("web server did not start")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    """A process and its children (a server's workers)."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MiB."""
+    return sum(p.memory_info().rss for p in tree(pid)) / 2**20
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children so far."""
+    total = 0.0
+    for proc in tree(pid):
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total

@@ -16,26 +16,17 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import orjson
-import psutil
+from common import BASE_DIR, create_database, rss_mb, start_web, stop
 
-BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/archipelago_bench"
 PER_ACCOUNT = 5  # streams per account: the production quota
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bench_env(**overrides: str) -> dict[str, str]:
@@ -51,13 +42,7 @@ def bench_env(**overrides: str) -> dict[str, str]:
 
 def setup_django(env: dict[str, str]) -> None:
     """Create and migrate the bench database; Django is then usable in this process."""
-    import psycopg
-
-    url = env["DATABASE_URL"]
-    name, admin = url.rsplit("/", 1)[1], url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+    create_database(env["DATABASE_URL"])
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     import django
@@ -106,37 +91,6 @@ def bench_cargo_and_island(owner: object, slots: int) -> tuple:
 
 def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, cwd=BASE_DIR)
-
-
-def start_web(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", "1", "--loop", "uvloop", "--http", "httptools",
-        "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-    proc, url = start(cmd, env), f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("web server did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def rss_mb(pid: int) -> float:
-    return psutil.Process(pid).memory_info().rss / 2**20
 
 
 # Clients attach a few at a time: a burst of 100 requests in the same millisecond would

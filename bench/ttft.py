@@ -4,7 +4,7 @@
     .venv/bin/python bench/ttft.py                       # 1 and 50 concurrent requests
     .venv/bin/python bench/ttft.py --concurrency 1,50 --requests 300
 
-Starts the whole coordinator (one uvicorn worker, a Celery worker, the NATS bridge) on the
+Starts the whole coordinator (the Procfile's web process, a Celery worker, the NATS bridge) on the
 bench database, and an Island played by nats-py (tests/compute/fake_island.py) that
 answers each assignment at once, as the mock runtime does when it emits tokens as fast as
 it can. Per request: overhead = (first content chunk at the client - request sent) -
@@ -23,16 +23,14 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import BASE_DIR, start_web, stop
 from relay import (
-    BASE_DIR,
     accounts,
     bench_cargo_and_island,
     bench_env,
     ensure_streams_exist,
     setup_django,
     start,
-    start_web,
-    stop,
 )
 
 BODY = {

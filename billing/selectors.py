@@ -1,5 +1,6 @@
 """Reads of balances, the ledger and the compute exchange."""
 
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,6 +29,7 @@ from django.utils import timezone
 from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, SavedBid
 from compute.models import Cargo, Island, Job
 from portal.models import User
+from portal.prepared import Prepared
 
 SURGE_MULTIPLIER = Decimal("1.25")
 SUGGESTED_BID_MULTIPLIER = Decimal("1.05")
@@ -81,8 +83,28 @@ def ask_of(island: Island, cargo: Cargo, overrides: dict | None = None) -> Decim
         return cargo.price_per_job
 
 
+# Read on every submission: built once (portal.prepared).
+_asks = Prepared(
+    lambda cargo: AskingPrice.objects.filter(cargo_id=cargo).values_list("island_id", "price"),
+    cargo=int,
+)
+_latest_rate = Prepared(
+    lambda cargo: (
+        RateSnapshot.objects.filter(cargo_id=cargo)
+        .order_by("-created_at")
+        .values_list("avg_price", "num_hosts")[:1]
+    ),
+    cargo=int,
+)
+_saved_bid = Prepared(
+    lambda user, cargo: SavedBid.objects.filter(user_id=user, cargo_id=cargo).values_list("bid"),
+    user=uuid.UUID,
+    cargo=int,
+)
+
+
 def ask_overrides(cargo: Cargo) -> dict:
-    return dict(AskingPrice.objects.filter(cargo=cargo).values_list("island_id", "price"))
+    return dict(_asks.rows(cargo=cargo.pk))
 
 
 def surge_active() -> bool:
@@ -109,10 +131,10 @@ def latest_snapshots() -> dict[int, RateSnapshot]:
 
 
 def market_rate(cargo: Cargo) -> Decimal | None:
-    snap = RateSnapshot.objects.filter(cargo=cargo).order_by("-created_at").first()
-    if snap is None or not snap.num_hosts:
+    snap = _latest_rate.first(cargo=cargo.pk)
+    if snap is None or not snap[1]:
         return None
-    return snap.avg_price * (SURGE_MULTIPLIER if surge_active() else 1)
+    return snap[0] * (SURGE_MULTIPLIER if surge_active() else 1)
 
 
 def budget_for(*, user: User, cargo: Cargo, bid: Decimal | None = None) -> Decimal:
@@ -120,9 +142,9 @@ def budget_for(*, user: User, cargo: Cargo, bid: Decimal | None = None) -> Decim
     bid for the Cargo, the market rate, the Cargo's price."""
     if bid is not None:
         return bid
-    saved = SavedBid.objects.filter(user=user, cargo=cargo).values_list("bid", flat=True).first()
+    saved = _saved_bid.first(user=user.pk, cargo=cargo.pk)
     if saved is not None:
-        return saved
+        return saved[0]
     return market_rate(cargo) or cargo.price_per_job
 
 

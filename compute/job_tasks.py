@@ -46,7 +46,11 @@ def ingest_job_status(self, records: list[dict], acks: list[str]) -> int:
     waiting = not self.request.called_directly and self.request.retries < OUTPUT_WAIT_TRIES
     if behind and waiting:
         # The others are applied (applying them again changes nothing); only these wait.
-        raise self.retry(args=(behind, acks), countdown=OUTPUT_WAIT_SECONDS, max_retries=None)
+        # The limit is given: the task's own (for database errors) is lower, and ending
+        # there would leave the status unapplied until JetStream redelivers it.
+        raise self.retry(
+            args=(behind, acks), countdown=OUTPUT_WAIT_SECONDS, max_retries=OUTPUT_WAIT_TRIES
+        )
     done += sum(jobs.apply_status(**record) for record in behind)  # waited enough
     ack(acks)
     return done

@@ -2,15 +2,25 @@
 
 Django's own ``ASGIHandler`` runs a request's sync code in a thread made for that one
 request (``ThreadSensitiveContext``) and hops between the event loop and that thread
-around every sync-only middleware: about a dozen hops per request, and a new database
-connection per request because connections belong to threads. Almost every view here is
-sync (DRF is), so :class:`Handler` serves sync views the way a WSGI server does: the
-whole middleware chain and the view in **one** call on a small pool of long-lived threads
-(``WEB_THREADS``), with ``request_started`` / ``request_finished`` (and so
-``close_old_connections``) sent in that thread. Async views (server-sent events, chat
-completions) keep Django's async path unchanged. bench/README.md has the measurements.
+around every sync-only middleware, and around each ``process_request`` and
+``process_response`` of the others: a dozen hops or more per request, and a new database
+connection per request because connections belong to threads. :class:`Handler` serves
+every HTTP request the way a WSGI server does instead: the whole middleware chain and the
+view in **one** call on a pool of long-lived threads, with ``request_started`` /
+``request_finished`` (and so ``close_old_connections``) sent in that thread.
+
+- Sync views (nearly all: DRF is sync) run on ``WEB_THREADS`` threads.
+- Async views (server-sent events, chat completions) are called by the same sync chain,
+  which runs their coroutine on the server's event loop while the thread waits (their
+  thread-sensitive database calls come back to that thread). They get a pool of their own
+  (``WEB_WAITING_THREADS``), since a non-streaming chat completion holds its thread until
+  the job ends. A streamed body is sent from the event loop, and is cancelled when the
+  client goes away, as Django does.
+bench/README.md has the measurements.
 """
 
+import asyncio
+import contextlib
 import gc
 import os
 
@@ -54,39 +64,54 @@ class _SyncChain(BaseHandler):
 
 
 class Handler(ASGIHandler):
-    def __init__(self, threads: int) -> None:
-        super().__init__()  # Django's async chain, for async views
+    def __init__(self, threads: int, waiting_threads: int) -> None:
+        # No super().__init__(): Django's async middleware chain is never used here.
         self.sync_chain = _SyncChain()
         # sync_to_async rather than loop.run_in_executor: it carries the context over and
-        # lets a view call async_to_sync (channel layer sends) back on this event loop.
-        self.respond_in_thread = sync_to_async(
-            self.respond,
-            thread_sensitive=False,
-            executor=ThreadPoolExecutor(threads, thread_name_prefix="django-sync"),
-        )
+        # lets a view call async_to_sync (async views, channel layer sends) back on this
+        # event loop.
+        self.respond_sync = self._pool(threads, "django-sync")
+        self.respond_waiting = self._pool(waiting_threads, "django-wait")
+
+    def _pool(self, threads: int, name: str):
+        executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
+        return sync_to_async(self.respond, thread_sensitive=False, executor=executor)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            path_info = scope["path"].removeprefix(get_script_prefix(scope))
-            if not is_async_view(settings.ROOT_URLCONF, path_info):
-                return await self.handle_sync(scope, receive, send)
-        return await super().__call__(scope, receive, send)
-
-    async def handle_sync(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django serves HTTP here, not {scope['type']}")
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
+        path_info = scope["path"].removeprefix(get_script_prefix(scope))
+        waits = is_async_view(settings.ROOT_URLCONF, path_info)
         try:
-            response = await self.respond_in_thread(scope, body_file)
-            if response.streaming:  # an iterator (a static file): Django's own path
+            respond = self.respond_waiting if waits else self.respond_sync
+            response = await respond(scope, body_file)
+            if response.streaming:
                 async with ThreadSensitiveContext():
-                    await self.send_response(response, send)
-                    await sync_to_async(response.close)()
+                    await self._stream(response, receive, send)
             else:
                 await self.send_response(response, send)
         finally:
             body_file.close()
+
+    async def _stream(self, response, receive, send) -> None:
+        """Send a streamed body until it ends or the client goes away (then the body's
+        iterator is cancelled, so that its ``finally`` blocks run at once)."""
+        sending = asyncio.create_task(self.send_response(response, send))
+        listening = asyncio.create_task(self.listen_for_disconnect(receive))
+        try:
+            await asyncio.wait([sending, listening], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (listening, sending):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RequestAborted, AssertionError):
+                await listening
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await sending
+            await sync_to_async(response.close)()
 
     def respond(self, scope, body_file):
         """What a WSGI server calls, in one pool thread. A response held in memory is
@@ -103,7 +128,9 @@ class Handler(ASGIHandler):
         return response
 
 
-django_asgi_app = Handler(threads=settings.WEB_THREADS)
+django_asgi_app = Handler(
+    threads=settings.WEB_THREADS, waiting_threads=settings.WEB_WAITING_THREADS
+)
 
 application = ProtocolTypeRouter(
     {

@@ -97,9 +97,16 @@ elif env.int("DB_POOL_SIZE", 0) > 0:
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" and env.bool(
+    "DB_SERVER_SIDE_BINDING", False
+):
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads per web process that run sync views, middleware included (portal/asgi.py).
 WEB_THREADS = env.int("WEB_THREADS", 4)
+# Threads per web process for async views (SSE, chat completions): each waits on its
+# view's coroutine, a non-streaming completion until its job ends (portal/asgi.py).
+WEB_WAITING_THREADS = env.int("WEB_WAITING_THREADS", 64)
 
 # --- Redis: cache, Celery broker, Channels layer, rate limits.
 REDIS_URL = env.str("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -15,7 +15,6 @@ import nats
 import orjson
 from django.conf import settings
 from nats.aio.client import Client
-from nats.js.api import PubAck
 
 logger = logging.getLogger(__name__)
 TIMEOUT = 5.0
@@ -65,12 +64,6 @@ class SyncNats:
             await self.nc.flush(timeout=TIMEOUT)
 
         self._run(go())
-
-    def js_publish(self, subject: str, payload: dict, *, msg_id: str | None = None) -> PubAck:
-        """JetStream publish; returns once the server has stored it. ``msg_id`` dedupes."""
-        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        js = self.nc.jetstream()
-        return self._run(js.publish(subject, orjson.dumps(payload), headers=headers))
 
     def request(self, subject: str, payload: dict, timeout: float = TIMEOUT) -> dict:
         msg = self._run(

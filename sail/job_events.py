@@ -18,6 +18,7 @@ message directly (tests, tools).
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from typing import Annotated, Any
@@ -163,21 +164,47 @@ class TokenRelay:
     """Republishes output chunks as token events at once (async; runs in the bridge).
 
     Per job it keeps the next expected seq and holds chunks that arrive early; a chunk
-    from an Island that is not the job's current one is dropped. Who runs a job is read
-    from the database once per job and cached for ``ttl`` seconds.
+    from an Island that is not the job's current one is dropped. Who runs a job is
+    learned from the assignment itself (``host.{id}.jobs``, whose ``Nats-Msg-Id`` is
+    ``{job_id}:{attempt}``) and forgotten on ``host.{id}.cancel`` (sent on every requeue)
+    and after the final chunk; for a job whose assignment this relay did not see (it
+    started later), the database is asked, and the answer kept for ``ttl`` seconds.
     """
 
     def __init__(self, nc: Any, *, ttl: float = 2.0, max_jobs: int = 100_000) -> None:
         self.nc = nc
         self.ttl = ttl
         self.max_jobs = max_jobs
-        self.owners: dict[str, tuple[float, str | None, int]] = {}
+        self.owners: dict[str, tuple[float, str | None, int]] = {}  # job: (until, host, attempt)
         self.next_seq: dict[str, int] = {}
         self.held: dict[str, dict[int, str]] = {}
 
-    async def subscribe(self, queue: str = "") -> Any:
-        """Listen on ``host.*.output`` (core NATS; the durable path is unaffected)."""
-        return await self.nc.subscribe("host.*.output", queue=queue, cb=self.on_msg)
+    async def subscribe(self, queue: str = "") -> list[Any]:
+        """Listen on ``host.*.output``, ``.jobs`` and ``.cancel`` (core NATS; the durable
+        path and the Islands' own consumers are unaffected)."""
+        return [
+            await self.nc.subscribe("host.*.jobs", cb=self.on_assignment),
+            await self.nc.subscribe("host.*.cancel", cb=self.on_cancel),
+            await self.nc.subscribe("host.*.output", queue=queue, cb=self.on_msg),
+        ]
+
+    def _remember(self, job_id: str, until: float, host_id: str | None, attempt: int) -> None:
+        if len(self.owners) >= self.max_jobs:
+            self.owners.clear()
+            self.next_seq.clear()
+            self.held.clear()
+        self.owners[job_id] = (until, host_id, attempt)
+
+    async def on_assignment(self, msg: Any) -> None:
+        job_id, _, attempt = (msg.headers or {}).get("Nats-Msg-Id", "").rpartition(":")
+        if job_id and attempt.isdigit():
+            self._remember(job_id, math.inf, msg.subject.split(".")[1], int(attempt))
+
+    async def on_cancel(self, msg: Any) -> None:
+        try:
+            self.owners.pop(str(orjson.loads(msg.data)["job_id"]), None)
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return
 
     async def on_msg(self, msg: Any) -> None:
         try:
@@ -192,16 +219,12 @@ class TokenRelay:
     async def _owner(self, job_id: str) -> tuple[str | None, int]:
         cached = self.owners.get(job_id)
         now = time.monotonic()
-        if cached and now - cached[0] < self.ttl:
+        if cached and now < cached[0]:
             return cached[1], cached[2]
         from asgiref.sync import sync_to_async
 
         row = await sync_to_async(_running_on)(job_id)
-        if len(self.owners) >= self.max_jobs:
-            self.owners.clear()
-            self.next_seq.clear()
-            self.held.clear()
-        self.owners[job_id] = (now, *row)
+        self._remember(job_id, now + self.ttl, *row)
         return row
 
     async def relay(self, record: dict) -> int:
@@ -224,6 +247,10 @@ class TokenRelay:
             expected += 1
             published += 1
         self.next_seq[key] = expected
+        if record.get("is_final") and not held:  # the job's output is complete: forget it
+            self.owners.pop(job_id, None)
+            self.next_seq.pop(key, None)
+            self.held.pop(key, None)
         return published
 
 
@@ -242,7 +269,7 @@ def _running_on(job_id: str) -> tuple[str | None, int]:
 
 
 async def run_relay(nc: Any, stop: asyncio.Event) -> None:  # pragma: no cover - process glue
-    relay = TokenRelay(nc)
-    sub = await relay.subscribe()
+    subs = await TokenRelay(nc).subscribe()
     await stop.wait()
-    await sub.unsubscribe()
+    for sub in subs:
+        await sub.unsubscribe()

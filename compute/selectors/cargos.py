@@ -3,6 +3,7 @@
 from django.db.models import QuerySet
 
 from compute.models import Cargo
+from portal.prepared import Prepared
 
 
 def catalog(*, runtime_type: str | None = None, category: str | None = None) -> QuerySet[Cargo]:
@@ -15,5 +16,11 @@ def catalog(*, runtime_type: str | None = None, category: str | None = None) -> 
     return cargos.order_by("category", "slug")
 
 
+_usable = Prepared(
+    lambda slug: Cargo.objects.filter(slug=slug, is_enabled=True, is_approved=True)[:1], slug=str
+)
+
+
 def usable_cargo(slug: str) -> Cargo | None:
-    return Cargo.objects.filter(slug=slug, is_enabled=True, is_approved=True).first()
+    """Read on every submission: the query is built once (portal.prepared)."""
+    return _usable.first(slug=slug)

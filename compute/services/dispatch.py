@@ -11,12 +11,12 @@
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from billing.selectors import ask_of, ask_overrides
@@ -26,6 +26,7 @@ from compute.services import placement
 from compute.services.jobs import WAITING, S, client_event, finish, transition
 from compute.services.publish import publish_assignment, publish_cancel, publish_job_events
 from portal.api.throttling import redis_client
+from portal.prepared import Prepared
 
 logger = logging.getLogger(__name__)
 CANDIDATES = 5
@@ -37,23 +38,29 @@ ASSIGNMENT_FIELDS = (
 )  # fmt: skip
 
 
-def dispatch_after_commit(job_id: uuid.UUID) -> None:
+def dispatch_after_commit(job: Job) -> None:
+    """Dispatch the new ``job`` (its Cargo loaded) once its transaction commits."""
+
     def go() -> None:
         try:
-            dispatch_job(job_id)
+            dispatch_job(job)
         except Exception:
             # The job stays pending; the beat pass picks it up.
-            logger.exception("dispatch of job %s failed", job_id)
+            logger.exception("dispatch of job %s failed", job.pk)
 
     transaction.on_commit(go)
 
 
-def dispatch_job(job_id: uuid.UUID | str) -> str:
+def dispatch_job(job_or_id: Job | uuid.UUID | str) -> str:
     """Assign a pending or queued job to the best Island that takes it now; returns
-    ``assigned``, ``queued`` or ``gone`` (no longer waiting)."""
-    job = Job.objects.select_related("cargo").filter(pk=job_id, status__in=WAITING).first()
-    if job is None:
-        return "gone"
+    ``assigned``, ``queued`` or ``gone`` (no longer waiting). A ``Job`` given as such
+    (a new one) is not read again: if it ended meanwhile, the assignment finds out."""
+    if isinstance(job_or_id, Job):
+        job = job_or_id
+    else:
+        job = Job.objects.select_related("cargo").filter(pk=job_or_id, status__in=WAITING).first()
+        if job is None:
+            return "gone"
     if job.status == S.PENDING and _earlier_job_waits(job):
         transition(job.pk, "wait")
         request_dispatch()
@@ -74,9 +81,43 @@ def dispatch_job(job_id: uuid.UUID | str) -> str:
 
 def _earlier_job_waits(job: Job) -> bool:
     """Fairness: a new job does not overtake queued ones of its Cargo and priority."""
-    return Job.objects.filter(
-        status=S.QUEUED, cargo_id=job.cargo_id, priority__gte=job.priority
-    ).exists()
+    return bool(_queued_ahead.rows(cargo=job.cargo_id, priority=job.priority))
+
+
+# Run on every dispatch: built once (portal.prepared).
+_queued_ahead = Prepared(
+    lambda cargo, priority: Job.objects.filter(
+        status=S.QUEUED, cargo_id=cargo, priority__gte=priority
+    ).values_list("pk")[:1],
+    cargo=int,
+    priority=int,
+)
+_lock_island = Prepared(
+    lambda island, now, cutoff: (
+        Island.objects.select_for_update(no_key=True)
+        .filter(
+            Q(cooldown_until__isnull=True) | Q(cooldown_until__lte=now),
+            pk=island,
+            status=Island.Status.ONLINE,
+            suspended=False,
+            last_heartbeat_at__gte=cutoff,
+        )
+        .values_list("max_concurrent_jobs", "asking_prices")
+    ),
+    island=uuid.UUID,
+    now=datetime,
+    cutoff=datetime,
+)
+_running_on = Prepared(
+    lambda island: (
+        Job.objects.filter(island_id=island, status=S.RUNNING)
+        .order_by()
+        .values("island_id")
+        .annotate(n=Count("pk"))
+        .values_list("n")
+    ),
+    island=uuid.UUID,
+)
 
 
 def assign(job: Job, candidate: placement.Candidate, *, asks: dict | None = None) -> str:
@@ -86,32 +127,21 @@ def assign(job: Job, candidate: placement.Candidate, *, asks: dict | None = None
     asks for the job's Cargo (billing.selectors.ask_overrides), looked up when None."""
     now = timezone.now()
     index = placement.index()
+    island_id = uuid.UUID(str(candidate.island_id))
     with transaction.atomic():
-        island = (
-            Island.objects.select_for_update(no_key=True)
-            .filter(
-                Q(cooldown_until__isnull=True) | Q(cooldown_until__lte=now),
-                pk=candidate.island_id,
-                status=Island.Status.ONLINE,
-                suspended=False,
-                last_heartbeat_at__gte=offline_cutoff(now),
-            )
-            .values("max_concurrent_jobs", "asking_prices")
-            .first()
-        )
+        island = _lock_island.first(island=island_id, now=now, cutoff=offline_cutoff(now))
         if island is None:
             index.note_unavailable(candidate.island_id)
             return "busy"
+        max_jobs, asking_prices = island
         budget = job.budget if job.budget is not None else job.cargo.price_per_job
         overrides = asks if asks is not None else ask_overrides(job.cargo)
-        seller = Island(
-            pk=uuid.UUID(str(candidate.island_id)), asking_prices=island["asking_prices"]
-        )
-        price = ask_of(seller, job.cargo, overrides)
+        price = ask_of(Island(pk=island_id, asking_prices=asking_prices), job.cargo, overrides)
         if price > budget:
             return "busy"  # its ask changed since the index saw it
-        running = Job.objects.filter(island_id=candidate.island_id, status=S.RUNNING).count()
-        if running >= max(1, island["max_concurrent_jobs"]):
+        counted = _running_on.first(island=island_id)
+        running = counted[0] if counted else 0
+        if running >= max(1, max_jobs):
             index.note_load(candidate.island_id, running)
             return "busy"
         attempt = job.attempts + 1
@@ -131,8 +161,7 @@ def assign(job: Job, candidate: placement.Candidate, *, asks: dict | None = None
         if not moved:
             return "gone"
         payload = assignment(job, lease_ms=int(lease.timestamp() * 1000))
-        island_id = candidate.island_id
-        transaction.on_commit(lambda: _send(job.pk, island_id, attempt, payload))
+        transaction.on_commit(lambda: _send(job.pk, candidate.island_id, attempt, payload))
     index.note_load(candidate.island_id, running + 1)
     return "assigned"
 
@@ -159,14 +188,6 @@ def assignment(job: Job, *, lease_ms: int) -> dict[str, Any]:
 
 
 def _send(job_id: uuid.UUID, island_id: str, attempt: int, payload: dict) -> None:
-    try:
-        publish_assignment(island_id, payload, msg_id=f"{job_id}:{attempt}")
-    except Exception:
-        logger.exception("could not publish job %s to %s; requeueing it", job_id, island_id)
-        requeue_job(
-            job_id=job_id, island_id=island_id, reason="assignment not delivered", exclude=False
-        )
-        return
     event = client_event(
         job_id,
         f"{attempt}:s:assigned",
@@ -175,7 +196,13 @@ def _send(job_id: uuid.UUID, island_id: str, attempt: int, payload: dict) -> Non
         phase="assigned",
         island_id=str(island_id),
     )
-    publish_job_events(job_id, [event])
+    try:
+        publish_assignment(island_id, payload, msg_id=f"{job_id}:{attempt}", events=[event])
+    except Exception:
+        logger.exception("could not publish job %s to %s; requeueing it", job_id, island_id)
+        requeue_job(
+            job_id=job_id, island_id=island_id, reason="assignment not delivered", exclude=False
+        )
 
 
 # --- the queue ----------------------------------------------------------------------

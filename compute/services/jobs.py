@@ -23,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -32,6 +33,7 @@ from compute.services import cargos as cargo_service
 from compute.services.publish import publish_cancel, publish_job_events
 from portal.api.errors import ApiError
 from portal.models import User
+from portal.prepared import Prepared
 
 logger = logging.getLogger(__name__)
 S = Job.Status
@@ -120,11 +122,11 @@ def create_job(
     with transaction.atomic():
         # One lock per account serialises its submissions, so the quota cannot be
         # overrun by parallel requests.
-        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
+        _lock_account.rows(user=user.pk)
         if idempotency_key and (earlier := _keyed_job(user, idempotency_key)):
             return earlier
-        active = Job.objects.filter(user=user, status__in=ACTIVE).count()
-        if active >= settings.JOB_CONCURRENT_LIMIT:
+        active = _active_count.first(user=user.pk)
+        if active and active[0] >= settings.JOB_CONCURRENT_LIMIT:
             raise ApiError(
                 f"At most {settings.JOB_CONCURRENT_LIMIT} jobs may run at once per account",
                 code="concurrent_job_limit",
@@ -142,8 +144,25 @@ def create_job(
             idempotency_key=idempotency_key,
         )
         ledger.hold(user_id=user.pk, job_id=job.pk, amount=budget, new_job=True)
-        dispatch_after_commit(job.pk)
+        dispatch_after_commit(job)
     return job
+
+
+# Run on every submission: built once (portal.prepared).
+_lock_account = Prepared(
+    lambda user: User.objects.select_for_update(no_key=True).filter(pk=user).values_list("pk"),
+    user=uuid.UUID,
+)
+_active_count = Prepared(
+    lambda user: (
+        Job.objects.filter(user_id=user, status__in=sorted(ACTIVE))
+        .order_by()
+        .values("user_id")
+        .annotate(n=Count("pk"))
+        .values_list("n")
+    ),
+    user=uuid.UUID,
+)
 
 
 def _keyed_job(user: User, key: str) -> Job | None:

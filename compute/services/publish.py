@@ -82,18 +82,28 @@ def ensure_streams(force: bool = False) -> None:
     _ensured.set()
 
 
-def _js_publish(subject: str, payload: dict, msg_id: str) -> None:
+def publish_assignment(
+    host_id: object, payload: dict, *, msg_id: str, events: list[tuple[str, dict]] = ()
+) -> None:
+    """``host.{id}.jobs`` through JetStream (``msg_id``, job and attempt, dedupes
+    retries); once the server has stored it, the job's client ``events``. One hand-off
+    to the connection's loop for both: this is on the path to the first token."""
+    subject = subjects.host(str(host_id), "jobs")
+    body, headers = orjson.dumps(payload), {"Nats-Msg-Id": msg_id}
+
+    async def go(nc: Any) -> None:
+        await nc.jetstream().publish(subject, body, headers=headers)
+        try:  # the assignment is stored: nothing here may make the caller retry it
+            await _publish_events(nc, payload["job_id"], events)
+        except Exception:
+            logger.exception("could not publish events of job %s", payload["job_id"])
+
     ensure_streams()
     try:
-        sail.js_publish(subject, payload, msg_id=msg_id)
+        sail.call(go)
     except NoStreamResponseError:
         ensure_streams(force=True)
-        sail.js_publish(subject, payload, msg_id=msg_id)
-
-
-def publish_assignment(host_id: object, payload: dict, *, msg_id: str) -> None:
-    """``host.{id}.jobs`` through JetStream; ``msg_id`` (job and attempt) dedupes retries."""
-    _js_publish(subjects.host(str(host_id), "jobs"), payload, msg_id)
+        sail.call(go)
 
 
 def publish_cancel(host_id: object, job_id: object) -> None:
@@ -115,15 +125,17 @@ def publish_job_events(job_id: object, events: list[tuple[str, dict]]) -> None:
     """
     if not events:
         return
-    subject = job_events_subject(job_id)
-
-    async def go(nc: Any) -> None:
-        for msg_id, event in events:
-            await nc.publish(subject, orjson.dumps(event), headers={"Nats-Msg-Id": msg_id})
-        await nc.flush()
-
     try:
         ensure_streams()
-        sail.call(go)
+        sail.call(lambda nc: _publish_events(nc, job_id, events))
     except Exception:
         logger.exception("could not publish events of job %s", job_id)
+
+
+async def _publish_events(nc: Any, job_id: object, events: list[tuple[str, dict]]) -> None:
+    if not events:
+        return
+    subject = job_events_subject(job_id)
+    for msg_id, event in events:
+        await nc.publish(subject, orjson.dumps(event), headers={"Nats-Msg-Id": msg_id})
+    await nc.flush()

@@ -1,5 +1,6 @@
 """An Island played by the tests (and the benchmarks) with nats-py, speaking
-island-protocol.md: it reads its durable consumer ``host-{id}`` on ``JOBS``, acks, and
+island-protocol.md: it reads its durable consumer ``host-{id}`` on ``JOBS`` (one pull
+request kept open, each assignment taken the moment it arrives), acks, and
 answers each assignment with ``started``, output chunks (seq from 1), the final empty
 chunk and ``succeeded`` with usage, or ``failed``. It heartbeats every second so that
 the coordinator dispatches queued jobs to it. It records, per job, when the assignment
@@ -18,6 +19,9 @@ from dataclasses import dataclass, field
 import nats
 import orjson
 from django.conf import settings
+from nats.aio.msg import Msg
+
+from sail.pull import Puller
 
 Reply = Callable[[dict], list[str]]
 
@@ -46,7 +50,6 @@ class FakeIsland:
 
     def __post_init__(self) -> None:
         self._ready = threading.Event()
-        self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._release: asyncio.Event | None = None
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
@@ -59,7 +62,8 @@ class FakeIsland:
         return self
 
     def stop(self) -> None:
-        self._stopped = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
 
     def release(self) -> None:
@@ -75,23 +79,23 @@ class FakeIsland:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._release = asyncio.Event()
+        self._stop = asyncio.Event()
         self.nc = await nats.connect(settings.NATS_URL, name=f"island-{self.host_id[:8]}")
         js = self.nc.jetstream()
-        sub = await js.pull_subscribe(
-            self._subject("jobs"), durable=f"host-{self.host_id}", stream="JOBS"
-        )
+        durable = f"host-{self.host_id}"
+        await js.pull_subscribe(self._subject("jobs"), durable=durable, stream="JOBS")
+        # nats-py's fetch(n) keeps waiting for n messages until its timeout once the first
+        # came: that wait would count as the coordinator's in a time-to-first-token.
+        puller = _TimedPuller(self.nc, "JOBS", durable, batch=100, wait=0.0)
+        await puller.start()
         await self._heartbeat()
         self._ready.set()
         beat = asyncio.create_task(self._beat())
         running: set[asyncio.Task] = set()
         try:
-            while not self._stopped:
-                try:
-                    msgs = await sub.fetch(100, timeout=0.2)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                for msg in msgs:
-                    received = time.perf_counter()
+            while not self._stop.is_set():
+                for msg in await puller.collect(self._stop):
+                    received = puller.arrived.pop(id(msg), time.perf_counter())
                     await msg.ack()
                     task = asyncio.create_task(self._run(orjson.loads(msg.data), received))
                     running.add(task)
@@ -153,6 +157,18 @@ class FakeIsland:
             state = {"state": "succeeded", "usage": usage}
         await self._send("status", {"job_id": job_id, "timestamp": now(), **state})
         await self.nc.flush()
+
+
+class _TimedPuller(Puller):
+    """Notes when each message arrived, before anything else runs."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.arrived: dict[int, float] = {}
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self.arrived[id(msg)] = time.perf_counter()
+        await super()._on_msg(msg)
 
 
 def new_host_id() -> str:

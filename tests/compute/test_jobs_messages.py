@@ -240,6 +240,18 @@ def test_the_ingest_tasks_apply_a_batch_of_records(job, host):
     assert (job.status, job.output) == ("completed", "xy")
 
 
+def test_a_succeeded_whose_output_never_comes_is_applied_after_the_wait(job, host):
+    """GIVEN an Island that sent ``succeeded`` but whose final output chunk never arrives
+    WHEN the status task has waited all its tries THEN the job still ends, completed."""
+    from compute.job_tasks import OUTPUT_WAIT_TRIES, RETRY, ingest_job_status
+
+    assert OUTPUT_WAIT_TRIES > RETRY["max_retries"]  # the case this guards
+    record = {"host_id": str(host.pk), "job_id": str(job.pk), "state": "succeeded", "error": ""}
+    ingest_job_status.apply(args=([record], [])).get()
+    job.refresh_from_db()
+    assert job.status == "completed"
+
+
 def test_the_token_relay_publishes_at_once_in_order_and_drops_strangers(
     job, host, transactional_db
 ):
