@@ -1,6 +1,7 @@
 """Pieces every benchmark script shares (they run as ``python bench/<name>.py``)."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -64,6 +65,12 @@ def start_web(env: dict[str, str], workers: int = 2) -> tuple[subprocess.Popen, 
             time.sleep(0.2)
     proc.kill()
     raise SystemExit("web server did not start")
+
+
+def to_ms(text: str) -> float:
+    """A duration as wrk prints it (``812.00us``, ``3.20ms``, ``1.02s``), in ms."""
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
 def stop(proc: subprocess.Popen) -> None:

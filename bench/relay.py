@@ -35,7 +35,13 @@ def bench_env(**overrides: str) -> dict[str, str]:
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     env.setdefault("NATS_URL", "nats://127.0.0.1:4222")
     env.setdefault("SECRET_KEY", "bench-" + "x" * 50)
-    env.update(DEBUG="false", API_RATE_LIMIT="1000000000", LOG_LEVEL="WARNING", **overrides)
+    env.update(
+        DEBUG="false",
+        API_RATE_LIMIT="1000000000",
+        API_ANON_RATE_LIMIT="1000000000",
+        LOG_LEVEL="WARNING",
+        **overrides,
+    )
     env["PYTHONPATH"] = str(BASE_DIR)
     return env
 

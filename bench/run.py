@@ -16,17 +16,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
+from common import BASE_DIR, BIN, cpu_seconds, create_database, free_port, procfile_command, to_ms
 
-BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-BIN = Path(sys.executable).parent
 APP = "portal.asgi:application"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/archipelago_bench"
 
@@ -46,19 +43,6 @@ def server_command(server: str, port: int, workers: int) -> list[str]:
     raise SystemExit(f"unknown server {server!r}")
 
 
-def procfile_command(name: str) -> str:
-    for line in (BASE_DIR / "Procfile").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return line.split(":", 1)[1].strip()
-    raise SystemExit(f"no {name!r} process in the Procfile")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def production_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -75,16 +59,6 @@ def server_env(env: dict[str, str], port: int, workers: int) -> dict[str, str]:
     env = {**env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
     env.setdefault("DB_POOL_SIZE", "10")  # the Procfile's default
     return env
-
-
-def create_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def prepare(env: dict[str, str]) -> str:
@@ -118,27 +92,6 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> None
         except httpx.TransportError:
             time.sleep(0.2)
     raise SystemExit("server did not start")
-
-
-def server_cpu_seconds(pid: int) -> float:
-    """CPU time used so far by the server and its workers: a cost per request that the
-    other programs sharing the cores disturb far less than wall-clock throughput."""
-    import psutil
-
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
-
-
-def to_ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
 def run_wrk(url: str, key: str, connections: int, duration: float) -> dict:
@@ -187,9 +140,9 @@ def measure(server: str, workers: int, args: argparse.Namespace, env: dict, key:
         load = run_wrk if args.loadgen == "wrk" else run_python
         load(url, key, args.connections, args.warmup)
         load_before = os.getloadavg()[0]  # what other programs put on the machine
-        cpu_before = server_cpu_seconds(proc.pid)
+        cpu_before = cpu_seconds(proc.pid)
         result = load(url, key, args.connections, args.duration)
-        cpu = server_cpu_seconds(proc.pid) - cpu_before
+        cpu = cpu_seconds(proc.pid) - cpu_before
         result["server_cpu_ms_per_request"] = round(cpu * 1000 / max(result["requests"], 1), 2)
         result["load_before"] = round(load_before, 2)
         result["load_after"] = round(os.getloadavg()[0], 2)  # this benchmark included

@@ -177,6 +177,9 @@ class IslandIndex:
         self.full_at = 0.0
         self.pid = os.getpid()
         self.refreshing = False
+        # Decisions wait for the first load: an empty index would queue every job.
+        self.loaded = threading.Event()
+        self.first_load = threading.Lock()
 
     # --- storage
     def _grow(self, capacity: int) -> None:
@@ -288,6 +291,8 @@ class IslandIndex:
         rows = list(self.rows(recent))
         self.put_many(rows)
         self._load_running()
+        if full:
+            self.loaded.set()
         return len(rows)
 
     def _load_running(self) -> None:
@@ -307,11 +312,16 @@ class IslandIndex:
     def maybe_refresh(self) -> None:
         """Load the index on first use; afterwards refresh it when stale, in a background
         thread (``PLACEMENT_REFRESH_IN_BACKGROUND``) so that no decision waits for it."""
+        if not self.loaded.is_set():
+            with self.first_load:  # one thread loads; the others wait for it
+                if not self.loaded.is_set():
+                    self.refresh(full=True)
+            return
         now = time.time()
         full = now - self.full_at > settings.PLACEMENT_FULL_RELOAD_SECONDS
         if not full and now - self.refreshed_at <= settings.PLACEMENT_REFRESH_SECONDS:
             return
-        if not self.full_at or not settings.PLACEMENT_REFRESH_IN_BACKGROUND:
+        if not settings.PLACEMENT_REFRESH_IN_BACKGROUND:
             self.refresh(full=full)
             return
         with self.lock:

@@ -125,3 +125,26 @@ def test_the_index_sees_new_heartbeats_after_a_refresh(settings):
     assert placement.choose(need()) == []
     host = island()
     assert [c.island_id for c in placement.choose(need())] == [str(host.pk)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_decisions_made_while_the_index_first_loads_wait_for_it(settings):
+    """GIVEN a process whose index is not loaded yet WHEN many decisions come at once
+    THEN each one sees the Islands (none is made on a half-loaded, empty index)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    settings.PLACEMENT_REFRESH_IN_BACKGROUND = True
+    host = island()
+    placement.reset_index()
+
+    def decide(_: int) -> list[str]:
+        try:
+            return [c.island_id for c in placement.choose(need())]
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(16) as pool:
+        decisions = list(pool.map(decide, range(16)))
+    assert decisions == [[str(host.pk)]] * 16
