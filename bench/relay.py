@@ -5,24 +5,26 @@ clients, none lost, and the web process's memory growth (see bench/README.md).
     .venv/bin/python bench/relay.py --streams 100 --tokens 5000
 
 Needs Postgres, Redis and NATS with JetStream: ``DATABASE_URL`` (default: database
-``archipelago_bench``, created and migrated if missing), ``REDIS_URL``, ``NATS_URL``. One
-uvicorn worker runs the production settings. The bench publishes each job's tokens on
+``archipelago_bench``, created and migrated if missing), ``REDIS_URL``, ``NATS_URL``. The
+Procfile's web process (granian, 2 workers) runs the production settings. Once every
+client is attached, a process of its own publishes each job's tokens on
 ``jobs.{id}.events`` exactly as the coordinator does (core publishes into the
-``JOB_UPDATES`` stream with a ``Nats-Msg-Id``, then ``done``), after every client is
-attached, and counts the ``token`` events each client receives.
+``JOB_UPDATES`` stream with a ``Nats-Msg-Id``, then ``done``); the clients count the
+``token`` events they receive.
 """
 
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
-import httpx
 import orjson
-from common import BASE_DIR, create_database, rss_mb, start_web, stop
+from common import BASE_DIR, cpu_seconds, create_database, rss_mb, start_web, stop
 
 sys.path.insert(0, str(BASE_DIR))
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/archipelago_bench"
@@ -72,9 +74,11 @@ def accounts(count: int, tag: str) -> list[tuple[object, str]]:
 
 
 def ensure_streams_exist() -> None:
-    from compute.services.publish import ensure_streams
+    """The streams as the bridge makes them on its start (sail.streams)."""
+    from sail.client import sail
+    from sail.streams import ensure_all
 
-    ensure_streams(force=True)
+    sail.call(lambda nc: ensure_all(nc.jetstream()))
 
 
 def bench_cargo_and_island(owner: object, slots: int) -> tuple:
@@ -100,62 +104,90 @@ def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
 
 
 # Clients attach a few at a time: a burst of 100 requests in the same millisecond would
-# open 100 database connections at once (one per request thread while it authenticates).
+# queue behind each other's database lookups and time out the slowest.
 OPENING = 10
+DONE = b"event: done\n"
+TOKEN = b"event: token\n"
 
 
-async def client(http: httpx.AsyncClient, job_id: str, key: str, attached: asyncio.Event, n: list):
-    """Open the stream, count its token events until done; returns (tokens, end time)."""
-    headers = {"Authorization": f"Bearer {key}"}
-    tokens, buffer = 0, b""
-    await n[2].acquire()
-    async with http.stream("GET", f"/api/v1/jobs/{job_id}/stream", headers=headers) as response:
-        n[2].release()
-        assert response.status_code == 200, await response.aread()
-        n[0] += 1
-        if n[0] == n[1]:
-            attached.set()
-        async for chunk in response.aiter_bytes():
-            *events, buffer = (buffer + chunk).split(b"\n\n")
-            for event in events:
-                if event.startswith(b"event: token\n"):
-                    tokens += 1
-                elif event.startswith(b"event: done\n"):
-                    return tokens, time.perf_counter()
+class Attached:
+    """Counts the clients whose stream is open."""
+
+    def __init__(self, expected: int) -> None:
+        self.left, self.all = expected, asyncio.Event()
+
+    def one(self) -> None:
+        self.left -= 1
+        if not self.left:
+            self.all.set()
+
+
+async def client(
+    url: str, job_id: str, key: str, opening: asyncio.Semaphore, attached: Attached
+) -> tuple[int, float]:
+    """Open the stream and count its token events until ``done``: (tokens, end time).
+    A raw HTTP/1.1 reader that only counts, so that the clients cost the two shared cores
+    as little as possible (they are not what is measured)."""
+    host, port = url.removeprefix("http://").split(":")
+    async with opening:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET /api/v1/jobs/{job_id}/stream HTTP/1.1\r\nHost: {host}\r\n"
+                     f"Authorization: Bearer {key}\r\n\r\n".encode())  # fmt: skip
+        head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    attached.one()
+    tokens, tail = 0, b""
+    try:
+        while chunk := await reader.read(65536):
+            data = tail + chunk
+            tokens += data.count(TOKEN)
+            if DONE in data:
+                return tokens, time.perf_counter()
+            tail = data[-len(TOKEN) + 1 :]
+            tokens -= tail.count(TOKEN)  # counted again with the next read
+    finally:
+        writer.close()
     return tokens, time.perf_counter()
 
 
-async def publish(job_ids: list[str], tokens: int, nats_url: str) -> tuple[float, float]:
-    """Every job's tokens, interleaved as concurrent Islands would send them, then done."""
+def publish_events(job_ids: list[str], tokens: int, nats_url: str) -> float:
+    """Every job's tokens on ``jobs.{id}.events``, interleaved, then ``done``, exactly as
+    the coordinator publishes them (core publishes into ``JOB_UPDATES`` with a
+    ``Nats-Msg-Id``). Runs in a process of its own; returns the seconds it took."""
     import nats
 
-    nc = await nats.connect(nats_url)
-    started = time.perf_counter()
-    for seq in range(1, tokens + 1):
+    async def go() -> float:
+        nc = await nats.connect(nats_url, pending_size=64 * 2**20)
+        started = time.perf_counter()
+        for seq in range(1, tokens + 1):
+            for job_id in job_ids:
+                event = {"type": "token", "job_id": job_id, "content": f" w{seq}", "seq": seq}
+                headers = {"Nats-Msg-Id": f"{job_id}:1:t:{seq}"}
+                await nc.publish(f"jobs.{job_id}.events", orjson.dumps(event), headers=headers)
+            if seq % 20 == 0:
+                await nc.flush()
         for job_id in job_ids:
-            event = {"type": "token", "job_id": job_id, "content": f" w{seq}", "seq": seq}
-            headers = {"Nats-Msg-Id": f"{job_id}:1:t:{seq}"}
-            await nc.publish(f"jobs.{job_id}.events", orjson.dumps(event), headers=headers)
-        if seq % 50 == 0:
-            await nc.flush()
-    for job_id in job_ids:
-        done = {"type": "done", "job_id": job_id, "usage": {"completion_tokens": tokens}}
-        await nc.publish(
-            f"jobs.{job_id}.events", orjson.dumps(done), headers={"Nats-Msg-Id": f"{job_id}:done"}
-        )
-    await nc.flush()
-    await nc.close()
-    return started, time.perf_counter() - started
+            done = {"type": "done", "job_id": job_id, "usage": {"completion_tokens": tokens}}
+            headers = {"Nats-Msg-Id": f"{job_id}:done"}
+            await nc.publish(f"jobs.{job_id}.events", orjson.dumps(done), headers=headers)
+        await nc.flush()
+        await nc.close()
+        return time.perf_counter() - started
+
+    return asyncio.run(go())
 
 
 async def measure(url: str, jobs: list[tuple[str, str]], tokens: int, nats_url: str) -> dict:
-    attached, count = asyncio.Event(), [0, len(jobs), asyncio.Semaphore(OPENING)]
-    limits = httpx.Limits(max_connections=len(jobs) + 10)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
-        readers = [asyncio.create_task(client(http, j, k, attached, count)) for j, k in jobs]
-        await asyncio.wait_for(attached.wait(), 60)
-        started, publishing = await publish([j for j, _ in jobs], tokens, nats_url)
-        results = await asyncio.gather(*readers)
+    opening, attached = asyncio.Semaphore(OPENING), Attached(len(jobs))
+    readers = [asyncio.create_task(client(url, j, k, opening, attached)) for j, k in jobs]
+    await asyncio.wait_for(attached.all.wait(), 60)
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        started = time.perf_counter()
+        publishing = await loop.run_in_executor(
+            pool, publish_events, [j for j, _ in jobs], tokens, nats_url
+        )
+        results = await asyncio.wait_for(asyncio.gather(*readers), 300)
     received = sum(r[0] for r in results)
     elapsed = max(r[1] for r in results) - started
     return {
@@ -187,9 +219,9 @@ def main() -> None:
     web, url = start_web(env)
     try:
         time.sleep(1)
-        before = rss_mb(web.pid)
+        before, cpu = rss_mb(web.pid), cpu_seconds(web.pid)
         result = asyncio.run(measure(url, jobs, args.tokens, env["NATS_URL"]))
-        after = rss_mb(web.pid)
+        after, cpu = rss_mb(web.pid), cpu_seconds(web.pid) - cpu
     finally:
         stop(web)
     result |= {
@@ -200,6 +232,7 @@ def main() -> None:
         "web_rss_mb_before": round(before, 1),
         "web_rss_mb_after": round(after, 1),
         "web_rss_growth_mb": round(after - before, 1),
+        "web_cpu_us_per_token": round(cpu * 1e6 / max(1, result["received"]), 1),
     }
     print(json.dumps(result))
 

@@ -40,11 +40,12 @@ from rest_framework.request import Request
 from compute.models import Job
 from compute.selectors.jobs import job_of
 from compute.services.jobs import usage_of
-from compute.services.publish import JOB_UPDATES, JOB_UPDATES_STREAM, job_events_subject
+from compute.services.publish import job_events_subject
 from portal.api.auth import ApiKeyAuthentication, HasScope, PortalSessionAuthentication
 from portal.api.errors import ApiError, exception_handler
 from portal.api.parsers import StrictJSONParser
 from portal.api.throttling import RedisRateThrottle, redis_client
+from sail.streams import JOB_UPDATES, JOB_UPDATES_STREAM
 
 logger = logging.getLogger(__name__)
 

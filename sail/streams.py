@@ -5,6 +5,7 @@ updated when their configuration drifted, left alone otherwise."""
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -65,7 +66,27 @@ JOBS = StreamConfig(
     duplicate_window=120.0,
 )
 
-STREAMS = [ISLANDS, JOB_EVENTS, JOBS]
+# Coordinator → clients: one event per thing a client sees, for SSE and chat completions
+# (compute.services.publish). A replay buffer, not a record: what lasts is the job row
+# (its output), so it lives in memory, which costs the server half as much per
+# delivered event as a file (bench/README.md), and may be dropped and made anew.
+JOB_UPDATES_STREAM = "JOB_UPDATES"
+JOB_UPDATES = StreamConfig(
+    name=JOB_UPDATES_STREAM,
+    description="Normalized per-job events for clients (SSE): jobs.{job_id}.events",
+    subjects=["jobs.*.events"],
+    retention=RetentionPolicy.LIMITS,
+    storage=StorageType.MEMORY,
+    max_age=24 * 3600.0,
+    max_bytes=settings.JOB_UPDATES_MAX_MB * MB,
+    discard=DiscardPolicy.OLD,
+    duplicate_window=120.0,
+)
+
+STREAMS = [ISLANDS, JOB_EVENTS, JOBS, JOB_UPDATES]
+# Streams that may be deleted and made anew when a setting the server cannot change in
+# place (storage) differs; the others hold what must not be lost.
+REPLACEABLE = {JOB_UPDATES_STREAM}
 COMPARED = ("subjects", "retention", "storage", "max_age", "max_bytes", "max_msg_size", "discard")
 
 
@@ -103,7 +124,8 @@ def _differs(wanted: StreamConfig, current: StreamConfig) -> list[str]:
 
 
 async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> str:
-    """Create or update one stream; returns what it did: created, updated or unchanged."""
+    """Create or update one stream; returns what it did: created, updated, replaced or
+    unchanged."""
     try:
         info = await js.stream_info(wanted.name or "")
     except NotFoundError:
@@ -113,6 +135,11 @@ async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> str:
     changed = _differs(wanted, info.config)
     if not changed:
         return "unchanged"
+    if "storage" in changed and wanted.name in REPLACEABLE:
+        logger.info("replacing stream %s: its storage changed", wanted.name)
+        await js.delete_stream(wanted.name or "")
+        await js.add_stream(wanted)
+        return "replaced"
     logger.info("updating stream %s: %s", wanted.name, ", ".join(changed))
     await js.update_stream(wanted)
     return "updated"

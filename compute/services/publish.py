@@ -5,7 +5,8 @@ Streams (both created here when missing, idempotently, next to the bridge's own 
 - ``JOBS`` captures ``host.*.jobs``; field Islands read it through their durable
   ``host-{id}`` consumers (island-protocol.md).
 - ``JOB_UPDATES`` captures ``jobs.*.events``: one JSON event per thing a client sees
-  (token, progress, status, image, done, error), deduplicated by ``Nats-Msg-Id``.
+  (token, progress, status, image, done, error), deduplicated by ``Nats-Msg-Id``; kept in
+  memory (sail.streams), since the job row is what lasts.
 """
 
 import logging
@@ -13,49 +14,17 @@ import threading
 from typing import Any
 
 import orjson
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from sail import subjects
 from sail.client import sail
+from sail.streams import JOB_UPDATES, JOBS
 
 logger = logging.getLogger(__name__)
-
-JOB_UPDATES_STREAM = "JOB_UPDATES"
-MB = 1024 * 1024
 
 
 def job_events_subject(job_id: object) -> str:
     return f"jobs.{job_id}.events"
-
-
-JOB_UPDATES = StreamConfig(
-    name=JOB_UPDATES_STREAM,
-    description="Normalized per-job events for clients (SSE): jobs.{job_id}.events",
-    subjects=["jobs.*.events"],
-    retention=RetentionPolicy.LIMITS,
-    storage=StorageType.FILE,
-    max_age=24 * 3600.0,
-    max_bytes=4096 * MB,
-    discard=DiscardPolicy.OLD,
-    duplicate_window=120.0,
-)
-
-
-def _jobs_stream() -> StreamConfig:
-    try:
-        from sail.streams import JOBS  # the bridge's definition, when present
-
-        return JOBS
-    except ImportError:  # pragma: no cover - the bridge module ships with the project
-        return StreamConfig(
-            name=subjects.JOBS_STREAM,
-            subjects=[subjects.host("*", "jobs")],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            max_age=3600.0,
-            duplicate_window=120.0,
-        )
 
 
 _ensured = threading.Event()
@@ -63,13 +32,13 @@ _ensured = threading.Event()
 
 def ensure_streams(force: bool = False) -> None:
     """Create ``JOBS`` and ``JOB_UPDATES`` if they are missing (never reconfigure them:
-    the bridge owns their updates)."""
+    the bridge does, on every start: sail.streams)."""
     if _ensured.is_set() and not force:
         return
 
     async def go(nc: Any) -> None:
         js = nc.jetstream()
-        for config in (_jobs_stream(), JOB_UPDATES):
+        for config in (JOBS, JOB_UPDATES):
             try:
                 await js.stream_info(config.name)
             except NotFoundError:

@@ -9,8 +9,9 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from compute.models import Island, Job
 from compute.seed import seed_cargos
 from compute.services import placement
-from compute.services.publish import JOB_UPDATES_STREAM, ensure_streams, job_events_subject
+from compute.services.publish import ensure_streams, job_events_subject
 from sail.client import sail
+from sail.streams import JOB_UPDATES_STREAM
 from tests.factories import CargoFactory, IslandFactory, UserFactory
 
 

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from nats.js.api import StorageType
 from nats.js.errors import NotFoundError
 
 from compute.models import Island
@@ -233,3 +234,26 @@ def test_the_command_stops_cleanly_on_sigterm():
             proc.kill()
     assert proc.returncode == 0, output
     assert "bridge stopped" in output
+
+
+async def test_a_replay_stream_on_file_is_made_anew_in_memory_and_a_durable_one_is_kept(nc):
+    """GIVEN JOB_UPDATES stored on file (as older versions made it) and a durable stream
+    whose storage differs WHEN the streams are ensured THEN JOB_UPDATES is replaced by
+    one in memory, and the durable stream is left as it is, its messages kept."""
+    from dataclasses import replace
+
+    js = nc.jetstream()
+    with contextlib.suppress(NotFoundError):
+        await js.delete_stream(streams.JOB_UPDATES_STREAM)
+    await js.add_stream(replace(streams.JOB_UPDATES, storage=StorageType.FILE))
+    assert await streams.ensure_stream(js, streams.JOB_UPDATES) == "replaced"
+    info = await js.stream_info(streams.JOB_UPDATES_STREAM)
+    assert info.config.storage == StorageType.MEMORY
+
+    await nc.publish("host.00000000-0000-0000-0000-000000000001.status", b"{}")
+    await nc.flush()
+    kept = (await js.stream_info(streams.JOB_EVENTS.name)).state.messages
+    in_memory = replace(streams.JOB_EVENTS, storage=StorageType.MEMORY)
+    with pytest.raises(nats.js.errors.APIError):  # the server refuses; ensure_all logs it
+        await streams.ensure_stream(js, in_memory)
+    assert (await js.stream_info(streams.JOB_EVENTS.name)).state.messages == kept >= 1
