@@ -102,6 +102,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", default="1,50")
     parser.add_argument("--requests", type=int, default=200, help="per concurrency level")
+    parser.add_argument("--accounts", type=int, default=50, help="requests use them in turn")
+    parser.add_argument("--islands", type=int, default=10)
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     env = bench_env(JOB_CONCURRENT_LIMIT="1000", STREAM_CONCURRENT_LIMIT="1000")
@@ -109,8 +111,12 @@ def main() -> None:
     from tests.compute.fake_island import FakeIsland
 
     ensure_streams_exist()
-    pairs = accounts(5, "ttft")
-    _, island = bench_cargo_and_island(pairs[0][0], 1000)
+    pairs = accounts(args.accounts, "ttft")
+    islands = [bench_cargo_and_island(pairs[0][0], 1000)[1] for _ in range(args.islands)]
+    from compute.models import Island
+
+    # Islands of earlier runs look online for a while: none must get a job nobody runs.
+    Island.objects.exclude(pk__in=[i.pk for i in islands]).update(status="offline")
     keys = [key for _, key in pairs]
     worker = start(
         [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
@@ -119,13 +125,14 @@ def main() -> None:
     )  # fmt: skip
     bridge = start([sys.executable, str(BASE_DIR / "manage.py"), "sail_bridge"], env)
     web, url = start_web(env)
-    fake = FakeIsland(str(island.pk)).start()
+    fakes = [FakeIsland(str(island.pk)).start() for island in islands]
     try:
         time.sleep(2)  # the Island's first heartbeats reach the coordinator
         for level in levels:
             seen: dict[str, float] = {}
             results = asyncio.run(run_level(url, keys, level, args.requests, seen))
-            timing = [(fake.timings[r[0]], seen[r[0]], r) for r in results]
+            timings = {job: t for fake in fakes for job, t in fake.timings.items()}
+            timing = [(timings[r[0]], seen[r[0]], r) for r in results]
             ttft = [r[1] for r in results]
             island_time = [t.first_output - t.received for t, _, _ in timing]
             overhead = [t - i for t, i in zip(ttft, island_time, strict=True)]
@@ -141,7 +148,8 @@ def main() -> None:
                 "event_to_client": percentiles([r[3] - e for _, e, r in timing]),
             }))  # fmt: skip
     finally:
-        fake.stop()
+        for fake in fakes:
+            fake.stop()
         for proc in (web, bridge, worker):
             stop(proc)
 

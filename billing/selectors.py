@@ -132,9 +132,13 @@ def latest_snapshots() -> dict[int, RateSnapshot]:
 
 def market_rate(cargo: Cargo) -> Decimal | None:
     snap = _latest_rate.first(cargo=cargo.pk)
-    if snap is None or not snap[1]:
+    return _with_surge(*snap) if snap else None
+
+
+def _with_surge(avg_price: Decimal | None, num_hosts: int | None) -> Decimal | None:
+    if avg_price is None or not num_hosts:
         return None
-    return snap[0] * (SURGE_MULTIPLIER if surge_active() else 1)
+    return avg_price * (SURGE_MULTIPLIER if surge_active() else 1)
 
 
 def budget_for(*, user: User, cargo: Cargo, bid: Decimal | None = None) -> Decimal:
@@ -143,9 +147,25 @@ def budget_for(*, user: User, cargo: Cargo, bid: Decimal | None = None) -> Decim
     if bid is not None:
         return bid
     saved = _saved_bid.first(user=user.pk, cargo=cargo.pk)
-    if saved is not None:
-        return saved[0]
-    return market_rate(cargo) or cargo.price_per_job
+    rate, hosts = _latest_rate.first(cargo=cargo.pk) or (None, None)
+    return budget_of(cargo, bid=None, saved_bid=saved and saved[0], rate=rate, rate_hosts=hosts)
+
+
+def budget_of(
+    cargo: Cargo,
+    *,
+    bid: Decimal | None,
+    saved_bid: Decimal | None,
+    rate: Decimal | None,
+    rate_hosts: int | None,
+) -> Decimal:
+    """:func:`budget_for` from values already read (the latest snapshot's average price
+    and number of Islands; compute.selectors.cargos.cargo_to_submit reads them all)."""
+    if bid is not None:
+        return bid
+    if saved_bid is not None:
+        return saved_bid
+    return _with_surge(rate, rate_hosts) or cargo.price_per_job
 
 
 def present_rate(snap: RateSnapshot, *, surge: bool = False) -> dict:

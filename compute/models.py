@@ -169,6 +169,12 @@ class Job(models.Model):
             models.Index(fields=["status", "-priority", "created_at"]),
             models.Index(fields=["island", "status"], name="job_island_status"),
             models.Index(fields=["user", "status"], name="job_user_status"),
+            # Whether a new job would overtake a queued one (every submission asks).
+            models.Index(
+                fields=["cargo", "-priority"],
+                name="job_queued_by_cargo",
+                condition=models.Q(status="queued"),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

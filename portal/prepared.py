@@ -13,8 +13,13 @@ rows go through the same converters the ORM would apply.
 Parameters are ``str``, ``int``, ``uuid.UUID`` or ``datetime`` values that stand alone in
 the SQL (not inside ``__in`` lists, whose length would change the SQL). A query that
 locks rows (``select_for_update``) must run inside ``transaction.atomic``, as with the ORM.
+
+:func:`insert` and :func:`update` do the same for the job path's writes: their SQL is
+written once per model (and set of field names) from the model's own fields, and every
+value goes through its field's conversion for the backend, as with ``save()``.
 """
 
+import functools
 import itertools
 import threading
 import uuid
@@ -23,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import Field, Model, QuerySet
 
 _serial = itertools.count(1)
 
@@ -97,8 +102,79 @@ class Prepared:
         model = klass_info["model"]
         start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
         names = [col.target.attname for col, _, _ in compiler.select[start:end]]
-        return [model.from_db(self.using, names, row[start:end]) for row in rows]
+        extra = (compiler.annotation_col_map or {}).items()
+        objects = []
+        for row in rows:
+            obj = model.from_db(self.using, names, row[start:end])
+            for name, i in extra:  # annotate(): set on the instance, as the ORM does
+                setattr(obj, name, row[i])
+            objects.append(obj)
+        return objects
 
     def first(self, **values: Any) -> Any:
         rows = self.rows(**values)
         return rows[0] if rows else None
+
+
+# --- writes: one row in, some rows changed ------------------------------------------------
+@functools.cache
+def _insert_sql(model: type[Model], using: str) -> str:
+    quote = connections[using].ops.quote_name
+    fields = model._meta.concrete_fields
+    columns = ", ".join(quote(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    # Identifiers from the model's metadata, quoted; values are always parameters.
+    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
+
+
+def insert(obj: Model, using: str = "default") -> None:
+    """Insert a new row for ``obj``, whose primary key is already set (a UUID default), as
+    ``save()`` would, with SQL built once per model: ``save()`` spends milliseconds of
+    Python on one row. No signals are sent (this project has no receivers on the models
+    written this way)."""
+    connection = connections[using]
+    fields = type(obj)._meta.concrete_fields
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(type(obj), using), params)
+    obj._state.adding, obj._state.db = False, using
+
+
+def _field(model: type[Model], name: str) -> Field:
+    return model._meta.pk if name == "pk" else model._meta.get_field(name)
+
+
+@functools.cache
+def _update_sql(model: type[Model], changed: tuple, where: tuple, using: str) -> str:
+    quote = connections[using].ops.quote_name
+    sets = ", ".join(f"{quote(_field(model, n).column)} = %s" for n in changed)
+    tests = []
+    for name, size in where:
+        column = quote(_field(model, name).column)
+        if size is None:
+            tests.append(f"{column} = %s")
+        else:
+            tests.append(f"{column} IN ({', '.join(['%s'] * size)})")
+    table = quote(model._meta.db_table)
+    return f"UPDATE {table} SET {sets} WHERE {' AND '.join(tests)}"  # noqa: S608
+
+
+def update(model: type[Model], where: dict[str, Any], values: dict[str, Any],
+           using: str = "default") -> int:  # fmt: skip
+    """``UPDATE ... SET values WHERE where``, the number of rows changed, with SQL built once
+    per set of names. ``where`` holds equalities by field name (or ``pk``), or
+    ``name__in`` with a collection; values are plain (no expressions)."""
+    connection = connections[using]
+    tests = [(k.removesuffix("__in"), len(v) if k.endswith("__in") else None)
+             for k, v in where.items()]  # fmt: skip
+    params = []
+    for name, value in values.items():
+        value = value.pk if isinstance(value, Model) else value
+        params.append(_field(model, name).get_db_prep_save(value, connection))
+    for (name, size), value in zip(tests, where.values(), strict=True):
+        field = _field(model, name)
+        for one in sorted(value) if size is not None else [value]:
+            params.append(field.get_db_prep_value(one, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(_update_sql(model, tuple(values), tuple(tests), using), params)
+        return cursor.rowcount

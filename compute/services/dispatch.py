@@ -1,7 +1,8 @@
 """Dispatch: assign waiting jobs to Islands, requeue what Islands drop, time jobs out.
 
 - A new job is dispatched in the request that created it, right after its commit
-  (:func:`dispatch_after_commit`), so that the first token is not delayed by a task queue.
+  (:func:`dispatch_after_commit`), so that the first token is not delayed by a task queue
+  (one that would overtake a queued job is created queued: compute.services.jobs).
 - With no fitting Island it waits ``queued``; :func:`dispatch_queued` (priority, then
   age) runs when an Island may have room (:func:`request_dispatch`, called on
   registrations, pairings and heartbeats with free slots) and every few seconds from beat.
@@ -61,11 +62,8 @@ def dispatch_job(job_or_id: Job | uuid.UUID | str) -> str:
         job = Job.objects.select_related("cargo").filter(pk=job_or_id, status__in=WAITING).first()
         if job is None:
             return "gone"
-    if job.status == S.PENDING and _earlier_job_waits(job):
-        transition(job.pk, "wait")
-        request_dispatch()
-        return "queued"
-    asks = ask_overrides(job.cargo)
+    # A new job's Cargo says whether any owner set an API ask for it (read with it).
+    asks = ask_overrides(job.cargo) if getattr(job.cargo, "has_asks", True) else {}
     need = placement.Need.for_job(job, asks=asks)
     for candidate in placement.choose(need, limit=CANDIDATES):
         outcome = assign(job, candidate, asks=asks)
@@ -79,19 +77,7 @@ def dispatch_job(job_or_id: Job | uuid.UUID | str) -> str:
     return "queued"
 
 
-def _earlier_job_waits(job: Job) -> bool:
-    """Fairness: a new job does not overtake queued ones of its Cargo and priority."""
-    return bool(_queued_ahead.rows(cargo=job.cargo_id, priority=job.priority))
-
-
 # Run on every dispatch: built once (portal.prepared).
-_queued_ahead = Prepared(
-    lambda cargo, priority: Job.objects.filter(
-        status=S.QUEUED, cargo_id=cargo, priority__gte=priority
-    ).values_list("pk")[:1],
-    cargo=int,
-    priority=int,
-)
 _lock_island = Prepared(
     lambda island, now, cutoff: (
         Island.objects.select_for_update(no_key=True)

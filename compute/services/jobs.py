@@ -28,9 +28,10 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from compute.models import Island, Job
-from compute.selectors.cargos import usable_cargo
+from compute.selectors.cargos import cargo_to_submit
 from compute.services import cargos as cargo_service
 from compute.services.publish import publish_cancel, publish_job_events
+from portal import prepared
 from portal.api.errors import ApiError
 from portal.models import User
 from portal.prepared import Prepared
@@ -67,12 +68,12 @@ def transition(
 ) -> bool:
     """Move the job on ``event`` if it is in a source state; ``True`` if it moved."""
     sources, target = TRANSITIONS[event]
-    jobs = Job.objects.filter(pk=job_id, status__in=sources)
+    where: dict[str, Any] = {"pk": job_id, "status__in": sources}
     if island_id is not None:
-        jobs = jobs.filter(island_id=island_id)
+        where["island_id"] = island_id
     if attempt is not None:
-        jobs = jobs.filter(attempts=attempt)
-    return jobs.update(status=target, **changes) == 1
+        where["attempts"] = attempt
+    return prepared.update(Job, where, {"status": target, **changes}) == 1
 
 
 # --- client events ------------------------------------------------------------------
@@ -105,20 +106,23 @@ def create_job(
     bid: Decimal | None = None,
 ) -> Job:
     """Validate, enforce the concurrent-job quota, store a ``pending`` job holding its
-    budget, and dispatch it once committed.
+    budget, and dispatch it once committed; a job that would overtake a queued one of its
+    Cargo and priority (or higher) is stored ``queued`` behind it instead.
 
     The budget (the most the job may cost: ``bid``, else the user's saved bid for the
     Cargo, else the market rate, else the Cargo's price) is held in the transaction that
     creates the job: without the credits, 402 ``insufficient_credits`` and no job."""
     from billing import selectors as market
     from billing import services as ledger
-    from compute.services.dispatch import dispatch_after_commit
+    from compute.services.dispatch import dispatch_after_commit, request_dispatch
 
-    cargo = usable_cargo(workload)
+    cargo = cargo_to_submit(workload, user_id=user.pk, priority=priority)
     if cargo is None:
         raise ApiError(f"Unknown workload: {workload}", code="workload_not_found", status_code=404)
     cargo_service.validate_input(cargo=cargo, job_input=job_input)
-    budget = market.budget_for(user=user, cargo=cargo, bid=bid).quantize(ledger.CENT)
+    budget = market.budget_of(
+        cargo, bid=bid, saved_bid=cargo.saved_bid, rate=cargo.rate, rate_hosts=cargo.rate_hosts
+    ).quantize(ledger.CENT)
     with transaction.atomic():
         # One lock per account serialises its submissions, so the quota cannot be
         # overrun by parallel requests.
@@ -134,7 +138,7 @@ def create_job(
                 limit=settings.JOB_CONCURRENT_LIMIT,
                 retry_after=1,
             )
-        job = Job.objects.create(
+        job = Job(
             user=user,
             cargo=cargo,
             input=job_input,
@@ -142,9 +146,14 @@ def create_job(
             region=region,
             budget=budget,
             idempotency_key=idempotency_key,
+            status=TRANSITIONS["wait"][1] if cargo.queued_ahead else S.PENDING,
         )
+        prepared.insert(job)
         ledger.hold(user_id=user.pk, job_id=job.pk, amount=budget, new_job=True)
-        dispatch_after_commit(job)
+        if job.status == S.QUEUED:
+            transaction.on_commit(request_dispatch, robust=True)
+        else:
+            dispatch_after_commit(job)
     return job
 
 
