@@ -97,12 +97,6 @@ elif env.int("DB_POOL_SIZE", 0) > 0:
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" and env.bool(
-    "DB_SERVER_SIDE_BINDING", True
-):
-    # Parameters bound by the server, and the statements a connection runs often prepared
-    # there by psycopg (after 5 runs): no parse and plan per statement (bench/README.md).
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads per web process that run sync views, middleware included (portal/asgi.py).
 WEB_THREADS = env.int("WEB_THREADS", 4)
