@@ -13,6 +13,26 @@ import psutil
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/archipelago_bench"
+
+
+def bench_env(**overrides: str) -> dict[str, str]:
+    """The production settings on the bench's services, rate limits lifted."""
+    env = dict(os.environ)
+    env.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    env.setdefault("NATS_URL", "nats://127.0.0.1:4222")
+    env.setdefault("SECRET_KEY", "bench-" + "x" * 50)
+    env.update(
+        DEBUG="false",
+        API_RATE_LIMIT="1000000000",
+        API_ANON_RATE_LIMIT="1000000000",
+        LOG_LEVEL="WARNING",
+        **overrides,
+    )
+    env["PYTHONPATH"] = str(BASE_DIR)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
 
 
 def create_database(url: str) -> None:

@@ -24,28 +24,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import orjson
-from common import BASE_DIR, cpu_seconds, create_database, rss_mb, start_web, stop
+from common import BASE_DIR, bench_env, cpu_seconds, create_database, rss_mb, start_web, stop
 
 sys.path.insert(0, str(BASE_DIR))
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/archipelago_bench"
 PER_ACCOUNT = 5  # streams per account: the production quota
-
-
-def bench_env(**overrides: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
-    env.setdefault("NATS_URL", "nats://127.0.0.1:4222")
-    env.setdefault("SECRET_KEY", "bench-" + "x" * 50)
-    env.update(
-        DEBUG="false",
-        API_RATE_LIMIT="1000000000",
-        API_ANON_RATE_LIMIT="1000000000",
-        LOG_LEVEL="WARNING",
-        **overrides,
-    )
-    env["PYTHONPATH"] = str(BASE_DIR)
-    return env
 
 
 def setup_django(env: dict[str, str]) -> None:

@@ -21,11 +21,19 @@ import sys
 import time
 
 import httpx
-from common import BASE_DIR, BIN, cpu_seconds, create_database, free_port, procfile_command, to_ms
+from common import (
+    BASE_DIR,
+    BIN,
+    bench_env,
+    cpu_seconds,
+    create_database,
+    free_port,
+    procfile_command,
+    to_ms,
+)
 
 sys.path.insert(0, str(BASE_DIR))
 APP = "portal.asgi:application"
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/archipelago_bench"
 
 
 def server_command(server: str, port: int, workers: int) -> list[str]:
@@ -41,17 +49,6 @@ def server_command(server: str, port: int, workers: int) -> list[str]:
     if server == "granian":  # the production command itself: the Procfile's web line
         return ["sh", "-c", "exec env " + procfile_command("web")]
     raise SystemExit(f"unknown server {server!r}")
-
-
-def production_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
-    env.setdefault("SECRET_KEY", "bench-" + "x" * 50)
-    env.update(DEBUG="false", API_RATE_LIMIT="1000000000", LOG_LEVEL="WARNING")
-    env["PYTHONPATH"] = str(BASE_DIR)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    return env
 
 
 def server_env(env: dict[str, str], port: int, workers: int) -> dict[str, str]:
@@ -167,7 +164,7 @@ def main() -> None:
     parser.add_argument("--loadgen", choices=["wrk", "python"], default=default_loadgen)
     args = parser.parse_args()
 
-    env = production_env()
+    env = bench_env()
     key = prepare(env)
     results = []
     for server in args.servers.split(","):

@@ -26,8 +26,8 @@ import threading
 import time
 from decimal import Decimal
 
-from common import cpu_seconds, start_web, stop, to_ms
-from relay import bench_cargo_and_island, bench_env, ensure_streams_exist, setup_django
+from common import bench_env, cpu_seconds, start_web, stop, to_ms
+from relay import bench_cargo_and_island, ensure_streams_exist, setup_django
 
 ACCOUNTS, ISLANDS, CREDITS = 50, 20, Decimal(100_000)
 LUA = """

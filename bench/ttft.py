@@ -23,11 +23,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BASE_DIR, start_web, stop
+from common import BASE_DIR, bench_env, start_web, stop
 from relay import (
     accounts,
     bench_cargo_and_island,
-    bench_env,
     ensure_streams_exist,
     setup_django,
     start,
