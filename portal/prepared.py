@@ -61,10 +61,11 @@ class Prepared:
         return value
 
     def _compile(self) -> tuple:
-        with self._lock:
-            if self._compiled is None:
-                self._compiled = self._build()
-            return self._compiled
+        if self._compiled is None:  # built once; every later call reads it without a lock
+            with self._lock:
+                if self._compiled is None:
+                    self._compiled = self._build()
+        return self._compiled
 
     def _build(self) -> tuple:
         connection = connections[self.using]

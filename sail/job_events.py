@@ -189,11 +189,18 @@ class TokenRelay:
         ]
 
     def _remember(self, job_id: str, until: float, host_id: str | None, attempt: int) -> None:
-        if len(self.owners) >= self.max_jobs:
+        if max(len(self.owners), len(self.next_seq), len(self.held)) >= self.max_jobs:
             self.owners.clear()
             self.next_seq.clear()
             self.held.clear()
         self.owners[job_id] = (until, host_id, attempt)
+
+    def _forget(self, job_id: str) -> None:
+        """Drop what is kept of the job's current attempt (its relay is over)."""
+        owner = self.owners.pop(job_id, None)
+        if owner is not None:
+            self.next_seq.pop(f"{job_id}:{owner[2]}", None)
+            self.held.pop(f"{job_id}:{owner[2]}", None)
 
     async def on_assignment(self, msg: Any) -> None:
         job_id, _, attempt = (msg.headers or {}).get("Nats-Msg-Id", "").rpartition(":")
@@ -202,9 +209,10 @@ class TokenRelay:
 
     async def on_cancel(self, msg: Any) -> None:
         try:
-            self.owners.pop(str(orjson.loads(msg.data)["job_id"]), None)
+            job_id = str(orjson.loads(msg.data)["job_id"])
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return
+        self._forget(job_id)
 
     async def on_msg(self, msg: Any) -> None:
         try:
@@ -247,10 +255,8 @@ class TokenRelay:
             expected += 1
             published += 1
         self.next_seq[key] = expected
-        if record.get("is_final") and not held:  # the job's output is complete: forget it
-            self.owners.pop(job_id, None)
-            self.next_seq.pop(key, None)
-            self.held.pop(key, None)
+        if record.get("is_final") and not held:  # the job's output is complete
+            self._forget(job_id)
         return published
 
 

@@ -285,3 +285,43 @@ def test_the_token_relay_publishes_at_once_in_order_and_drops_strangers(
     for seq, chunk in [(1, "a"), (2, "b"), (3, "c")]:
         handlers.on_output(hid, out(job, seq, chunk))
     assert len([e for e in job_events(job.pk) if e["type"] == "token"]) == 3
+
+
+def test_the_token_relay_learns_the_island_from_the_assignment_and_forgets_it_on_cancel(
+    transactional_db,
+):
+    """GIVEN a relay listening on NATS WHEN an assignment of a job the database does not
+    hold goes out THEN the relay takes that Island's chunks for it (no database answer
+    needed); after the job's cancel it keeps nothing of the job and relays no more."""
+    import uuid
+
+    job_id, host_id = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def scenario():
+        nc = await nats.connect(settings.NATS_URL)
+        relay = handlers.TokenRelay(nc)
+        subs = await relay.subscribe()
+        await nc.flush()
+        headers = {"Nats-Msg-Id": f"{job_id}:2"}
+        await nc.publish(f"host.{host_id}.jobs", b"{}", headers=headers)
+        await nc.flush()
+        await asyncio.sleep(0.2)
+        sent = await relay.relay({"host_id": host_id, "job_id": job_id, "seq": 1, "chunk": "a"})
+        await nc.publish(f"host.{host_id}.cancel", orjson.dumps({"job_id": job_id}))
+        await nc.flush()
+        await asyncio.sleep(0.2)
+        kept = (job_id in relay.owners, dict(relay.next_seq))
+        after = await relay.relay({"host_id": host_id, "job_id": job_id, "seq": 2, "chunk": "b"})
+        for sub in subs:
+            await sub.unsubscribe()
+        await nc.close()
+        return sent, kept, after
+
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(r=asyncio.run(scenario())))
+    thread.start()
+    thread.join(10)
+    sent, kept, after = result["r"]
+    assert sent == 1
+    assert kept == (False, {})
+    assert after == 0  # the database knows no such running job: nobody's chunk
