@@ -122,3 +122,36 @@ def cpu_seconds(pid: int) -> float:
             continue
         total += times.user + times.system
     return total
+
+
+def _group(proc: psutil.Process) -> str:
+    name = proc.name()
+    if name.startswith("postgres"):
+        return "postgres"
+    if name.startswith(("nats-server", "redis-server", "wrk")):
+        return name.split("-server")[0]
+    return ""
+
+
+def service_cpu() -> dict[str, float]:
+    """CPU seconds used so far by the machine's Postgres, NATS, Redis and wrk processes
+    (what a bench's own process tree does not show; subtract two readings)."""
+    total: dict[str, float] = {}
+    for proc in psutil.process_iter():
+        try:
+            group = _group(proc)
+            if group:
+                times = proc.cpu_times()
+                total[group] = total.get(group, 0.0) + times.user + times.system
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total
+
+
+def cpu_ms_per(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    """Milliseconds of CPU per unit of work, by service, between two :func:`service_cpu`
+    readings."""
+    return {
+        name: round((after[name] - before.get(name, 0.0)) * 1000 / max(1, count), 3)
+        for name in sorted(after)
+    }

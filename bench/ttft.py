@@ -4,87 +4,110 @@
     .venv/bin/python bench/ttft.py                       # 1 and 50 concurrent requests
     .venv/bin/python bench/ttft.py --concurrency 1,50 --requests 300
 
-Starts the whole coordinator (the Procfile's web process, a Celery worker, the NATS bridge) on the
-bench database, and an Island played by nats-py (tests/compute/fake_island.py) that
-answers each assignment at once, as the mock runtime does when it emits tokens as fast as
-it can. Per request: overhead = (first content chunk at the client - request sent) -
-(the Island's first output - the Island's receipt of the assignment).
+Starts the whole coordinator (the Procfile's web process, a Celery worker, the NATS
+bridge) on the bench database, and Islands played by nats-py in a process of their own
+(tests/compute/fake_island.py) that answer each assignment at once, as the mock runtime
+does when it emits tokens as fast as it can. Clients are raw HTTP/1.1 readers on
+keep-alive connections (one per concurrent request), in this process. Requests go out in
+waves of ``concurrency`` sent together; ``--pause`` waits between waves.
+
+Per request: overhead = (first content chunk at the client - request sent) - (the
+Island's first output - the Island's receipt of the assignment). It splits into request
+-> assignment at the Island, and the Island's first output -> the client. Every clock is
+``CLOCK_MONOTONIC`` of the same machine.
 """
 
 import argparse
 import asyncio
 import json
-import os
+import multiprocessing
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import httpx
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BASE_DIR, bench_env, start_web, stop
-from relay import (
-    accounts,
-    bench_cargo_and_island,
-    ensure_streams_exist,
-    setup_django,
-    start,
+from relay import accounts, bench_cargo_and_island, ensure_streams_exist, setup_django, start
+
+BODY = orjson.dumps(
+    {
+        "model": "llm-chat",
+        "messages": [{"role": "user", "content": "How far is the next island?"}],
+        "max_tokens": 8,
+        "stream": True,
+    }
 )
 
-BODY = {
-    "model": "llm-chat",
-    "messages": [{"role": "user", "content": "How far is the next island?"}],
-    "max_tokens": 8,
-    "stream": True,
-}
+
+def fleet(host_ids: list[str], conn: object) -> None:
+    """The Islands' process: play them until told to stop, then send their timings."""
+    from tests.compute.fake_island import FakeIsland
+
+    fakes = [FakeIsland(host_id).start() for host_id in host_ids]
+    conn.send("ready")  # type: ignore[attr-defined]
+    conn.recv()  # type: ignore[attr-defined]
+    timings = {}
+    for fake in fakes:
+        timings |= {job: (t.received, t.first_output) for job, t in fake.timings.items()}
+        fake.stop()
+    conn.send(timings)  # type: ignore[attr-defined]
 
 
-async def one(http: httpx.AsyncClient, key: str) -> tuple[str, float, float, float]:
-    """One streaming request: ``(job id, seconds to the first content chunk, sent at,
-    first content at)``."""
-    headers = {"Authorization": f"Bearer {key}"}
-    sent = time.perf_counter()
-    first, job_id = None, ""
-    async with http.stream("POST", "/api/v1/chat/completions", json=BODY, headers=headers) as r:
-        assert r.status_code == 200, await r.aread()
-        async for line in r.aiter_lines():
-            started = first is None and line.startswith("data: {") and '"content":"' in line
-            if started and '"content":""' not in line:
-                first = time.perf_counter()
-                job_id = json.loads(line[6:])["id"]
-    assert first is not None
-    return job_id, first - sent, sent, first
+class Client:
+    """One keep-alive HTTP/1.1 connection that streams chat completions."""
+
+    def __init__(self, url: str) -> None:
+        self.host, port = url.removeprefix("http://").split(":")
+        self.port = int(port)
+
+    async def open(self) -> "Client":
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def chat(self, key: str) -> tuple[str, float, float]:
+        """``(job id, sent at, first content at)``."""
+        head = (
+            f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(BODY)}\r\n\r\n"
+        ).encode()
+        sent = time.perf_counter()
+        self.writer.write(head + BODY)
+        status = await self.reader.readuntil(b"\r\n\r\n")
+        assert status.startswith(b"HTTP/1.1 200"), status
+        first, job_id, buffer = 0.0, "", b""
+        while True:  # chunked transfer: size line, data, CRLF
+            size = int((await self.reader.readline()).strip(), 16)
+            data = await self.reader.readexactly(size + 2)
+            if size == 0:
+                return job_id, sent, first
+            buffer += data[:-2]
+            while b"\n\n" in buffer:
+                line, buffer = buffer.split(b"\n\n", 1)
+                if not first and line.startswith(b"data: {") and b'"content":"' in line:
+                    chunk = orjson.loads(line[6:])
+                    if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                        first, job_id = time.perf_counter(), chunk["id"]
 
 
-async def watch_first_tokens(nats_url: str, seen: dict[str, float]) -> object:
-    """Record when each job's first token event appears on jobs.{id}.events."""
-    import nats
-
-    nc = await nats.connect(nats_url)
-
-    async def on_event(msg: object) -> None:
-        job_id = msg.subject.split(".")[1]  # type: ignore[attr-defined]
-        if job_id not in seen and b'"type":"token"' in msg.data:  # type: ignore[attr-defined]
-            seen[job_id] = time.perf_counter()
-
-    await nc.subscribe("jobs.*.events", cb=on_event)
-    return nc
-
-
-async def run_level(
-    url: str, keys: list[str], concurrency: int, requests: int, seen: dict[str, float]
-) -> list:
+async def run_level(url: str, keys: list[str], concurrency: int, requests: int,
+                    pause: float) -> list:  # fmt: skip
+    clients = [await Client(url).open() for _ in range(concurrency)]
+    for client in clients:  # warm-up: connections, each process's key cache, the index
+        for key in keys:
+            await client.chat(key)
     results = []
-    nc = await watch_first_tokens(os.environ["NATS_URL"], seen)
-    limits = httpx.Limits(max_connections=concurrency + 5)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
-        for _ in range(3):  # warm-up: connections, caches, the placement index
-            await one(http, keys[0])
-        for start_at in range(0, requests, concurrency):
-            batch = min(concurrency, requests - start_at)
-            results += await asyncio.gather(*(one(http, keys[i % len(keys)]) for i in range(batch)))
-    await nc.close()  # type: ignore[attr-defined]
+    for start_at in range(0, requests, concurrency):
+        wave = clients[: min(concurrency, requests - start_at)]
+        results += await asyncio.gather(
+            *(c.chat(keys[(start_at + i) % len(keys)]) for i, c in enumerate(wave))
+        )
+        await asyncio.sleep(pause)
+    for client in clients:
+        client.writer.close()
     return results
 
 
@@ -103,12 +126,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="per concurrency level")
     parser.add_argument("--accounts", type=int, default=50, help="requests use them in turn")
     parser.add_argument("--islands", type=int, default=10)
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds between waves")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     env = bench_env(JOB_CONCURRENT_LIMIT="1000", STREAM_CONCURRENT_LIMIT="1000")
     setup_django(env)
-    from tests.compute.fake_island import FakeIsland
-
     ensure_streams_exist()
     pairs = accounts(args.accounts, "ttft")
     islands = [bench_cargo_and_island(pairs[0][0], 1000)[1] for _ in range(args.islands)]
@@ -117,6 +139,15 @@ def main() -> None:
     # Islands of earlier runs look online for a while: none must get a job nobody runs.
     Island.objects.exclude(pk__in=[i.pk for i in islands]).update(status="offline")
     keys = [key for _, key in pairs]
+    from django.db import connections
+
+    connections.close_all()  # the Islands' process is forked: it must not share them
+    here, there = multiprocessing.Pipe()
+    islands_process = multiprocessing.get_context("fork").Process(
+        target=fleet, args=([str(i.pk) for i in islands], there), daemon=True
+    )
+    islands_process.start()
+    assert here.recv() == "ready"
     worker = start(
         [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
          "--concurrency", "8", "--loglevel", "WARNING", "--without-heartbeat",
@@ -124,31 +155,33 @@ def main() -> None:
     )  # fmt: skip
     bridge = start([sys.executable, str(BASE_DIR / "manage.py"), "sail_bridge"], env)
     web, url = start_web(env)
-    fakes = [FakeIsland(str(island.pk)).start() for island in islands]
     try:
-        time.sleep(2)  # the Island's first heartbeats reach the coordinator
+        time.sleep(2)  # the Islands' first heartbeats reach the coordinator
+        runs = []
         for level in levels:
-            seen: dict[str, float] = {}
-            results = asyncio.run(run_level(url, keys, level, args.requests, seen))
-            timings = {job: t for fake in fakes for job, t in fake.timings.items()}
-            timing = [(timings[r[0]], seen[r[0]], r) for r in results]
-            ttft = [r[1] for r in results]
-            island_time = [t.first_output - t.received for t, _, _ in timing]
-            overhead = [t - i for t, i in zip(ttft, island_time, strict=True)]
+            runs.append(
+                (level, asyncio.run(run_level(url, keys, level, args.requests, args.pause)))
+            )
+        here.send("stop")
+        timings = here.recv()
+        for level, results in runs:
+            at_island = [timings[job] for job, _, _ in results]
+            ttft = [first - sent for _, sent, first in results]
+            island_time = [output - received for received, output in at_island]
             print(json.dumps({
-                "concurrency": level, "requests": len(results),
-                "overhead": percentiles(overhead), "ttft_at_client": percentiles(ttft),
+                "concurrency": level, "requests": len(results), "pause_s": args.pause,
+                "overhead": percentiles([t - i for t, i in zip(ttft, island_time, strict=True)]),
+                "ttft_at_client": percentiles(ttft),
                 "island_time": percentiles(island_time),
-                # Where the overhead goes: request -> assignment at the Island; the
-                # Island's first output -> its token event on jobs.{id}.events (bridge and
-                # job services); that event -> the client (this SSE relay).
-                "submit_to_assignment": percentiles([t.received - r[2] for t, _, r in timing]),
-                "output_to_event": percentiles([e - t.first_output for t, e, _ in timing]),
-                "event_to_client": percentiles([r[3] - e for _, e, r in timing]),
+                "request_to_assignment": percentiles(
+                    [received - sent for (_, sent, _), (received, _) in zip(results, at_island, strict=True)]
+                ),
+                "output_to_client": percentiles(
+                    [first - output for (_, _, first), (_, output) in zip(results, at_island, strict=True)]
+                ),
             }))  # fmt: skip
     finally:
-        for fake in fakes:
-            fake.stop()
+        islands_process.kill()
         for proc in (web, bridge, worker):
             stop(proc)
 

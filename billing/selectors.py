@@ -84,7 +84,7 @@ def ask_of(island: Island, cargo: Cargo, overrides: dict | None = None) -> Decim
 
 
 # Read on every submission: built once (portal.prepared).
-_asks = Prepared(
+ask_rows = Prepared(  # the owners' API asks of a Cargo: (island_id, price)
     lambda cargo: AskingPrice.objects.filter(cargo_id=cargo).values_list("island_id", "price"),
     cargo=int,
 )
@@ -104,7 +104,7 @@ _saved_bid = Prepared(
 
 
 def ask_overrides(cargo: Cargo) -> dict:
-    return dict(_asks.rows(cargo=cargo.pk))
+    return dict(ask_rows.rows(cargo=cargo.pk))
 
 
 def surge_active() -> bool:
@@ -135,10 +135,13 @@ def market_rate(cargo: Cargo) -> Decimal | None:
     return _with_surge(*snap) if snap else None
 
 
-def _with_surge(avg_price: Decimal | None, num_hosts: int | None) -> Decimal | None:
+def _with_surge(
+    avg_price: Decimal | None, num_hosts: int | None, surge: bool | None = None
+) -> Decimal | None:
     if avg_price is None or not num_hosts:
         return None
-    return avg_price * (SURGE_MULTIPLIER if surge_active() else 1)
+    surge = surge_active() if surge is None else surge
+    return avg_price * (SURGE_MULTIPLIER if surge else 1)
 
 
 def budget_for(*, user: User, cargo: Cargo, bid: Decimal | None = None) -> Decimal:
@@ -158,14 +161,16 @@ def budget_of(
     saved_bid: Decimal | None,
     rate: Decimal | None,
     rate_hosts: int | None,
+    surge: bool | None = None,
 ) -> Decimal:
     """:func:`budget_for` from values already read (the latest snapshot's average price
-    and number of Islands; compute.selectors.cargos.cargo_to_submit reads them all)."""
+    and number of Islands; compute.selectors.cargos.cargo_to_submit reads them all, and
+    ``surge``, :func:`surge_active`, when known)."""
     if bid is not None:
         return bid
     if saved_bid is not None:
         return saved_bid
-    return _with_surge(rate, rate_hosts) or cargo.price_per_job
+    return _with_surge(rate, rate_hosts, surge) or cargo.price_per_job
 
 
 def present_rate(snap: RateSnapshot, *, surge: bool = False) -> dict:

@@ -18,6 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing.models import Balance, LedgerEntry
+from portal import prepared, tx
 from portal.api.errors import ApiError
 from portal.models import User
 
@@ -232,7 +233,7 @@ def hold(*, user_id: object, job_id: uuid.UUID, amount: Decimal, new_job: bool =
         if connection.vendor == "postgresql":
             params = {"user": str(user_id), "amount": amount, "kind": Kind.HOLD,
                       "job": str(job_id), "key": key, "now": timezone.now()}  # fmt: skip
-            with connection.cursor() as cursor:
+            with prepared.cursor() as cursor:
                 cursor.execute(_HOLD_SQL, params)
                 if cursor.fetchone() is not None:
                     return True
@@ -241,6 +242,40 @@ def hold(*, user_id: object, job_id: uuid.UUID, amount: Decimal, new_job: bool =
             _apply(balance, kind=Kind.HOLD, amount=amount, key=key, job_id=job_id)
             return True
     raise InsufficientCredits(amount, balance.available)
+
+
+_ENSURE_BALANCE_SQL = (
+    f"INSERT INTO {Balance._meta.db_table} (user_id, available, held, earnings)"  # noqa: S608
+    " VALUES (%s, 0, 0, 0) ON CONFLICT (user_id) DO NOTHING"
+)
+_AVAILABLE_SQL = f"SELECT available FROM {Balance._meta.db_table} WHERE user_id = %s"  # noqa: S608
+
+
+async def hold_with(
+    db: "tx.SyncTx | tx.AsyncTx", first: "tx.Statement", *, user_id: object, job_id: uuid.UUID,
+    amount: Decimal,
+) -> None:  # fmt: skip
+    """Run ``first`` (the insert of the job, created in this transaction) and the job's
+    hold together, one round trip on Postgres; InsufficientCredits (402) when the
+    available balance is smaller. The job is new, so no earlier hold can exist (the
+    unique key would still refuse a second one)."""
+    if amount < 0:
+        raise ValueError("a hold cannot be negative")
+    if connection.vendor != "postgresql":
+        await db.one(first)
+        await db.call(lambda: hold(user_id=user_id, job_id=job_id, amount=amount, new_job=True))
+        return
+    params = {"user": str(user_id), "amount": amount, "kind": Kind.HOLD, "job": str(job_id),
+              "key": f"hold:{job_id}", "now": timezone.now()}  # fmt: skip
+    _, held = await db.run(first, tx.raw(_HOLD_SQL, params))
+    if held:
+        return
+    # No balance row yet (an account made without the sign-up grant), or not enough.
+    await db.one(tx.Statement(_ENSURE_BALANCE_SQL, [str(user_id)], tx.NOTHING))
+    if await db.one(tx.raw(_HOLD_SQL, params)):
+        return
+    [(available,)] = await db.one(tx.raw(_AVAILABLE_SQL, [str(user_id)]))
+    raise InsufficientCredits(amount, available)
 
 
 def _job_entries(job_id: uuid.UUID) -> dict[str, Decimal]:

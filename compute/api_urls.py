@@ -3,6 +3,7 @@
 from django.urls import path
 
 from compute import api, jobs_api, openai_api, streaming
+from portal.api.lane import fast
 
 urlpatterns = [
     path("hosts", api.HostListView.as_view(), name="api-hosts"),
@@ -16,9 +17,17 @@ urlpatterns = [
     path("cargos", jobs_api.CargoListView.as_view(), name="api-cargos"),
     path("workloads", jobs_api.WorkloadListView.as_view(), name="api-workloads"),
     path("workloads/<slug:slug>", jobs_api.WorkloadDetailView.as_view(), name="api-workload"),
-    path("jobs", jobs_api.JobListView.as_view(), name="api-jobs"),
+    path("jobs", fast(jobs_api.JobListView.as_view(), POST=jobs_api.submit_fast), name="api-jobs"),
     path("jobs/<uuid:job_id>", jobs_api.JobDetailView.as_view(), name="api-job"),
     path("jobs/<uuid:job_id>/output", jobs_api.JobOutputView.as_view(), name="api-job-output"),
-    path("jobs/<uuid:job_id>/stream", streaming.job_stream, name="api-job-stream"),
-    path("chat/completions", openai_api.chat_completions, name="api-chat-completions"),
+    path(
+        "jobs/<uuid:job_id>/stream",
+        fast(streaming.job_stream, GET=streaming.job_stream_fast),
+        name="api-job-stream",
+    ),
+    path(
+        "chat/completions",
+        fast(openai_api.chat_completions, POST=openai_api.complete_fast),
+        name="api-chat-completions",
+    ),
 ]

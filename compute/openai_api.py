@@ -3,36 +3,45 @@ works against it, streaming or not, errors included.
 
 A request becomes a job of the Cargo named by ``model`` (through the same submission
 service as ``POST /jobs``), with input ``{messages, prompt, max_tokens, temperature}``.
-Its answer is read from the job's event stream (:func:`compute.streaming.job_events`):
-the JetStream consumer delivers from the stream's start, so nothing the Island produces
-between submission and subscription is missed, and nothing polls. Unknown OpenAI fields
+Its answer is read from the job's events (compute.feed): live from the start when this
+request publishes the job's assignment itself (it subscribes first), from the stream
+otherwise (an idempotent retry of a job that already runs); nothing polls. An API key
+takes the fast lane (portal.api.lane), a browser session Django's path: both call
+:func:`create` and :func:`answer`. Unknown OpenAI fields
 (``top_p``, ``user``, ``seed``, ...) are accepted and ignored; known ones are type-checked.
 Errors carry ``{"error": {"message", "code", "type"}}``, which the ``openai`` package reads.
 """
 
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
 from rest_framework.exceptions import APIException
 
-from compute.models import Island, Job
-from compute.services import idempotency, jobs
+from compute.feed import Feed
+from compute.models import Job
+from compute.services import dispatch, idempotency, jobs
+from compute.services.publish import Outbox
 from compute.streaming import (
     KEEP_ALIVE,
     authorize,
     db,
     error_response,
     held,
-    job_events,
     slots,
     sse_response,
 )
-from portal.api.base import validated
+from portal import tx
+from portal.api.base import plain_int, plain_text, validated
+from portal.api.lane import Call, Reply, error_reply, in_thread
+from portal.tx import AsyncTx, SyncTx, run_sync
 
 logger = logging.getLogger(__name__)
 SCOPE = "POST /chat/completions"
@@ -108,6 +117,58 @@ class ChatInput(serializers.Serializer):
         min_value=-2, max_value=2, required=False, allow_null=True
     )
 
+    @staticmethod
+    def quick(data: Any) -> dict | None:
+        """The validated data of a usual request (portal.api.base.validated): the fields
+        below with plain values; anything else is the serializer's."""
+        if not isinstance(data, dict) or data.keys() & _SERIALIZER_ONLY:
+            return None
+        fields: dict[str, Any] = {"model": data.get("model"), "stream": data.get("stream", False)}
+        messages = data.get("messages")
+        if (
+            not plain_text(fields["model"], 100)
+            or not isinstance(fields["stream"], bool)
+            or not isinstance(messages, list)
+            or not 0 < len(messages) <= 500
+        ):
+            return None
+        fields["messages"] = []
+        for message in messages:
+            if not isinstance(message, dict) or "name" in message:
+                return None
+            role, content = message.get("role"), message.get("content")
+            if role not in ROLES or not (content is None or isinstance(content, str)):
+                return None
+            fields["messages"].append({"role": role, "content": content or ""})
+        for name, low, high in (("max_tokens", 1, 32_768), ("max_completion_tokens", 1, 32_768)):
+            if name in data:
+                if data[name] is not None and not plain_int(data[name], low, high):
+                    return None
+                fields[name] = data[name]
+        if "temperature" in data:
+            value = data["temperature"]
+            if value is not None and not (plain_int(value, 0, 2) or _between(value, 0, 2)):
+                return None
+            fields["temperature"] = None if value is None else float(value)
+        if "stream_options" in data:
+            options = data["stream_options"]
+            if options is not None:
+                usage = options.get("include_usage", False) if isinstance(options, dict) else None
+                if not isinstance(usage, bool):
+                    return None
+                options = {"include_usage": usage}
+            fields["stream_options"] = options
+        return fields
+
+
+# Fields left to the serializer when present (rarely sent; their rules are its own).
+_SERIALIZER_ONLY = frozenset({"top_p", "n", "user", "seed", "presence_penalty",
+                              "frequency_penalty"})  # fmt: skip
+
+
+def _between(value: Any, low: float, high: float) -> bool:
+    return isinstance(value, float) and low <= value <= high
+
 
 def job_input(data: dict) -> dict:
     """The job input of a chat request: the messages, the last user message as
@@ -138,64 +199,144 @@ class Chat:
     slot: str | None
 
 
-def _create(request: HttpRequest, user: Any, data: dict, body: Any) -> Job:
-    def create(key: str | None) -> Job:
-        return jobs.create_job(
-            user=user, workload=data["model"], job_input=job_input(data), idempotency_key=key
-        )
-
-    key = request.headers.get("Idempotency-Key")
+async def create(
+    db: SyncTx | AsyncTx, *, user: Any, data: dict, body: Any, key: str | None, outbox: Outbox
+) -> Job:
+    """The job of a chat request (``data``: its validated fields). With an
+    Idempotency-Key, a retry gets the first request's job, whose completion it reads."""
+    fields = {"user": user, "workload": data["model"], "job_input": job_input(data),
+              "outbox": outbox}  # fmt: skip
     if key is None:
-        return create(None)
-    # The stored answer is the job; a retry gets the same job's completion again.
-    _, answer, _ = idempotency.run_once(
-        user_id=user.pk,
-        key=idempotency.check_key(key),
-        scope=SCOPE,
-        body=body,
-        run=lambda: (201, {"job_id": str(create(key).pk)}),
-    )
-    return Job.objects.get(pk=answer["job_id"], user=user)
-
-
-def submit(request: HttpRequest) -> Chat:
-    drf = authorize(request, "POST")
-    data = validated(ChatInput, drf.data)
-    options = data.get("stream_options") or {}
-    stream = data["stream"]
-    user = drf.user
-    slot = slots.acquire(user.pk) if stream else None
+        return await jobs.submit_job(db, **fields)
+    key = idempotency.check_key(key)
+    held = await db.call(lambda: idempotency.claim(user_id=user.pk, key=key, scope=SCOPE,
+                                                   body=body))  # fmt: skip
+    if held.answer is not None:  # the stored answer names the job
+        job_id = held.answer[1]["job_id"]
+        return await db.call(lambda: Job.objects.select_related("cargo").get(pk=job_id, user=user))
     try:
-        job = _create(request, user, data, drf.data)
+        job = await jobs.submit_job(db, idempotency_key=key, **fields)
     except BaseException:
-        if slot:
-            slots.release_sync(user.pk, slot)
+        await db.call(idempotency.settle, held, None)
         raise
+    await db.call(idempotency.settle, held, 201, {"job_id": str(job.pk)})
+    return job
+
+
+def _chat(user: Any, data: dict, job: Job, slot: str | None) -> Chat:
+    options = data.get("stream_options") or {}
     return Chat(
         user_id=user.pk,
         job=job,
         model=data["model"],
-        stream=stream,
+        stream=data["stream"],
         include_usage=bool(options.get("include_usage")),
         max_tokens=data.get("max_tokens") or data.get("max_completion_tokens"),
         slot=slot,
     )
 
 
-def openai_error(exc: APIException) -> JsonResponse:
+def submit(request: HttpRequest, outbox: Outbox) -> Chat:
+    """Django's path (sync, in a thread): the API's checks, then :func:`create`."""
+    drf = authorize(request, "POST")
+    data = validated(ChatInput, drf.data)
+    user = drf.user
+    slot = slots.acquire(user.pk) if data["stream"] else None
+    try:
+        key = request.headers.get("Idempotency-Key")
+        job = run_sync(create(SyncTx(), user=user, data=data, body=drf.data, key=key,
+                              outbox=outbox))  # fmt: skip
+    except BaseException:
+        if slot:
+            slots.release_sync(user.pk, slot)
+        raise
+    return _chat(user, data, job, slot)
+
+
+async def complete_fast(call: Call) -> Reply:
+    """``POST /chat/completions`` in the API's fast lane: checks, submission and the
+    answer on the event loop (its own database connection on Postgres)."""
+    body = call.json()
+    data = validated(ChatInput, body)
+    slot = await slots.aacquire(call.user.pk) if data["stream"] else None
+    outbox = Outbox()
+    fields = {"user": call.user, "data": data, "body": body, "outbox": outbox,
+              "key": call.header("Idempotency-Key")}  # fmt: skip
+    try:
+        if tx.async_available():
+            async with tx.async_tx() as db:
+                job = await create(db, **fields)
+        else:
+            job = await in_thread(lambda: run_sync(create(SyncTx(), **fields)))
+    except BaseException:
+        if slot:
+            await slots.release(call.user.pk, slot)
+        raise
+    chat = _chat(call.user, data, job, slot)
+    try:
+        status, body, stream = await answer(chat, outbox)
+    except BaseException:
+        if slot:
+            await slots.release(call.user.pk, slot)
+        raise
+    if stream is not None:
+        return Reply(stream=stream)
+    return Reply(status=status, body=body, headers={} if status == 200 else NO_RETRY)
+
+
+async def answer(chat: Chat, outbox: Outbox) -> tuple[int, Any, AsyncIterator[bytes] | None]:
+    """Publish the job's assignment (``outbox``) after subscribing to its events, then
+    the completion: ``(status, body, None)``, or ``(200, None, chunks)`` for a stream
+    (the chunks hold the stream slot)."""
+    feed = await Feed.open(chat.job, assignment=outbox.items[0] if outbox.items else None)
+    try:
+        await dispatch.deliver(outbox)
+    except BaseException:
+        await feed.close()
+        raise
+    if not chat.stream:
+        return *await _complete(chat, feed), None
+    assert chat.slot is not None
+    return 200, None, held(chat.user_id, chat.slot, _chunks(chat, feed))
+
+
+NO_RETRY = {"x-should-retry": "false"}  # the job ran and failed: a new one is the caller's call
+
+
+def _error_type(exc: APIException) -> str:
     status = getattr(exc, "status_code", 500)
-    kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return error_response(exc, allow="POST", type=kind)
+    return ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
+def openai_error(exc: APIException) -> JsonResponse:
+    return error_response(exc, allow="POST", type=_error_type(exc))
+
+
+def openai_error_reply(exc: APIException) -> Reply:
+    """:func:`openai_error` in the fast lane."""
+    reply = error_reply(exc)
+    reply.body = {"error": {**reply.body["error"], "type": _error_type(exc)}}
+    return reply
+
+
+complete_fast.render_error = openai_error_reply  # type: ignore[attr-defined]
 
 
 # --- the answer ----------------------------------------------------------------------------
-def _island_of(job_id: Any) -> dict | None:
-    row = Job.objects.filter(pk=job_id).values("island_id").first()
-    island_id = row and row["island_id"]
-    if not island_id:
+def _island_row(job_id: Any) -> dict | None:
+    close_old_connections()
+    try:
+        row = Job.objects.filter(pk=job_id).values("island_id", "island__name").first()
+    finally:
+        close_old_connections()
+    if not (row and row["island_id"]):
         return None
-    name = Island.objects.filter(pk=island_id).values_list("name", flat=True).first()
-    return {"id": str(island_id), "name": name or ""}
+    return {"id": str(row["island_id"]), "name": row["island__name"] or ""}
+
+
+async def _island_of(job_id: Any) -> dict | None:
+    """The Island that served the job (extension): read once, when the answer ends."""
+    return await sync_to_async(_island_row, thread_sensitive=False)(job_id)
 
 
 class Answer:
@@ -250,17 +391,15 @@ def _head(chat: Chat, obj: str) -> dict:
     }
 
 
-async def _complete(chat: Chat) -> JsonResponse:
+async def _complete(chat: Chat, feed: Feed) -> tuple[int, dict]:
     answer, content = Answer(chat), []
-    async for batch in job_events(chat.job):
+    async for batch in feed.batches():
         for event in batch:
             answer.take(event)
             if event["type"] == "token":
                 content.append(event["content"])
     if answer.error is not None or answer.usage is None:
-        status, body = answer.failure()
-        # The job ran and failed: submitting it again is the caller's decision.
-        return JsonResponse(body, status=status, headers={"x-should-retry": "false"})
+        return answer.failure()
     choice = {
         "index": 0,
         "message": {"role": "assistant", "content": "".join(content), "refusal": None},
@@ -271,16 +410,16 @@ async def _complete(chat: Chat) -> JsonResponse:
         **_head(chat, "chat.completion"),
         "choices": [choice],
         "usage": answer.usage_out(),
-        "island": await db(_island_of, chat.job.pk),  # extension
+        "island": await _island_of(chat.job.pk),  # extension
     }
-    return JsonResponse(body)
+    return 200, body
 
 
 def _data(obj: dict) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
-async def _chunks(chat: Chat) -> Any:
+async def _chunks(chat: Chat, feed: Feed) -> Any:
     """``chat.completion.chunk`` events: the role, each token, the finish reason (and the
     usage when asked), then ``data: [DONE]``."""
     head, answer = _head(chat, "chat.completion.chunk"), Answer(chat)
@@ -291,7 +430,7 @@ async def _chunks(chat: Chat) -> Any:
         return _data({**head, "choices": [choice], **extra, **more})
 
     yield chunk({"role": "assistant", "content": ""})
-    async for batch in job_events(chat.job):
+    async for batch in feed.batches():
         if not batch:
             yield KEEP_ALIVE
             continue
@@ -301,7 +440,7 @@ async def _chunks(chat: Chat) -> Any:
             if event["type"] == "token":
                 out.append(chunk({"content": event["content"]}))
             elif event["type"] == "done":
-                island = await db(_island_of, chat.job.pk)
+                island = await _island_of(chat.job.pk)
                 out.append(chunk({}, answer.finish_reason(), island=island))
                 if chat.include_usage:
                     out.append(_data({**head, "choices": [], "usage": answer.usage_out()}))
@@ -313,11 +452,17 @@ async def _chunks(chat: Chat) -> Any:
 
 @csrf_exempt  # a session POST is CSRF-checked by the API's session authentication
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
+    outbox = Outbox()
     try:
-        chat = await db(submit, request)
+        chat = await db(submit, request, outbox)
     except APIException as exc:
         return openai_error(exc)
-    if not chat.stream:
-        return await _complete(chat)
-    assert chat.slot is not None
-    return sse_response(held(chat.user_id, chat.slot, _chunks(chat)))
+    try:
+        status, body, stream = await answer(chat, outbox)
+    except BaseException:
+        if chat.slot:
+            await slots.release(chat.user_id, chat.slot)
+        raise
+    if stream is not None:
+        return sse_response(stream)
+    return JsonResponse(body, status=status, headers=None if status == 200 else NO_RETRY)

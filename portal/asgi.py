@@ -10,6 +10,8 @@ view in **one** call on a pool of long-lived threads, with ``request_started`` /
 ``request_finished`` (and so ``close_old_connections``) sent in that thread.
 
 - Sync views (nearly all: DRF is sync) run on ``WEB_THREADS`` threads.
+- Job submissions, chat completions and job streams sent with an API key take the API's
+  fast lane (portal.api.lane) on the event loop, without the chain.
 - Async views (server-sent events, chat completions) are called by the same sync chain,
   which runs their coroutine on the server's event loop while the thread waits (their
   thread-sensitive database calls come back to that thread). They get a pool of their own
@@ -43,17 +45,19 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E4
 from django.core.handlers.base import BaseHandler  # noqa: E402
 from django.urls import Resolver404, get_resolver, set_script_prefix  # noqa: E402
 
+from portal.api import lane  # noqa: E402
 from portal.api.asgi import limit_api_body  # noqa: E402
 from portal.routing import websocket_urlpatterns  # noqa: E402
 
 
 @lru_cache(maxsize=4096)
-def is_async_view(urlconf: str, path_info: str) -> bool:
+def route(urlconf: str, path_info: str) -> tuple[object, tuple]:
+    """The view of a path and its keyword arguments (``None`` for the 404 page)."""
     try:
         match = get_resolver(urlconf).resolve(path_info)
     except Resolver404:
-        return False  # the 404 page: sync
-    return iscoroutinefunction(match.func)
+        return None, ()
+    return match.func, tuple(match.kwargs.items())
 
 
 class _SyncChain(BaseHandler):
@@ -85,8 +89,13 @@ class Handler(ASGIHandler):
         except RequestAborted:
             return
         path_info = scope["path"].removeprefix(get_script_prefix(scope))
-        waits = is_async_view(settings.ROOT_URLCONF, path_info)
+        view, kwargs = route(settings.ROOT_URLCONF, path_info)
         try:
+            if lane.takes(scope, view):
+                if await lane.serve(scope, body_file.read(), receive, send, view, dict(kwargs)):
+                    return
+                body_file.seek(0)
+            waits = iscoroutinefunction(view)
             respond = self.respond_waiting if waits else self.respond_sync
             response = await respond(scope, body_file)
             if response.streaming:

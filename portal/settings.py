@@ -97,6 +97,15 @@ elif env.int("DB_POOL_SIZE", 0) > 0:
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The job path's statements are prepared once per Postgres connection (portal.prepared);
+# off behind a connection pooler in transaction mode that does not keep them.
+DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", True)
+if DB_PREPARED_STATEMENTS and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # psycopg prepares nothing on a connection without a threshold; this one is never
+    # reached by Django's own (client-side bound) queries, only portal.prepared asks.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 2**31 - 1
+# Async connections per web process (Postgres): the API's fast lane submits jobs on them.
+DB_ASYNC_POOL_SIZE = env.int("DB_ASYNC_POOL_SIZE", 4)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads per web process that run sync views, middleware included (portal/asgi.py).
 WEB_THREADS = env.int("WEB_THREADS", 4)
@@ -176,7 +185,10 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "Archipelago <noreply@localho
 # --- Public API.
 API_RATE_LIMIT = env.int("API_RATE_LIMIT", 100)  # requests per minute per key
 API_ANON_RATE_LIMIT = env.int("API_ANON_RATE_LIMIT", 300)  # per minute per IP, no key
-API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", 5.0)
+# How long a web process trusts its copy of an API key. A revoked key is refused at once
+# everywhere (a Redis marker, portal.api.throttling); this bounds how long a deactivated
+# account's keys keep working.
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", 30.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

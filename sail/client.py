@@ -1,8 +1,12 @@
-"""A NATS connection for synchronous code (Django views, Celery tasks, on_commit hooks).
+"""NATS connections of the coordinator's processes.
 
-nats-py is asyncio-only; this keeps one connection per process on a background event
-loop thread and exposes blocking calls. It reconnects after a fork (Celery prefork).
-Async code (the bridge, SSE views) uses its own native connection instead.
+- :data:`sail`, for synchronous code (Django views, Celery tasks, on_commit hooks):
+  nats-py is asyncio-only, so this keeps one connection per process on a background
+  event loop thread and exposes blocking calls. It reconnects after a fork (Celery
+  prefork).
+- :func:`loop_connection`, for async code on the web server's event loop (the API's
+  fast lane, SSE): one connection per process, on that loop.
+The bridge keeps a connection of its own.
 """
 
 import asyncio
@@ -12,6 +16,7 @@ import threading
 from typing import Any
 
 import nats
+import nats.errors
 import orjson
 from django.conf import settings
 from nats.aio.client import Client
@@ -77,3 +82,50 @@ class SyncNats:
 
 
 sail = SyncNats()
+
+
+class _LoopConnection:
+    """The connection, and its ``epoch``: a count of the moments it may have lost core
+    messages (it disconnected, or fell behind its subscriptions), which live readers
+    compare with the epoch they started in (compute.feed)."""
+
+    def __init__(self) -> None:
+        self.nc: Client | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.lock: asyncio.Lock | None = None
+        self.epoch = 0
+
+    async def _lost(self, *args: Any) -> None:
+        self.epoch += 1
+
+    async def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            self.epoch += 1
+        logger.warning("NATS error: %s", exc)
+
+    async def get(self) -> Client:
+        loop = asyncio.get_running_loop()
+        if self.nc is not None and self.loop is loop and not self.nc.is_closed:
+            return self.nc
+        if self.loop is not loop or self.lock is None:
+            # A connection belongs to the loop that made it (tests run several loops).
+            self.loop, self.lock, self.nc = loop, asyncio.Lock(), None
+        async with self.lock:
+            if self.nc is None or self.nc.is_closed:
+                self.nc = await nats.connect(
+                    settings.NATS_URL,
+                    name=f"coordinator-web-{os.getpid()}",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    disconnected_cb=self._lost,
+                    error_cb=self._on_error,
+                )
+        return self.nc
+
+
+_loop_connection = _LoopConnection()
+loop_connection = _loop_connection.get
+
+
+def loop_epoch() -> int:
+    return _loop_connection.epoch

@@ -43,7 +43,7 @@ def _submission(slug: str, user: uuid.UUID, priority: int) -> QuerySet[Cargo]:
     )[:1]
 
 
-_to_submit = Prepared(_submission, slug=str, user=uuid.UUID, priority=int)
+submission = Prepared(_submission, slug=str, user=uuid.UUID, priority=int)
 
 
 def cargo_to_submit(slug: str, *, user_id: uuid.UUID, priority: int) -> Cargo | None:
@@ -52,4 +52,4 @@ def cargo_to_submit(slug: str, *, user_id: uuid.UUID, priority: int) -> Cargo | 
     the path to the first token): ``saved_bid``, the latest ``rate`` and its
     ``rate_hosts``, ``queued_ahead`` (a queued job of this Cargo at that priority or
     higher: the new one must not overtake it) and ``has_asks`` (owners' API asks)."""
-    return _to_submit.first(slug=slug, user=user_id, priority=priority)
+    return submission.first(slug=slug, user=user_id, priority=priority)

@@ -1,8 +1,9 @@
 """Dispatch: assign waiting jobs to Islands, requeue what Islands drop, time jobs out.
 
-- A new job is dispatched in the request that created it, right after its commit
-  (:func:`dispatch_after_commit`), so that the first token is not delayed by a task queue
-  (one that would overtake a queued job is created queued: compute.services.jobs).
+- A new job is dispatched in the transaction that creates it (compute.services.jobs:
+  one commit for the job, its hold and its assignment), and its assignment is published
+  right after that commit, so that the first token is not delayed by a task queue (one
+  that would overtake a queued job is created queued).
 - With no fitting Island it waits ``queued``; :func:`dispatch_queued` (priority, then
   age) runs when an Island may have room (:func:`request_dispatch`, called on
   registrations, pairings and heartbeats with free slots) and every few seconds from beat.
@@ -24,10 +25,17 @@ from billing.selectors import ask_of, ask_overrides
 from compute.models import Island, Job
 from compute.selectors.islands import offline_cutoff
 from compute.services import placement
-from compute.services.jobs import WAITING, S, client_event, finish, transition
-from compute.services.publish import publish_assignment, publish_cancel, publish_job_events
+from compute.services.jobs import WAITING, S, client_event, finish, moving, start_as, transition
+from compute.services.publish import (
+    Assignment,
+    Outbox,
+    publish_cancel,
+    publish_job_events,
+)
+from portal import tx
 from portal.api.throttling import redis_client
 from portal.prepared import Prepared
+from portal.tx import AsyncTx, SyncTx, run_sync
 
 logger = logging.getLogger(__name__)
 CANDIDATES = 5
@@ -39,57 +47,70 @@ ASSIGNMENT_FIELDS = (
 )  # fmt: skip
 
 
-def dispatch_after_commit(job: Job) -> None:
-    """Dispatch the new ``job`` (its Cargo loaded) once its transaction commits."""
-
-    def go() -> None:
-        try:
-            dispatch_job(job)
-        except Exception:
-            # The job stays pending; the beat pass picks it up.
-            logger.exception("dispatch of job %s failed", job.pk)
-
-    transaction.on_commit(go)
-
-
 def dispatch_job(job_or_id: Job | uuid.UUID | str) -> str:
-    """Assign a pending or queued job to the best Island that takes it now; returns
-    ``assigned``, ``queued`` or ``gone`` (no longer waiting). A ``Job`` given as such
-    (a new one) is not read again: if it ended meanwhile, the assignment finds out."""
+    """Assign a pending or queued job (the queue's) to the best Island that takes it now;
+    returns ``assigned``, ``queued`` or ``gone`` (no longer waiting)."""
     if isinstance(job_or_id, Job):
         job = job_or_id
     else:
         job = Job.objects.select_related("cargo").filter(pk=job_or_id, status__in=WAITING).first()
         if job is None:
             return "gone"
-    # A new job's Cargo says whether any owner set an API ask for it (read with it).
-    asks = ask_overrides(job.cargo) if getattr(job.cargo, "has_asks", True) else {}
-    need = placement.Need.for_job(job, asks=asks)
-    for candidate in placement.choose(need, limit=CANDIDATES):
-        outcome = assign(job, candidate, asks=asks)
+    db = SyncTx()
+    asks = ask_overrides(job.cargo)
+    return run_sync(place(db, job, run_sync(candidates(db, job, asks)), asks=asks))
+
+
+async def candidates(db: SyncTx | AsyncTx, job: Job, asks: dict) -> list[placement.Candidate]:
+    """The Islands that may take ``job``, best first (from the placement index, which a
+    thread brings up to date when it must: never the event loop)."""
+    index = placement.index()
+    if index.blocking_refresh_due():
+        await db.call(index.maybe_refresh)
+    else:
+        index.maybe_refresh()  # at most starts a refresh in a thread of its own
+    return index.choose(placement.Need.for_job(job, asks=asks), limit=CANDIDATES)
+
+
+async def place(
+    db: SyncTx | AsyncTx,
+    job: Job,
+    choices: list[placement.Candidate],
+    *,
+    asks: dict,
+    outbox: Outbox | None = None,
+) -> str:
+    """Assign ``job`` to the first of ``choices`` that takes it (:func:`claim`), else
+    queue it; ``assigned``, ``queued`` or ``gone``. A new job (not stored yet: its
+    submission) takes its state in memory, to be inserted in it; a waiting one is
+    updated. The assignment is published once the transaction commits: by ``outbox``'s
+    owner when given, on commit otherwise."""
+    for candidate in choices:
+        outcome = await claim(db, job, candidate, asks=asks, outbox=outbox)
         if outcome != "busy":
             return outcome
-    if transition(job.pk, "wait"):
-        # This process's placement index may not know yet of an Island that came online
-        # a moment ago: a pass, which refreshes the index first, looks again at once
-        # rather than at the next beat (once per job: only a pending one gets here).
-        request_dispatch()
+    if job._state.adding:
+        start_as(job, "wait")
+    elif not await db.one(moving(job.pk, "wait")):
+        return "queued"
+    # This process's placement index may not know yet of an Island that came online a
+    # moment ago: a pass, which refreshes the index first, looks again at once rather
+    # than at the next beat (once per job: only a pending one gets here).
+    db.on_commit(request_dispatch)
     return "queued"
 
 
-# Run on every dispatch: built once (portal.prepared).
+# Run on every dispatch: built once (portal.prepared). The count runs after the lock, in
+# a statement of its own: its snapshot is taken once the lock is held, so it is exact.
 _lock_island = Prepared(
-    lambda island, now, cutoff: (
-        Island.objects.select_for_update(no_key=True)
-        .filter(
-            Q(cooldown_until__isnull=True) | Q(cooldown_until__lte=now),
-            pk=island,
-            status=Island.Status.ONLINE,
-            suspended=False,
-            last_heartbeat_at__gte=cutoff,
-        )
-        .values_list("max_concurrent_jobs", "asking_prices")
-    ),
+    lambda island, now, cutoff: Island.objects.filter(
+        Q(cooldown_until__isnull=True) | Q(cooldown_until__lte=now),
+        pk=island,
+        status=Island.Status.ONLINE,
+        suspended=False,
+        last_heartbeat_at__gte=cutoff,
+    ).values_list("max_concurrent_jobs", "asking_prices"),
+    lock=True,
     island=uuid.UUID,
     now=datetime,
     cutoff=datetime,
@@ -107,47 +128,66 @@ _running_on = Prepared(
 
 
 def assign(job: Job, candidate: placement.Candidate, *, asks: dict | None = None) -> str:
+    """:func:`claim` in a transaction of its own, on Django's connection."""
+    db = SyncTx()
+    overrides = asks if asks is not None else ask_overrides(job.cargo)
+    return run_sync(claim(db, job, candidate, asks=overrides))
+
+
+async def claim(
+    db: SyncTx | AsyncTx,
+    job: Job,
+    candidate: placement.Candidate,
+    *,
+    asks: dict,
+    outbox: Outbox | None = None,
+) -> str:
     """Re-check the Island under its row lock (exact filters, free slots, its ask within
     the job's budget, in decimals) and assign at that ask: the job's clearing price.
     ``assigned``, ``busy`` (try the next Island) or ``gone``. ``asks``: the owners' API
-    asks for the job's Cargo (billing.selectors.ask_overrides), looked up when None."""
+    asks for the job's Cargo (billing.selectors.ask_overrides). Joins the caller's
+    transaction if there is one (a new job's submission)."""
     now = timezone.now()
     index = placement.index()
     island_id = uuid.UUID(str(candidate.island_id))
-    with transaction.atomic():
-        island = _lock_island.first(island=island_id, now=now, cutoff=offline_cutoff(now))
-        if island is None:
+    async with db.atomic():
+        locked, counted = await db.run(
+            tx.query(_lock_island, island=island_id, now=now, cutoff=offline_cutoff(now)),
+            tx.query(_running_on, island=island_id),
+        )
+        if not locked:
             index.note_unavailable(candidate.island_id)
             return "busy"
-        max_jobs, asking_prices = island
+        max_jobs, asking_prices = locked[0]
+        running = counted[0][0] if counted else 0
         budget = job.budget if job.budget is not None else job.cargo.price_per_job
-        overrides = asks if asks is not None else ask_overrides(job.cargo)
-        price = ask_of(Island(pk=island_id, asking_prices=asking_prices), job.cargo, overrides)
+        price = ask_of(Island(pk=island_id, asking_prices=asking_prices), job.cargo, asks)
         if price > budget:
             return "busy"  # its ask changed since the index saw it
-        counted = _running_on.first(island=island_id)
-        running = counted[0] if counted else 0
         if running >= max(1, max_jobs):
             index.note_load(candidate.island_id, running)
             return "busy"
         attempt = job.attempts + 1
         lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
-        moved = transition(
-            job.pk,
-            "assign",
-            attempt=job.attempts,
-            island_id=None,
-            island=candidate.island_id,
-            attempts=attempt,
-            assigned_at=now,
-            lease_expires_at=lease,
-            deadline_at=now + timedelta(seconds=job.cargo.time_limit_seconds),
-            price=price,
-        )
-        if not moved:
+        changes = {
+            "island_id": island_id, "attempts": attempt, "assigned_at": now,
+            "lease_expires_at": lease, "price": price,
+            "deadline_at": now + timedelta(seconds=job.cargo.time_limit_seconds),
+        }  # fmt: skip
+        if job._state.adding:
+            start_as(job, "assign", **changes)
+        elif not await db.one(moving(job.pk, "assign", at_attempt=job.attempts, **changes)):
             return "gone"
-        payload = assignment(job, lease_ms=int(lease.timestamp() * 1000))
-        transaction.on_commit(lambda: _send(job.pk, candidate.island_id, attempt, payload))
+        if outbox is None:
+            outbox = delivered_on_commit(db)
+        outbox.add(
+            Assignment(
+                job_id=job.pk,
+                island_id=str(candidate.island_id),
+                attempt=attempt,
+                payload=assignment(job, lease_ms=int(lease.timestamp() * 1000)),
+            )
+        )
     index.note_load(candidate.island_id, running + 1)
     return "assigned"
 
@@ -173,22 +213,34 @@ def assignment(job: Job, *, lease_ms: int) -> dict[str, Any]:
     return payload
 
 
-def _send(job_id: uuid.UUID, island_id: str, attempt: int, payload: dict) -> None:
-    event = client_event(
-        job_id,
-        f"{attempt}:s:assigned",
-        "status",
-        state="running",
-        phase="assigned",
-        island_id=str(island_id),
-    )
-    try:
-        publish_assignment(island_id, payload, msg_id=f"{job_id}:{attempt}", events=[event])
-    except Exception:
-        logger.exception("could not publish job %s to %s; requeueing it", job_id, island_id)
+async def deliver(outbox: Outbox) -> None:
+    """Publish ``outbox`` on this event loop's connection (its transaction committed);
+    what cannot be published is requeued."""
+    from asgiref.sync import sync_to_async
+
+    from sail.client import loop_connection
+
+    failed = await outbox.asend(await loop_connection())
+    if failed:
+        await sync_to_async(undelivered, thread_sensitive=False)(failed)
+
+
+def delivered_on_commit(db: SyncTx | AsyncTx) -> Outbox:
+    """An outbox that sync code publishes once the current transaction commits."""
+    outbox = Outbox()
+    db.on_commit(lambda: undelivered(outbox.send()))
+    return outbox
+
+
+def undelivered(items: list[Assignment]) -> None:
+    """Assignments that could not be published (their jobs were committed as assigned):
+    take each job back and queue it, for this Island or another."""
+    for item in items:
+        logger.error("could not publish job %s to %s; requeueing it", item.job_id, item.island_id)
         requeue_job(
-            job_id=job_id, island_id=island_id, reason="assignment not delivered", exclude=False
-        )
+            job_id=item.job_id, island_id=item.island_id, reason="assignment not delivered",
+            exclude=False,
+        )  # fmt: skip
 
 
 # --- the queue ----------------------------------------------------------------------
@@ -267,7 +319,7 @@ def requeue_job(
         transition(
             job.pk,
             "requeue",
-            island_id=island_id,
+            on_island=island_id,
             island=None,
             excluded_islands=excluded,
             output="",

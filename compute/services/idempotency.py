@@ -13,6 +13,7 @@ Keys are per account. The record lives in Redis; the job row keeps the key too.
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -41,37 +42,63 @@ def fingerprint(scope: str, body: Any) -> str:
     ).hexdigest()
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A request's hold on its key: ``answer`` is the stored ``(status, body)`` of the
+    first request when this one is a retry."""
+
+    name: str
+    digest: str
+    answer: tuple[int, Any] | None = None
+
+
+def claim(*, user_id: object, key: str, scope: str, body: Any) -> Claim:
+    """Take ``key`` for this request, or find the answer stored for it; 409 while the
+    first request still runs, 422 when the key came with another request."""
+    redis = redis_client()
+    name = f"idem:{user_id}:{hashlib.sha256(key.encode()).hexdigest()}"
+    digest = fingerprint(scope, body)
+    running = orjson.dumps({"fingerprint": digest, "state": "running"})
+    if redis.set(name, running, nx=True, ex=IN_FLIGHT_SECONDS):
+        return Claim(name, digest)
+    stored = orjson.loads(redis.get(name) or b"{}")
+    if stored and stored.get("fingerprint") != digest:
+        raise ApiError(
+            "This Idempotency-Key was used with a different request",
+            code="idempotency_key_reused",
+            status_code=422,
+        )
+    if stored.get("state") == "done":
+        return Claim(name, digest, (stored["status"], stored["body"]))
+    raise ApiError(
+        "A request with this Idempotency-Key is still being processed",
+        code="idempotency_key_in_use",
+        status_code=409,
+    )
+
+
+def settle(held: Claim, status: int | None, body: Any = None) -> None:
+    """Store a success (2xx) for ``IDEMPOTENCY_TTL_SECONDS``; give the key back
+    otherwise (``status`` None: the request failed)."""
+    redis = redis_client()
+    if status is not None and 200 <= status < 300:
+        record = {"fingerprint": held.digest, "state": "done", "status": status, "body": body}
+        redis.set(held.name, orjson.dumps(record, default=str), ex=settings.IDEMPOTENCY_TTL_SECONDS)
+    else:
+        redis.delete(held.name)
+
+
 def run_once(
     *, user_id: object, key: str, scope: str, body: Any, run: Callable[[], tuple[int, Any]]
 ) -> tuple[int, Any, bool]:
     """``(status, body, replayed)``: the stored answer for ``key``, or ``run()``'s."""
-    redis = redis_client()
-    name = f"idem:{user_id}:{hashlib.sha256(key.encode()).hexdigest()}"
-    digest = fingerprint(scope, body)
-    claim = orjson.dumps({"fingerprint": digest, "state": "running"})
-    if not redis.set(name, claim, nx=True, ex=IN_FLIGHT_SECONDS):
-        stored = orjson.loads(redis.get(name) or b"{}")
-        if stored and stored.get("fingerprint") != digest:
-            raise ApiError(
-                "This Idempotency-Key was used with a different request",
-                code="idempotency_key_reused",
-                status_code=422,
-            )
-        if stored.get("state") == "done":
-            return stored["status"], stored["body"], True
-        raise ApiError(
-            "A request with this Idempotency-Key is still being processed",
-            code="idempotency_key_in_use",
-            status_code=409,
-        )
+    held = claim(user_id=user_id, key=key, scope=scope, body=body)
+    if held.answer is not None:
+        return *held.answer, True
     try:
         status, result = run()
     except BaseException:
-        redis.delete(name)
+        settle(held, None)
         raise
-    if 200 <= status < 300:
-        record = {"fingerprint": digest, "state": "done", "status": status, "body": result}
-        redis.set(name, orjson.dumps(record, default=str), ex=settings.IDEMPOTENCY_TTL_SECONDS)
-    else:
-        redis.delete(name)
+    settle(held, status, result)
     return status, result, False

@@ -28,13 +28,14 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from compute.models import Island, Job
-from compute.selectors.cargos import cargo_to_submit
+from compute.selectors.cargos import submission as _to_submit
 from compute.services import cargos as cargo_service
-from compute.services.publish import publish_cancel, publish_job_events
-from portal import prepared
+from compute.services.publish import Outbox, client_event, publish_cancel, publish_job_events
+from portal import tx
 from portal.api.errors import ApiError
 from portal.models import User
 from portal.prepared import Prepared
+from portal.tx import SyncTx, run_sync
 
 logger = logging.getLogger(__name__)
 S = Job.Status
@@ -62,26 +63,48 @@ def transition(
     job_id: uuid.UUID | str,
     event: str,
     *,
-    island_id: uuid.UUID | str | None = None,
-    attempt: int | None = None,
+    on_island: uuid.UUID | str | None = None,
+    at_attempt: int | None = None,
     **changes: Any,
 ) -> bool:
-    """Move the job on ``event`` if it is in a source state; ``True`` if it moved."""
+    """Move the job on ``event`` if it is in a source state (and, when given, still on
+    ``on_island`` at attempt ``at_attempt``); ``True`` if it moved. ``changes``: fields
+    written with the new state."""
+    statement = moving(job_id, event, on_island=on_island, at_attempt=at_attempt, **changes)
+    return run_sync(SyncTx().one(statement)) == 1
+
+
+def moving(
+    job_id: uuid.UUID | str,
+    event: str,
+    *,
+    on_island: uuid.UUID | str | None = None,
+    at_attempt: int | None = None,
+    **changes: Any,
+) -> tx.Statement:
+    """:func:`transition` as a statement, for a transaction of the job path (its result:
+    1 if the job moved)."""
     sources, target = TRANSITIONS[event]
     where: dict[str, Any] = {"pk": job_id, "status__in": sources}
-    if island_id is not None:
-        where["island_id"] = island_id
-    if attempt is not None:
-        where["attempts"] = attempt
-    return prepared.update(Job, where, {"status": target, **changes}) == 1
+    if on_island is not None:
+        where["island_id"] = on_island
+    if at_attempt is not None:
+        where["attempts"] = at_attempt
+    return tx.update(Job, where, {"status": target, **changes})
+
+
+def start_as(job: Job, event: str, **changes: Any) -> None:
+    """Apply ``event`` to a job not stored yet: a submission decides the first state of
+    its job (assigned or queued) before the insert, by the same table of transitions."""
+    sources, target = TRANSITIONS[event]
+    if not job._state.adding or job.status not in sources:
+        raise ValueError(f"{event} does not apply to this job")
+    job.status = target
+    for name, value in changes.items():
+        setattr(job, name, value)
 
 
 # --- client events ------------------------------------------------------------------
-def client_event(job_id: object, key: str, kind: str, **fields: Any) -> tuple[str, dict]:
-    """``(Nats-Msg-Id, event)``; the id makes a republished event a duplicate."""
-    return f"{job_id}:{key}", {"type": kind, "job_id": str(job_id), **fields}
-
-
 def usage_of(job: Job) -> dict:
     known = [n for n in (job.prompt_tokens, job.completion_tokens) if n is not None]
     return {
@@ -95,7 +118,13 @@ def usage_of(job: Job) -> dict:
 
 
 # --- submission and cancellation ----------------------------------------------------
-def create_job(
+def create_job(**fields: Any) -> Job:
+    """:func:`submit_job` for synchronous callers, on Django's connection."""
+    return run_sync(submit_job(SyncTx(), **fields))
+
+
+async def submit_job(
+    db: tx.SyncTx | tx.AsyncTx,
     *,
     user: User,
     workload: str,
@@ -104,33 +133,41 @@ def create_job(
     region: str = "",
     idempotency_key: str | None = None,
     bid: Decimal | None = None,
+    outbox: Outbox | None = None,
 ) -> Job:
-    """Validate, enforce the concurrent-job quota, store a ``pending`` job holding its
-    budget, and dispatch it once committed; a job that would overtake a queued one of its
-    Cargo and priority (or higher) is stored ``queued`` behind it instead.
+    """Validate, enforce the concurrent-job quota, store the job holding its budget and
+    assigned to an Island, all in one transaction: one commit stands between a request
+    and its Island. With no Island free it is stored ``queued``, and so is a job that
+    would overtake a queued one of its Cargo and priority (or higher).
 
     The budget (the most the job may cost: ``bid``, else the user's saved bid for the
-    Cargo, else the market rate, else the Cargo's price) is held in the transaction that
-    creates the job: without the credits, 402 ``insufficient_credits`` and no job."""
+    Cargo, else the market rate, else the Cargo's price) is held in the same
+    transaction: without the credits, 402 ``insufficient_credits`` and no job.
+
+    Statements that do not wait for each other's answers go together: four round trips
+    to Postgres in all (the Cargo, the account's lock and count; the Island's; the job
+    and its hold; the commit). The assignment is published once committed: by the caller
+    through ``outbox`` (the fast lane, on its event loop), or on commit without one."""
     from billing import selectors as market
     from billing import services as ledger
-    from compute.services.dispatch import dispatch_after_commit, request_dispatch
+    from compute.services import dispatch
 
-    cargo = cargo_to_submit(workload, user_id=user.pk, priority=priority)
-    if cargo is None:
-        raise ApiError(f"Unknown workload: {workload}", code="workload_not_found", status_code=404)
-    cargo_service.validate_input(cargo=cargo, job_input=job_input)
-    budget = market.budget_of(
-        cargo, bid=bid, saved_bid=cargo.saved_bid, rate=cargo.rate, rate_hosts=cargo.rate_hosts
-    ).quantize(ledger.CENT)
-    with transaction.atomic():
-        # One lock per account serialises its submissions, so the quota cannot be
-        # overrun by parallel requests.
-        _lock_account.rows(user=user.pk)
-        if idempotency_key and (earlier := _keyed_job(user, idempotency_key)):
-            return earlier
-        active = _active_count.first(user=user.pk)
-        if active and active[0] >= settings.JOB_CONCURRENT_LIMIT:
+    async with db.atomic():
+        # One lock per account serialises its submissions; counted after it (in a
+        # statement of its own, so with a snapshot taken once the lock is held), the
+        # quota cannot be overrun by parallel requests.
+        found, _, counted = await db.run(
+            tx.query(_to_submit, slug=workload, user=user.pk, priority=priority),
+            tx.query(_lock_account, user=user.pk),
+            tx.query(_active_jobs, user=user.pk),
+        )
+        if not found:
+            raise ApiError(
+                f"Unknown workload: {workload}", code="workload_not_found", status_code=404
+            )
+        cargo = found[0]
+        cargo_service.validate_input(cargo=cargo, job_input=job_input)
+        if counted and counted[0][0] >= settings.JOB_CONCURRENT_LIMIT:
             raise ApiError(
                 f"At most {settings.JOB_CONCURRENT_LIMIT} jobs may run at once per account",
                 code="concurrent_job_limit",
@@ -138,31 +175,40 @@ def create_job(
                 limit=settings.JOB_CONCURRENT_LIMIT,
                 retry_after=1,
             )
-        job = Job(
-            user=user,
-            cargo=cargo,
-            input=job_input,
-            priority=priority,
-            region=region,
-            budget=budget,
-            idempotency_key=idempotency_key,
-            status=TRANSITIONS["wait"][1] if cargo.queued_ahead else S.PENDING,
+        if idempotency_key and (earlier := await db.call(_keyed_job, user, idempotency_key)):
+            return earlier
+        surge = (
+            cargo.rate is not None and bool(cargo.rate_hosts) and await db.call(market.surge_active)
         )
-        prepared.insert(job)
-        ledger.hold(user_id=user.pk, job_id=job.pk, amount=budget, new_job=True)
-        if job.status == S.QUEUED:
-            transaction.on_commit(request_dispatch, robust=True)
+        budget = market.budget_of(
+            cargo, bid=bid, saved_bid=cargo.saved_bid, rate=cargo.rate,
+            rate_hosts=cargo.rate_hosts, surge=surge,
+        ).quantize(ledger.CENT)  # fmt: skip
+        job = Job(user=user, cargo=cargo, input=job_input, priority=priority, region=region,
+                  budget=budget, idempotency_key=idempotency_key, status=S.PENDING)  # fmt: skip
+        if cargo.queued_ahead:
+            start_as(job, "wait")
+            db.on_commit(request_dispatch)
         else:
-            dispatch_after_commit(job)
+            # Lock order of a submission: the account, the Island, then the balance (the
+            # hold), as at a job's end (the job, its Island, the balances).
+            asks = (
+                dict(await db.one(tx.query(market.ask_rows, cargo=cargo.pk)))
+                if cargo.has_asks
+                else {}
+            )
+            outbox = outbox if outbox is not None else dispatch.delivered_on_commit(db)
+            choices = await dispatch.candidates(db, job, asks)
+            await dispatch.place(db, job, choices, asks=asks, outbox=outbox)
+        await ledger.hold_with(db, tx.insert(job), user_id=user.pk, job_id=job.pk, amount=budget)
     return job
 
 
 # Run on every submission: built once (portal.prepared).
 _lock_account = Prepared(
-    lambda user: User.objects.select_for_update(no_key=True).filter(pk=user).values_list("pk"),
-    user=uuid.UUID,
+    lambda user: User.objects.filter(pk=user).values_list("pk"), lock=True, user=uuid.UUID
 )
-_active_count = Prepared(
+_active_jobs = Prepared(
     lambda user: (
         Job.objects.filter(user_id=user, status__in=sorted(ACTIVE))
         .order_by()
@@ -174,10 +220,16 @@ _active_count = Prepared(
 )
 
 
+def request_dispatch() -> None:
+    from compute.services.dispatch import request_dispatch
+
+    request_dispatch()
+
+
 def _keyed_job(user: User, key: str) -> Job | None:
     """The job already created with this Idempotency-Key within its lifetime (a fallback
     for a lost idempotency record); an older one gives its key up."""
-    earlier = Job.objects.filter(user=user, idempotency_key=key).first()
+    earlier = Job.objects.select_related("cargo").filter(user=user, idempotency_key=key).first()
     if earlier is None:
         return None
     if earlier.created_at > timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS):
@@ -237,14 +289,8 @@ def finish(
         if notify and job.island_id:
             transaction.on_commit(lambda: publish_cancel(job.island_id, job.pk))
         if job.island_id:  # a slot is free on its Island: queued jobs may take it now
-            transaction.on_commit(_request_dispatch, robust=True)
+            transaction.on_commit(request_dispatch, robust=True)
     return True
-
-
-def _request_dispatch() -> None:
-    from compute.services.dispatch import request_dispatch
-
-    request_dispatch()
 
 
 def _end(job: Job, event: str, *, error: str, usage: dict) -> None:

@@ -330,6 +330,20 @@ class IslandIndex:
             self.refreshing = True
         threading.Thread(target=self._refresh_in_background, args=(full,), daemon=True).start()
 
+    def blocking_refresh_due(self) -> bool:
+        """Whether :meth:`maybe_refresh` would read the database in the caller's thread
+        now (the first load, or a refresh while ``PLACEMENT_REFRESH_IN_BACKGROUND`` is
+        off); otherwise it returns at once, at most starting a background refresh."""
+        if not self.loaded.is_set():
+            return True
+        if settings.PLACEMENT_REFRESH_IN_BACKGROUND:
+            return False
+        now = time.time()
+        return (
+            now - self.full_at > settings.PLACEMENT_FULL_RELOAD_SECONDS
+            or now - self.refreshed_at > settings.PLACEMENT_REFRESH_SECONDS
+        )
+
     def _refresh_in_background(self, full: bool) -> None:
         from django.db import connection
 

@@ -11,6 +11,8 @@ Streams (both created here when missing, idempotently, next to the bridge's own 
 
 import logging
 import threading
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -36,43 +38,99 @@ def ensure_streams(force: bool = False) -> None:
     if _ensured.is_set() and not force:
         return
 
-    async def go(nc: Any) -> None:
-        js = nc.jetstream()
-        for config in (JOBS, JOB_UPDATES):
-            try:
-                await js.stream_info(config.name)
-            except NotFoundError:
-                try:
-                    await js.add_stream(config)
-                except Exception:  # a twin created it in between
-                    await js.stream_info(config.name)
-
-    sail.call(go)
+    sail.call(_ensure_streams_async)
     _ensured.set()
 
 
-def publish_assignment(
-    host_id: object, payload: dict, *, msg_id: str, events: list[tuple[str, dict]] = ()
-) -> None:
-    """``host.{id}.jobs`` through JetStream (``msg_id``, job and attempt, dedupes
-    retries); once the server has stored it, the job's client ``events``. One hand-off
-    to the connection's loop for both: this is on the path to the first token."""
-    subject = subjects.host(str(host_id), "jobs")
-    body, headers = orjson.dumps(payload), {"Nats-Msg-Id": msg_id}
+async def _ensure_streams_async(nc: Any) -> None:
+    js = nc.jetstream()
+    for config in (JOBS, JOB_UPDATES):
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+            except Exception:  # a twin created it in between
+                await js.stream_info(config.name)
 
-    async def go(nc: Any) -> None:
-        await nc.jetstream().publish(subject, body, headers=headers)
-        try:  # the assignment is stored: nothing here may make the caller retry it
-            await _publish_events(nc, payload["job_id"], events)
-        except Exception:
-            logger.exception("could not publish events of job %s", payload["job_id"])
 
-    ensure_streams()
-    try:
-        sail.call(go)
-    except NoStreamResponseError:
-        ensure_streams(force=True)
-        sail.call(go)
+def client_event(job_id: object, key: str, kind: str, **fields: Any) -> tuple[str, dict]:
+    """``(Nats-Msg-Id, event)``; the id makes a republished event a duplicate."""
+    return f"{job_id}:{key}", {"type": kind, "job_id": str(job_id), **fields}
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A job's assignment to an Island, to publish once the transaction that made it has
+    committed (``Nats-Msg-Id`` job and attempt: a retry is a duplicate)."""
+
+    job_id: uuid.UUID
+    island_id: str
+    attempt: int
+    payload: dict
+
+    @property
+    def subject(self) -> str:
+        return subjects.host(self.island_id, "jobs")
+
+    def event(self) -> tuple[str, dict]:
+        """The job's ``assigned`` client event, published once the assignment is stored."""
+        key = f"{self.attempt}:s:assigned"
+        fields = {"state": "running", "phase": "assigned", "island_id": self.island_id}
+        return client_event(self.job_id, key, "status", **fields)
+
+
+@dataclass
+class Outbox:
+    """Assignments made in a transaction, published after its commit: with :meth:`send`
+    from sync code (on commit), or :meth:`asend` on an event loop's own connection (the
+    async API views: no thread hop on the path to the first token). An assignment that
+    cannot be published is returned to the caller, who requeues it
+    (compute.services.dispatch.undelivered)."""
+
+    items: list[Assignment] = field(default_factory=list)
+
+    def add(self, item: Assignment) -> None:
+        self.items.append(item)
+
+    def send(self) -> list[Assignment]:
+        """Publish through this process's sync connection; returns what failed."""
+        if not self.items:
+            return []
+        items = list(self.items)
+        try:
+            return sail.call(self.asend)
+        except Exception:  # no connection: none may have arrived, all are requeued
+            logger.exception("could not publish %d assignments", len(items))
+            return items
+
+    async def asend(self, nc: Any) -> list[Assignment]:
+        """Publish on ``nc``; returns the assignments that could not be published."""
+        items, self.items = self.items, []
+        failed = []
+        for item in items:
+            try:
+                await _publish_assignment(nc, item)
+            except NoStreamResponseError:
+                try:
+                    await _ensure_streams_async(nc)
+                    await _publish_assignment(nc, item)
+                except Exception:
+                    failed.append(item)
+            except Exception:
+                failed.append(item)
+        return failed
+
+
+async def _publish_assignment(nc: Any, item: Assignment) -> None:
+    """``host.{id}.jobs`` through JetStream; once the server has stored it, the job's
+    ``assigned`` event. Only a failure of the first is the caller's to handle."""
+    body, headers = orjson.dumps(item.payload), {"Nats-Msg-Id": f"{item.job_id}:{item.attempt}"}
+    await nc.jetstream().publish(item.subject, body, headers=headers)
+    try:  # the assignment is stored: nothing here may make the caller retry it
+        await _publish_events(nc, item.job_id, [item.event()], flush=False)
+    except Exception:
+        logger.exception("could not publish events of job %s", item.job_id)
 
 
 def publish_cancel(host_id: object, job_id: object) -> None:
@@ -101,10 +159,15 @@ def publish_job_events(job_id: object, events: list[tuple[str, dict]]) -> None:
         logger.exception("could not publish events of job %s", job_id)
 
 
-async def _publish_events(nc: Any, job_id: object, events: list[tuple[str, dict]]) -> None:
+async def _publish_events(
+    nc: Any, job_id: object, events: list[tuple[str, dict]], *, flush: bool = True
+) -> None:
+    """``flush``: wait until the server has them (a round trip); otherwise they leave with
+    the connection's next write, in order."""
     if not events:
         return
     subject = job_events_subject(job_id)
     for msg_id, event in events:
         await nc.publish(subject, orjson.dumps(event), headers={"Nats-Msg-Id": msg_id})
-    await nc.flush()
+    if flush:
+        await nc.flush()

@@ -6,23 +6,30 @@ that the rate-limit script of every other process checks in the same round trip,
 revoked key is refused everywhere at once. ``last_used_at`` is written at most once a minute per key.
 """
 
+import functools
 import hmac
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from portal.api.throttling import charge, client_ip
+from portal import tx
+from portal.api.throttling import Usage, ahit, client_ip, enforce, hit
 from portal.models import ApiKey, User
+from portal.prepared import Prepared
 from portal.services import KEY_PREFIX, hash_key
+from portal.tx import SyncTx, run_sync
 
 LAST_USED_WRITE_INTERVAL = 60.0
 MAX_KEY_LENGTH = 200
@@ -57,53 +64,143 @@ def forget_key_id(key_id: str) -> None:
                 _cache_loaded.pop(key_hash, None)
 
 
-def _load(key_hash: str) -> KeyInfo | None:
-    key = (
-        ApiKey.objects.select_related("user")
-        .filter(key_hash=key_hash, revoked_at__isnull=True, user__is_active=True)
-        .first()
-    )
-    if key is None or not hmac.compare_digest(key.key_hash, key_hash):
+# The live key of a hash and its account, in one statement built once (portal.prepared):
+# the account, with the key's fields as annotations.
+_by_hash = Prepared(
+    lambda key_hash: User.objects.filter(
+        api_keys__key_hash=key_hash, api_keys__revoked_at__isnull=True, is_active=True
+    ).annotate(
+        key_id=F("api_keys__id"),
+        key_hash=F("api_keys__key_hash"),
+        key_scopes=F("api_keys__scopes"),
+        key_expires_at=F("api_keys__expires_at"),
+        key_last_used_at=F("api_keys__last_used_at"),
+    )[:1],
+    key_hash=str,
+)
+
+
+def _info(rows: list[User], key_hash: str) -> KeyInfo | None:
+    if not rows or not hmac.compare_digest(rows[0].key_hash, key_hash):
         return None
+    user = rows[0]
+    last_used = user.key_last_used_at
     return KeyInfo(
-        key_id=str(key.pk),
-        user=key.user,
-        scopes=frozenset(key.scopes),
-        expires_at=key.expires_at,
-        last_used=key.last_used_at.timestamp() if key.last_used_at else 0.0,
+        key_id=str(user.key_id),
+        user=user,
+        scopes=frozenset(user.key_scopes),
+        expires_at=user.key_expires_at,
+        last_used=last_used.timestamp() if last_used else 0.0,
     )
 
 
-def lookup_key(raw_key: str, request: Request) -> KeyInfo | None:
-    key_hash = hash_key(raw_key)
-    now = time.monotonic()
-    with _lock:
-        loaded = _cache_loaded.get(key_hash)
-        if loaded is not None and now - loaded < settings.API_KEY_CACHE_SECONDS:
-            return _cache[key_hash]
-    # Database lookups are limited per IP, so guessing keys costs a stranger a 429
-    # long before it costs the database anything.
-    charge(request, f"lookup:{client_ip(request)}", settings.API_ANON_RATE_LIMIT)
-    info = _load(key_hash)
+def _cache_key(key_hash: str, info: KeyInfo | None, loaded: float) -> KeyInfo | None:
     with _lock:
         if len(_cache) >= MAX_CACHED_KEYS:
             _cache.clear()
             _cache_loaded.clear()
         _cache[key_hash] = info
-        _cache_loaded[key_hash] = now
+        _cache_loaded[key_hash] = loaded
     return info
 
 
-def _touch(info: KeyInfo) -> None:
-    now = time.time()
-    if now - info.last_used < LAST_USED_WRITE_INTERVAL:
-        return
-    info.last_used = now
-    # Several processes may pass the check above; the condition keeps it to one write.
-    stale = timezone.now() - timedelta(seconds=LAST_USED_WRITE_INTERVAL)
-    ApiKey.objects.filter(
-        Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale), pk=info.key_id
-    ).update(last_used_at=timezone.now())
+def cached_key(key_hash: str) -> tuple[bool, KeyInfo | None]:
+    """``(found, info)`` from this process's cache, without any I/O."""
+    with _lock:
+        loaded = _cache_loaded.get(key_hash)
+        if loaded is not None and time.monotonic() - loaded < settings.API_KEY_CACHE_SECONDS:
+            return True, _cache[key_hash]
+    return False, None
+
+
+def load_key(
+    key_hash: str, ip: str, counted: Callable[[Usage], None] = lambda usage: None
+) -> KeyInfo | None:
+    """Look a key up in the database (and cache the answer, a miss included).
+    ``counted`` learns the usage of the lookup limit (for the answer's headers)."""
+    # Database lookups are limited per IP, so guessing keys costs a stranger a 429
+    # long before it costs the database anything.
+    usage = hit(f"lookup:{ip}", settings.API_ANON_RATE_LIMIT)
+    counted(usage)
+    enforce(usage)
+    now = time.monotonic()
+    return _cache_key(key_hash, _info(_by_hash.rows(key_hash=key_hash), key_hash), now)
+
+
+async def aload_key(
+    db: tx.AsyncTx, key_hash: str, ip: str, counted: Callable[[Usage], None]
+) -> KeyInfo | None:
+    """:func:`load_key` on an event loop, with its connection ``db``."""
+    usage = await ahit(f"lookup:{ip}", settings.API_ANON_RATE_LIMIT)
+    counted(usage)
+    enforce(usage)
+    now = time.monotonic()
+    rows = await db.one(tx.query(_by_hash, key_hash=key_hash))
+    return _cache_key(key_hash, _info(rows, key_hash), now)
+
+
+def lookup_key(
+    raw_key: str, ip: str, counted: Callable[[Usage], None] = lambda usage: None
+) -> KeyInfo | None:
+    key_hash = hash_key(raw_key)
+    found, info = cached_key(key_hash)
+    return info if found else load_key(key_hash, ip, counted)
+
+
+def bearer_key(header: str) -> str:
+    """The raw key of an ``Authorization: Bearer ak_...`` header; 401 when malformed."""
+    scheme, _, raw = header.partition(" ")
+    raw = raw.strip()
+    if (
+        scheme.lower() != "bearer"
+        or not raw.startswith(KEY_PREFIX)
+        or len(raw) > MAX_KEY_LENGTH
+        or not raw.isascii()
+    ):
+        raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer ak_...'")
+    return raw
+
+
+def usable(info: KeyInfo | None) -> KeyInfo:
+    """``info`` if it names a live key; 401 otherwise."""
+    if info is None:
+        raise exceptions.AuthenticationFailed("Invalid or revoked API key")
+    if info.expires_at and info.expires_at <= timezone.now():
+        raise exceptions.AuthenticationFailed("API key has expired")
+    return info
+
+
+def touch_due(info: KeyInfo) -> bool:
+    """Whether ``last_used_at`` is due a write (at most one a minute per key)."""
+    return time.time() - info.last_used >= LAST_USED_WRITE_INTERVAL
+
+
+_TOUCH_SQL = (
+    f"UPDATE {ApiKey._meta.db_table} SET last_used_at = %s"  # noqa: S608
+    " WHERE id = %s AND (last_used_at IS NULL OR last_used_at < %s)"
+)
+
+
+def touching(info: KeyInfo) -> tx.Statement:
+    """The write of ``last_used_at``; several processes may find it due at once, its
+    condition keeps it to one write."""
+    info.last_used = time.time()
+    now = timezone.now()
+    stale = now - timedelta(seconds=LAST_USED_WRITE_INTERVAL)
+    key_id = uuid.UUID(info.key_id)
+    if connection.vendor != "postgresql":
+        key_id = key_id.hex  # type: ignore[assignment]  # SQLite stores UUIDs as hex text
+    return tx.Statement(_TOUCH_SQL, [now, key_id, stale], tx.NOTHING)
+
+
+def touch(info: KeyInfo) -> None:
+    if touch_due(info):
+        run_sync(SyncTx().one(touching(info)))
+
+
+def has_scope(info: KeyInfo, method: str) -> bool:
+    """A key needs ``read`` for safe methods and ``write`` for the others."""
+    return ("read" if method in permissions.SAFE_METHODS else "write") in info.scopes
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -113,23 +210,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
-        scheme, _, raw = header.partition(" ")
-        raw = raw.strip()
-        if (
-            scheme.lower() != "bearer"
-            or not raw.startswith(KEY_PREFIX)
-            or len(raw) > MAX_KEY_LENGTH
-            or not raw.isascii()
-        ):
-            raise exceptions.AuthenticationFailed(
-                "Malformed Authorization header: use 'Bearer ak_...'"
-            )
-        info = lookup_key(raw, request)
-        if info is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API key")
-        if info.expires_at and info.expires_at <= timezone.now():
-            raise exceptions.AuthenticationFailed("API key has expired")
-        _touch(info)
+        # The headers of a refused lookup tell its limit (portal.api.middleware).
+        counted = functools.partial(setattr, getattr(request, "_request", request), "rate_limit")
+        info = usable(lookup_key(bearer_key(header), client_ip(request), counted))
+        touch(info)
         return info.user, info
 
     def authenticate_header(self, request: Request) -> str:
@@ -152,8 +236,7 @@ class HasScope(permissions.BasePermission):
             )
         if not isinstance(request.auth, KeyInfo) or not hasattr(view, request.method.lower()):
             return True  # a session has every scope; an unsupported method answers 405
-        needed = "read" if request.method in permissions.SAFE_METHODS else "write"
-        return needed in request.auth.scopes
+        return has_scope(request.auth, request.method)
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

@@ -48,9 +48,31 @@ def paginate(
 
 
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict:
+    """The serializer's validated data, or its 422. A serializer on a hot path may have a
+    ``quick(data)`` that returns the same data for the usual input without building the
+    serializer (it costs a tenth of a millisecond and more), or None to leave it to it."""
+    quick = getattr(serializer_class, "quick", None)
+    if quick is not None and (fields := quick(data)) is not None:
+        return fields
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+def plain_text(value: Any, max_length: int) -> bool:
+    """Whether a DRF ``CharField`` would take ``value`` unchanged: a non-blank string
+    within ``max_length``, without surrounding whitespace (it trims) or NUL."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= max_length
+        and value == value.strip()
+        and "\x00" not in value
+    )
+
+
+def plain_int(value: Any, low: int, high: int) -> bool:
+    """Whether a DRF ``IntegerField`` would take ``value`` unchanged."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 __all__ = ["ApiError", "InputSerializer", "PublicView", "paginate", "validated"]

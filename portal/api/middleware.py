@@ -4,6 +4,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from portal.api.errors import error_body
+from portal.api.throttling import rate_limit_headers
 
 API_PREFIX = "/api/v1/"
 
@@ -36,9 +37,8 @@ class ApiMiddleware:
             response = self._as_json(response)
         usage = getattr(request, "rate_limit", None)
         if usage:
-            response["X-RateLimit-Limit"] = str(usage.limit)
-            response["X-RateLimit-Remaining"] = str(usage.remaining)
-            response["X-RateLimit-Reset"] = str(usage.reset)
+            for name, value in rate_limit_headers(usage).items():
+                response[name] = value
         return response
 
     @staticmethod

@@ -3,14 +3,18 @@
 Each bucket is a counter that lives one minute from its first request, so "100 requests
 per minute" means the 101st request within a minute of the first is refused. Counting
 costs one round trip: an atomic script increments, starts the minute and reads what is left.
+:func:`hit` counts from sync code, :func:`ahit` from an event loop (the API's fast lane,
+portal.api.lane), with the same script and buckets.
 """
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
 from functools import cache
 
 import redis
+import redis.asyncio
 from django.conf import settings
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.request import Request
@@ -70,11 +74,44 @@ def hit(bucket: str, limit: int, *, key_id: str | None = None) -> Usage:
     """Count one request against ``bucket`` (and check ``key_id``'s revocation marker)."""
     keys = [f"rl:{bucket}"] + ([revocation_marker(key_id)] if key_id else [])
     try:
-        count, ttl_ms, revoked = _hit_script()(keys=keys, args=[WINDOW_SECONDS * 1000])
+        counted = _hit_script()(keys=keys, args=[WINDOW_SECONDS * 1000])
     except redis.RedisError as exc:
-        raise ApiError(
-            "Service temporarily unavailable", code="unavailable", status_code=503
-        ) from exc
+        raise _unavailable() from exc
+    return _usage(limit, *counted)
+
+
+_async_clients: dict[asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, object]] = {}
+
+
+def async_redis() -> tuple[redis.asyncio.Redis, object]:
+    """This event loop's Redis client and its copy of the counting script."""
+    loop = asyncio.get_running_loop()
+    found = _async_clients.get(loop)
+    if found is None:
+        client = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+        )
+        found = client, client.register_script(_HIT)
+        _async_clients.clear()  # one loop per web process; tests start others
+        _async_clients[loop] = found
+    return found
+
+
+async def ahit(bucket: str, limit: int, *, key_id: str | None = None) -> Usage:
+    """:func:`hit` on the running event loop."""
+    keys = [f"rl:{bucket}"] + ([revocation_marker(key_id)] if key_id else [])
+    try:
+        counted = await async_redis()[1](keys=keys, args=[WINDOW_SECONDS * 1000])
+    except redis.RedisError as exc:
+        raise _unavailable() from exc
+    return _usage(limit, *counted)
+
+
+def _unavailable() -> ApiError:
+    return ApiError("Service temporarily unavailable", code="unavailable", status_code=503)
+
+
+def _usage(limit: int, count: int, ttl_ms: int, revoked: int) -> Usage:
     retry_after = max(1, math.ceil(ttl_ms / 1000))
     return Usage(
         limit=limit,
@@ -94,15 +131,29 @@ def charge(request: Request, bucket: str, limit: int, *, key_id: str | None = No
     """Count the request, remember the usage for the response headers, refuse with 429
     (or 401 when ``key_id`` was revoked in another process)."""
     usage = hit(bucket, limit, key_id=key_id)
-    if usage.revoked:
+    # Read back by ApiMiddleware to set the X-RateLimit-* headers on the response.
+    getattr(request, "_request", request).rate_limit = usage
+    enforce(usage, key_id=key_id)
+
+
+def enforce(usage: Usage, *, key_id: str | None = None) -> None:
+    """Refuse a request that ``usage`` says is over its limit (429), or whose key was
+    revoked in another process (401)."""
+    if usage.revoked and key_id:
         from portal.api.auth import forget_key_id
 
         forget_key_id(key_id)
         raise AuthenticationFailed("Invalid or revoked API key")
-    # Read back by ApiMiddleware to set the X-RateLimit-* headers on the response.
-    getattr(request, "_request", request).rate_limit = usage
     if not usage.allowed:
         raise Throttled(wait=usage.retry_after)
+
+
+def rate_limit_headers(usage: Usage) -> dict[str, str]:
+    return {
+        "X-RateLimit-Limit": str(usage.limit),
+        "X-RateLimit-Remaining": str(usage.remaining),
+        "X-RateLimit-Reset": str(usage.reset),
+    }
 
 
 class RedisRateThrottle(BaseThrottle):

@@ -23,20 +23,28 @@ def submit(api, **body):
     )
 
 
-def test_submitting_a_job_returns_it_pending_with_the_seed_fields(api, chat):
+def test_submitting_a_job_returns_it_with_the_seed_fields_and_its_state(api, chat):
     response = submit(api, priority=7)
     assert response.status_code == 201
     data = response.json()["data"]
     assert set(data) >= JOB_FIELDS
     assert set(data["usage"]) == USAGE_FIELDS
-    assert data["status"] == "pending"
+    assert data["status"] == "queued"  # no Island is online
     assert (data["workload_id"], data["workload_slug"], data["priority"]) == (
         chat.pk,
         "chat-test",
         7,
     )
     assert data["input"] == {"prompt": "Hi"}
-    assert Job.objects.get(pk=data["id"]).status == "pending"
+    assert Job.objects.get(pk=data["id"]).status == "queued"
+
+
+def test_a_job_submitted_while_an_island_has_room_is_running_on_it_at_once(api, chat):
+    host = island()
+    data = submit(api).json()["data"]
+    assert (data["status"], data["island_id"]) == ("running", str(host.pk))
+    job = Job.objects.get(pk=data["id"])
+    assert (job.status, job.island_id, job.attempts) == ("running", host.pk, 1)
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -132,7 +140,7 @@ def test_the_eleventh_concurrent_job_is_refused_with_429(api, chat, settings):
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "concurrent_job_limit"
     assert response["Retry-After"] == "1"
-    Job.objects.filter(status="pending").update(status="completed")
+    Job.objects.filter(status="queued").update(status="completed")
     assert submit(api).status_code == 201
 
 

@@ -18,7 +18,7 @@ def test_a_submitted_job_reaches_the_islands_consumer_and_can_be_cancelled(live,
         created = client.post("/jobs", json={"workload": "live-chat", "input": {"prompt": "Hi"}})
         assert created.status_code == 201, created.text
         job = created.json()["data"]
-        assert job["status"] == "pending"
+        assert (job["status"], job["island_id"]) == ("running", str(host.pk))
         [payload] = assignments(host.pk, timeout=5)
         assert payload["job_id"] == job["id"]
         assert client.get(f"/jobs/{job['id']}").json()["data"]["status"] == "running"

@@ -7,11 +7,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from compute import streaming
+from compute import feed, streaming
+from compute.feed import Relay
 from compute.models import Job
 from compute.services.jobs import event_token
 from compute.services.publish import publish_job_events
-from compute.streaming import Relay
 from tests.compute.jobs_support import running_job, streams  # noqa: F401
 from tests.factories import CargoFactory, IslandFactory
 
@@ -51,7 +51,7 @@ async def test_a_job_that_ended_without_its_last_events_ends_from_its_row():
     THEN a few heartbeats later the stream sends the rest of the output and done."""
     job = await sync_to_async(a_running_job)()
     await sync_to_async(publish_job_events)(job.pk, [event_token(job.pk, 1, 1, "Hello")])
-    batches = streaming.job_events(job, heartbeat=0.1)
+    batches = feed.job_events(job, heartbeat=0.1)
     first = await asyncio.wait_for(anext(batches), 2)
     assert [e["content"] for e in first] == ["Hello"]
     await Job.objects.filter(pk=job.pk).aupdate(

@@ -1,0 +1,259 @@
+"""The API's fast lane: job submissions, chat completions and job streams sent with an
+API key are served on the web process's event loop, outside Django's request cycle.
+
+Django's cycle costs a request a thread hop, the middleware chain and DRF's request,
+authentication, throttle and renderer objects: about 3 ms of CPU for ``POST /jobs`` on
+the project's machine (bench/README.md), more than the job's own work. A view marked with
+:func:`fast` names an async handler that does the same work from a :class:`Call`; the
+lane serves the request with it when the request is the usual one:
+
+- ``Authorization: Bearer ak_...`` (well formed), a host in ``ALLOWED_HOSTS``, no
+  ``Accept`` header other than ``*/*`` or ``application/json``, no ``?format=``, and
+  for a body a JSON ``Content-Type``.
+
+Anything else (a browser session, a malformed header, an unknown path) takes the usual
+path through Django, which answers it exactly as before; both paths call the same
+services. What the lane does the way the usual path does: key authentication with the
+same cache (portal.api.auth), the scope check, the per-key rate limit with the same Redis
+buckets and its ``X-RateLimit-*`` headers, the one error shape
+(portal.api.errors.exception_handler), and the headers of Django's security middleware.
+Request bodies are limited before any of this (portal.api.asgi).
+
+Blocking work (the database) runs with :func:`in_thread` on a pool of its own, one hop
+per call; everything else (Redis, NATS, the response) runs on the event loop.
+"""
+
+import asyncio
+import contextlib
+import functools
+import io
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest
+from django.db import close_old_connections
+from django.http import HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
+from rest_framework.exceptions import APIException, PermissionDenied
+
+from portal import tx
+from portal.api import auth
+from portal.api.errors import exception_handler
+from portal.api.parsers import StrictJSONParser
+from portal.api.throttling import Usage, ahit, enforce, rate_limit_headers
+from portal.models import User
+
+logger = logging.getLogger(__name__)
+JSON_TYPES = (b"application/json",)
+ACCEPTED = (b"*/*", b"application/json")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+Handler = Callable[["Call"], Awaitable["Reply"]]
+
+
+def fast(view: Any, **handlers: Handler) -> Any:
+    """Mark a Django view: the lane serves its ``METHOD=handler`` requests (see above).
+    A handler's ``render_error`` attribute, if any, renders its errors (and those of the
+    lane's checks) instead of :func:`error_reply`."""
+    view.fast_lane = handlers
+    return view
+
+
+@dataclass
+class Call:
+    """A request in the lane, its API key authenticated."""
+
+    request: ASGIRequest
+    body: bytes
+    kwargs: dict[str, Any]
+    key: auth.KeyInfo
+    usage: Usage
+
+    @property
+    def user(self) -> User:
+        return self.key.user
+
+    def header(self, name: str) -> str | None:
+        return self.request.headers.get(name)
+
+    def json(self) -> dict:
+        """The body as a JSON object, with the API parser's rules and errors."""
+        return StrictJSONParser().parse(io.BytesIO(self.body))
+
+
+@dataclass
+class Reply:
+    """A JSON answer (``body``), or a stream of server-sent events (``stream``)."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    stream: AsyncIterator[bytes] | None = None
+
+
+# --- blocking work ---------------------------------------------------------------------
+@functools.cache
+def _executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(settings.WEB_THREADS, thread_name_prefix="lane")
+
+
+async def in_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run blocking code (the ORM) on the lane's threads; its database connection goes
+    back (to the pool, when there is one) afterwards, as at the end of a request."""
+
+    def run() -> Any:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return await sync_to_async(run, thread_sensitive=False, executor=_executor())()
+
+
+# --- who may take the lane -------------------------------------------------------------
+def takes(scope: dict, view: Any) -> bool:
+    """Whether the lane serves this request (the usual path serves the rest)."""
+    handlers = getattr(view, "fast_lane", None)
+    if not handlers or scope["method"] not in handlers or b"format=" in scope["query_string"]:
+        return False
+    headers = dict(scope["headers"])
+    authorization = headers.get(b"authorization", b"")
+    if not authorization.startswith((b"Bearer ak_", b"bearer ak_")):
+        return False
+    if headers.get(b"accept", b"*/*") not in ACCEPTED:
+        return False
+    if scope["method"] == "POST":
+        kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        return kind in JSON_TYPES
+    return True
+
+
+async def serve(scope: dict, body: bytes, receive: Any, send: Any, view: Any, kwargs: dict) -> bool:
+    """Serve the request; ``False`` (nothing sent) when it must take the usual path."""
+    request = ASGIRequest(scope, io.BytesIO(body))
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return False
+    counted: list[Usage] = []
+    handler = view.fast_lane[scope["method"]]
+    render_error = getattr(handler, "render_error", error_reply)
+    try:
+        key = await _authenticate(request, counted.append)
+        reply = await handler(Call(request, body, kwargs, key, counted[-1]))
+    except APIException as exc:
+        reply = render_error(exc)
+    except Exception:
+        logger.exception("fast lane failed on %s %s", scope["method"], scope["path"])
+        reply = render_error(APIException())
+    if counted:
+        reply.headers = {**rate_limit_headers(counted[-1]), **reply.headers}
+    await _respond(reply, request, receive, send)
+    return True
+
+
+async def _authenticate(request: ASGIRequest, counted: Callable[[Usage], None]) -> auth.KeyInfo:
+    """The usual path's authentication, scope check and rate limit, in its order;
+    ``counted`` learns each limit's usage (the answer's headers tell the last)."""
+    raw = auth.bearer_key(request.headers["Authorization"])
+    key_hash = auth.hash_key(raw)
+    found, info = auth.cached_key(key_hash)
+    if not found:
+        ip = request.META.get("REMOTE_ADDR") or ""
+        if tx.async_available():
+            async with tx.async_tx() as db:
+                info = await auth.aload_key(db, key_hash, ip, counted)
+        else:
+            info = await in_thread(auth.load_key, key_hash, ip, counted)
+    key = auth.usable(info)
+    if auth.touch_due(key):
+        if tx.async_available():
+            async with tx.async_tx() as db:
+                await db.one(auth.touching(key))
+        else:
+            await in_thread(auth.touch, key)
+    if not auth.has_scope(key, request.method or "GET"):
+        raise PermissionDenied(auth.HasScope.message)
+    usage = await ahit(f"key:{key.key_id}", settings.API_RATE_LIMIT, key_id=key.key_id)
+    counted(usage)
+    enforce(usage, key_id=key.key_id)
+    return key
+
+
+def error_reply(exc: APIException) -> Reply:
+    """``exc`` in the API's one error shape, with its headers."""
+    answer = exception_handler(exc, {})
+    headers = {name: value for name, value in answer.items() if name.lower() != "content-type"}
+    return Reply(status=answer.status_code, body=answer.data, headers=headers)
+
+
+# --- the answer ----------------------------------------------------------------------------
+@functools.cache
+def _security_headers(secure: bool) -> tuple[tuple[bytes, bytes], ...]:
+    """What Django's security and clickjacking middleware add to an answer."""
+
+    class Probe:
+        def is_secure(self) -> bool:
+            return secure
+
+    response = HttpResponse()
+    del response["Content-Type"]
+    SecurityMiddleware(lambda r: response).process_response(Probe(), response)  # type: ignore[arg-type]
+    XFrameOptionsMiddleware(lambda r: response).process_response(Probe(), response)  # type: ignore[arg-type]
+    return tuple((k.lower().encode(), v.encode()) for k, v in response.items())
+
+
+async def _respond(reply: Reply, request: ASGIRequest, receive: Any, send: Any) -> None:
+    headers = [*_security_headers(request.is_secure())]
+    headers += [(k.lower().encode(), str(v).encode()) for k, v in reply.headers.items()]
+    if reply.stream is None:
+        body = reply.body if isinstance(reply.body, bytes) else orjson.dumps(reply.body)
+        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
+    headers += [(b"content-type", b"text/event-stream")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in SSE_HEADERS.items()]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await _stream(reply.stream, receive, send)
+
+
+async def _stream(chunks: AsyncIterator[bytes], receive: Any, send: Any) -> None:
+    """Send the events until they end or the client goes away; then the iterator is
+    closed at once, so that its ``finally`` blocks (slots, subscriptions) run."""
+
+    async def pump() -> None:
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    sending, listening = asyncio.create_task(pump()), asyncio.create_task(gone())
+    try:
+        await asyncio.wait([sending, listening], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (listening, sending):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await listening
+        try:
+            await sending
+        except (asyncio.CancelledError, OSError):
+            pass
+        except Exception:
+            logger.exception("a stream failed after its answer started")
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
