@@ -1,0 +1,98 @@
+"""A job's submission on the event loop's own connection (portal.tx.AsyncTx), as the
+fast lane runs it: the same job, hold and assignment as on Django's connection, and the
+quota and an Island's slots exact under parallel submissions."""
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+from billing.models import LedgerEntry
+from compute.models import Job
+from compute.services import jobs
+from compute.services.publish import Outbox
+from portal import tx
+from portal.api.errors import ApiError
+from tests.compute import jobs_support
+from tests.compute.jobs_support import island
+from tests.factories import CargoFactory, UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+_fresh_index = jobs_support._fresh_index  # a fixture
+
+
+@pytest.fixture(autouse=True)
+async def _close_connections():
+    """Close the pool and the ORM's connection of asgiref's thread after each test."""
+    yield
+    await tx.close_pool()
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+async def cargo():
+    return await sync_to_async(CargoFactory)(slug="async-chat", runtime_type="container")
+
+
+async def submit(user, cargo) -> tuple[jobs.Job, Outbox]:
+    outbox = Outbox()
+    async with tx.async_tx() as db:
+        job = await jobs.submit_job(
+            db, user=user, workload=cargo.slug, job_input={"prompt": "Hi"}, outbox=outbox
+        )
+    return job, outbox
+
+
+def stored(job_id) -> tuple:
+    job = Job.objects.get(pk=job_id)
+    holds = LedgerEntry.objects.filter(job_id=job_id, kind="hold").count()
+    return job.status, job.island_id, job.attempts, job.price is not None, holds
+
+
+async def test_a_submission_stores_the_job_assigned_and_held_and_leaves_its_assignment(cargo):
+    host = await sync_to_async(island)()
+    user = await sync_to_async(UserFactory)(credits=10)
+    job, outbox = await submit(user, cargo)
+    assert await sync_to_async(stored)(job.pk) == ("running", host.pk, 1, True, 1)
+    [assignment] = outbox.items
+    assert (assignment.island_id, assignment.attempt) == (str(host.pk), 1)
+    assert assignment.payload["job_id"] == str(job.pk)
+
+
+async def test_without_credits_a_submission_leaves_no_job_and_no_hold(cargo):
+    await sync_to_async(island)()
+    poor = await sync_to_async(UserFactory)()  # no balance row at all
+    with pytest.raises(ApiError) as refused:
+        await submit(poor, cargo)
+    assert refused.value.status_code == 402
+    assert not await Job.objects.filter(user=poor).aexists()
+    assert not await LedgerEntry.objects.filter(user=poor, kind="hold").aexists()
+
+
+async def test_parallel_submissions_of_one_account_never_pass_its_quota(cargo, settings):
+    settings.JOB_CONCURRENT_LIMIT = 3
+    await sync_to_async(island)(max_concurrent_jobs=100)
+    user = await sync_to_async(UserFactory)(credits=10)
+
+    async def attempt() -> str:
+        try:
+            await submit(user, cargo)
+        except ApiError as exc:
+            return exc.code
+        return "created"
+
+    results = await asyncio.gather(*(attempt() for _ in range(8)))
+    assert sorted(results) == ["concurrent_job_limit"] * 5 + ["created"] * 3
+    assert await Job.objects.filter(user=user).acount() == 3
+
+
+async def test_parallel_submissions_never_overfill_an_island(cargo):
+    """GIVEN an Island with two slots WHEN six accounts submit at once THEN two jobs run
+    on it and four wait queued."""
+    host = await sync_to_async(island)(max_concurrent_jobs=2)
+    users = [await sync_to_async(UserFactory)(credits=10) for _ in range(6)]
+    await asyncio.gather(*(submit(user, cargo) for user in users))
+    statuses = sorted([j.status async for j in Job.objects.all()])
+    assert statuses == ["queued"] * 4 + ["running"] * 2
+    assert await Job.objects.filter(island=host).acount() == 2
