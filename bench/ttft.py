@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BASE_DIR, bench_env, start_web, stop
+from common import BASE_DIR, bench_env, cpu_ms_per, cpu_seconds, service_cpu, start_web, stop
 from relay import accounts, bench_cargo_and_island, ensure_streams_exist, setup_django, start
 
 BODY = orjson.dumps(
@@ -96,9 +96,11 @@ class Client:
 async def run_level(url: str, keys: list[str], concurrency: int, requests: int,
                     pause: float) -> list:  # fmt: skip
     clients = [await Client(url).open() for _ in range(concurrency)]
-    for client in clients:  # warm-up: connections, each process's key cache, the index
-        for key in keys:
-            await client.chat(key)
+    for start_at in range(0, 2 * len(keys), concurrency):  # warm-up: connections, the key
+        # caches of the processes (each key on every connection), the placement index
+        await asyncio.gather(
+            *(c.chat(keys[(start_at + i) % len(keys)]) for i, c in enumerate(clients))
+        )
     results = []
     for start_at in range(0, requests, concurrency):
         wave = clients[: min(concurrency, requests - start_at)]
@@ -157,14 +159,18 @@ def main() -> None:
     web, url = start_web(env)
     try:
         time.sleep(2)  # the Islands' first heartbeats reach the coordinator
-        runs = []
+        runs, processes = [], {"web": web, "worker": worker, "bridge": bridge,
+                               "islands": islands_process}  # fmt: skip
         for level in levels:
-            runs.append(
-                (level, asyncio.run(run_level(url, keys, level, args.requests, args.pause)))
-            )
+            before = service_cpu() | {n: cpu_seconds(p.pid) for n, p in processes.items()}
+            results = asyncio.run(run_level(url, keys, level, args.requests, args.pause))
+            after = service_cpu() | {n: cpu_seconds(p.pid) for n, p in processes.items()}
+            # The warm-up's requests count too: a level sends that many more.
+            sent = len(results) + level * -(-2 * len(keys) // level)
+            runs.append((level, results, cpu_ms_per(before, after, sent)))
         here.send("stop")
         timings = here.recv()
-        for level, results in runs:
+        for level, results, cpu in runs:
             at_island = [timings[job] for job, _, _ in results]
             ttft = [first - sent for _, sent, first in results]
             island_time = [output - received for received, output in at_island]
@@ -179,6 +185,7 @@ def main() -> None:
                 "output_to_client": percentiles(
                     [first - output for (_, _, first), (_, output) in zip(results, at_island, strict=True)]
                 ),
+                "cpu_ms_per_request": cpu,
             }))  # fmt: skip
     finally:
         islands_process.kill()

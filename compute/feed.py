@@ -233,24 +233,61 @@ async def _replay_finished(job: Job) -> list[dict]:
     return Relay(job.pk).finish_from(job)
 
 
-class _IslandOutput:
-    """The output chunks of one job on its Island, as the token events the relay makes of
-    them (same content, same message id)."""
+class _IslandOutputs:
+    """The output of the Islands that run this process's live jobs: one subscription per
+    Island (not per job), each chunk parsed and checked once, as the bridge does, and
+    handed to its job's feed as the token event the relay makes of it (same content, same
+    message id)."""
 
-    def __init__(self, job_id: object, assignment: Assignment, inbox: _Inbox) -> None:
-        self.job_id, self.attempt, self.inbox = str(job_id), assignment.attempt, inbox
-        self.island_id, self.marker = assignment.island_id, str(job_id).encode()
+    def __init__(self) -> None:
+        self.islands: dict[str, tuple[Any, dict[str, tuple[int, _Inbox]]]] = {}
 
-    async def put(self, msg: Any) -> None:
-        if self.marker not in msg.data:  # another job of the Island
+    async def watch(self, assignment: Assignment, inbox: _Inbox) -> None:
+        """From now on (the subscription is the server's before the caller publishes the
+        assignment on the same connection)."""
+        island_id, job_id = assignment.island_id, str(assignment.job_id)
+        if island_id not in self.islands:
+            nc = await loop_connection()
+            sub = await nc.subscribe(host_subject(island_id, "output"), cb=self._receive)
+            self.islands[island_id] = (sub, {})
+        self.islands[island_id][1][job_id] = (assignment.attempt, inbox)
+
+    async def unwatch(self, island_id: str, job_id: object) -> None:
+        found = self.islands.get(island_id)
+        if found is None:
             return
+        sub, jobs = found
+        jobs.pop(str(job_id), None)
+        if not jobs:
+            del self.islands[island_id]
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the connection is gone: so is the subscription
+                logger.debug("could not unsubscribe", exc_info=True)
+
+    async def _receive(self, msg: Any) -> None:
+        island_id = msg.subject.split(".")[1]
+        jobs = self.islands.get(island_id, (None, {}))[1]
         try:
-            record = parse_output(Incoming(msg.subject, self.island_id, "output", msg.data, None))  # type: ignore[arg-type]
+            record = parse_output(Incoming(msg.subject, island_id, "output", msg.data, None))  # type: ignore[arg-type]
         except Invalid:
             return  # the bridge logs it
-        if record["job_id"] == self.job_id:
-            msg_id, event = event_token(self.job_id, self.attempt, record["seq"], record["chunk"])
-            self.inbox.add(event, msg_id)
+        if (watcher := jobs.get(record["job_id"])) is not None:
+            attempt, inbox = watcher
+            msg_id, event = event_token(record["job_id"], attempt, record["seq"], record["chunk"])
+            inbox.add(event, msg_id)
+
+
+_island_outputs: dict[asyncio.AbstractEventLoop, _IslandOutputs] = {}
+
+
+def island_outputs() -> _IslandOutputs:
+    """This event loop's (one per web process; tests run several loops)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _island_outputs:
+        _island_outputs.clear()
+        _island_outputs[loop] = _IslandOutputs()
+    return _island_outputs[loop]
 
 
 class Feed:
@@ -263,6 +300,7 @@ class Feed:
         self.inbox = _Inbox()
         self.subs: list[Any] = []
         self.live_since: int | None = None  # the connection's epoch when live
+        self.island: str | None = None  # whose output this live feed reads
 
     @classmethod
     async def open(cls, job: Job, *, assignment: Assignment | None = None) -> "Feed":
@@ -274,11 +312,9 @@ class Feed:
         if assignment is not None:
             nc = await loop_connection()
             feed.live_since = loop_epoch()
-            island = _IslandOutput(job.pk, assignment, feed.inbox)
-            feed.subs = [
-                await nc.subscribe(job_events_subject(job.pk), cb=feed.inbox.put),
-                await nc.subscribe(host_subject(assignment.island_id, "output"), cb=island.put),
-            ]
+            feed.subs = [await nc.subscribe(job_events_subject(job.pk), cb=feed.inbox.put)]
+            await island_outputs().watch(assignment, feed.inbox)
+            feed.island = assignment.island_id
         else:
             feed.subs = [await _from_stream(job.pk, feed.inbox)]
         return feed
@@ -292,13 +328,11 @@ class Feed:
         self.subs = [await _from_stream(self.job.pk, self.inbox)]
 
     async def _leave_island(self) -> None:
-        """The job was requeued: its first Island's output is no longer its output."""
-        if self.live_since is not None and len(self.subs) == 2:
-            sub = self.subs.pop()
-            try:
-                await sub.unsubscribe()
-            except Exception:
-                logger.debug("could not unsubscribe", exc_info=True)
+        """The job was requeued (or the feed ends): its first Island's output is no longer
+        its output."""
+        if self.island is not None:
+            island, self.island = self.island, None
+            await island_outputs().unwatch(island, self.job.pk)
 
     async def batches(self, *, heartbeat: float | None = None) -> AsyncIterator[list[dict]]:
         """Batches of events in order, ending with ``done`` or ``error``; an empty batch
@@ -341,6 +375,7 @@ class Feed:
             await self.close()
 
     async def close(self) -> None:
+        await self._leave_island()
         subs, self.subs = self.subs, []
         for sub in subs:
             try:

@@ -348,6 +348,7 @@ class Answer:
         self.state = ""
         self.usage: dict | None = None
         self.error: str | None = None
+        self.island: dict | None = None  # from the job's last assignment, when seen
 
     def take(self, event: dict) -> None:
         kind = event["type"]
@@ -355,6 +356,10 @@ class Answer:
             self.chunks += 1
         elif kind == "status":
             self.state = str(event.get("state", ""))
+            if event.get("phase") == "assigned" and "island_name" in event:
+                self.island = {"id": event["island_id"], "name": event["island_name"]}
+            elif self.state == "queued":
+                self.island = None
         elif kind == "done":
             self.usage = event.get("usage") or {}
         elif kind == "error":
@@ -410,7 +415,7 @@ async def _complete(chat: Chat, feed: Feed) -> tuple[int, dict]:
         **_head(chat, "chat.completion"),
         "choices": [choice],
         "usage": answer.usage_out(),
-        "island": await _island_of(chat.job.pk),  # extension
+        "island": answer.island or await _island_of(chat.job.pk),  # extension
     }
     return 200, body
 
@@ -440,7 +445,7 @@ async def _chunks(chat: Chat, feed: Feed) -> Any:
             if event["type"] == "token":
                 out.append(chunk({"content": event["content"]}))
             elif event["type"] == "done":
-                island = await _island_of(chat.job.pk)
+                island = answer.island or await _island_of(chat.job.pk)
                 out.append(chunk({}, answer.finish_reason(), island=island))
                 if chat.include_usage:
                     out.append(_data({**head, "choices": [], "usage": answer.usage_out()}))

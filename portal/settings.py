@@ -148,6 +148,8 @@ DISCONNECT_KARMA_PENALTY = env.int("DISCONNECT_KARMA_PENALTY", 1)
 KARMA_MONETIZATION_THRESHOLD = env.int("KARMA_MONETIZATION_THRESHOLD", 10)
 SAIL_BATCH_SIZE = env.int("SAIL_BATCH_SIZE", 1000)  # messages per Celery task at most
 SAIL_BATCH_WAIT_SECONDS = env.float("SAIL_BATCH_WAIT_SECONDS", 0.2)  # then sent anyway
+# The same for job events (status, output, ...): a job's end is what its client waits for.
+SAIL_JOB_EVENTS_WAIT_SECONDS = env.float("SAIL_JOB_EVENTS_WAIT_SECONDS", 0.01)
 # Memory of the JOB_UPDATES stream (client events, a replay buffer): oldest dropped first.
 JOB_UPDATES_MAX_MB = env.int("JOB_UPDATES_MAX_MB", 512)
 CELERY_BEAT_SCHEDULE["sweep-liveness"] = {

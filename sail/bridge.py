@@ -7,7 +7,7 @@ of :mod:`sail.handlers`, :func:`sort_batch`) that are tested directly.
   ``host.*.ping``.
 - Everything that must not be lost comes through the durable pull consumers of
   :mod:`sail.streams`: the bridge collects a batch (up to ``SAIL_BATCH_SIZE`` messages or
-  ``SAIL_BATCH_WAIT_SECONDS``), sends each kind's records to its Celery task, and the
+  ``SAIL_BATCH_WAIT_SECONDS``; ``SAIL_JOB_EVENTS_WAIT_SECONDS`` for job events), sends each kind's records to its Celery task, and the
   task acks the messages after its commit.
 - One bad message is logged and terminated (never redelivered); it never stops the loop.
 """
@@ -240,8 +240,13 @@ class Bridge:
 
     async def _consume(self, consumer: streams.Consumer) -> None:
         assert self.nc is not None
+        wait = self.batch_wait
+        if consumer.stream == subjects.JOB_EVENTS_STREAM:
+            # A job's end (its last output and ``succeeded``) is what a client waits for:
+            # a short gathering; heartbeats gain more from large batches.
+            wait = min(wait, settings.SAIL_JOB_EVENTS_WAIT_SECONDS)
         puller = Puller(
-            self.nc, consumer.stream, consumer.durable, batch=self.batch_size, wait=self.batch_wait
+            self.nc, consumer.stream, consumer.durable, batch=self.batch_size, wait=wait
         )
         await puller.start()
         # On stop, finish the pull request in flight so that nothing waits for ack_wait.

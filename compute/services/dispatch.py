@@ -109,7 +109,7 @@ _lock_island = Prepared(
         status=Island.Status.ONLINE,
         suspended=False,
         last_heartbeat_at__gte=cutoff,
-    ).values_list("max_concurrent_jobs", "asking_prices"),
+    ).values_list("max_concurrent_jobs", "asking_prices", "name"),
     lock=True,
     island=uuid.UUID,
     now=datetime,
@@ -158,7 +158,7 @@ async def claim(
         if not locked:
             index.note_unavailable(candidate.island_id)
             return "busy"
-        max_jobs, asking_prices = locked[0]
+        max_jobs, asking_prices, name = locked[0]
         running = counted[0][0] if counted else 0
         budget = job.budget if job.budget is not None else job.cargo.price_per_job
         price = ask_of(Island(pk=island_id, asking_prices=asking_prices), job.cargo, asks)
@@ -186,6 +186,7 @@ async def claim(
                 island_id=str(candidate.island_id),
                 attempt=attempt,
                 payload=assignment(job, lease_ms=int(lease.timestamp() * 1000)),
+                island_name=name,
             )
         )
     index.note_load(candidate.island_id, running + 1)
@@ -277,13 +278,15 @@ def dispatch_queued(*, limit: int = 500) -> int:
 
 
 def _pass(limit: int) -> int:
-    placement.index().refresh()  # a pass often follows news of an Island: see it now
     stale = timezone.now() - timedelta(seconds=5)  # pending ones whose own dispatch died
-    waiting = (
+    waiting = list(
         Job.objects.filter(Q(status=S.QUEUED) | Q(status=S.PENDING, created_at__lt=stale))
         .order_by("-priority", "created_at")
         .values_list("pk", "cargo_id", "excluded_islands")[:limit]
     )
+    if not waiting:  # most passes (every job's end asks for one): nothing to place
+        return 0
+    placement.index().refresh()  # a pass often follows news of an Island: see it now
     blocked: set[int] = set()
     assigned = 0
     for job_id, cargo_id, excluded in waiting:

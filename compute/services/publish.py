@@ -68,6 +68,7 @@ class Assignment:
     island_id: str
     attempt: int
     payload: dict
+    island_name: str = ""
 
     @property
     def subject(self) -> str:
@@ -76,7 +77,8 @@ class Assignment:
     def event(self) -> tuple[str, dict]:
         """The job's ``assigned`` client event, published once the assignment is stored."""
         key = f"{self.attempt}:s:assigned"
-        fields = {"state": "running", "phase": "assigned", "island_id": self.island_id}
+        fields = {"state": "running", "phase": "assigned", "island_id": self.island_id,
+                  "island_name": self.island_name}  # fmt: skip
         return client_event(self.job_id, key, "status", **fields)
 
 

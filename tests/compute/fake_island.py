@@ -104,6 +104,8 @@ class FakeIsland:
             beat.cancel()
             for task in running:
                 task.cancel()
+            with contextlib.suppress(Exception):  # an Island that is gone for good
+                await js.delete_consumer("JOBS", durable)
             with contextlib.suppress(Exception):
                 await self.nc.drain()
 

@@ -84,6 +84,15 @@ async def test_a_live_feed_passes_each_token_once_whichever_copy_comes_first(job
     ]  # fmt: skip
 
 
+async def test_the_islands_own_output_reaches_the_client_before_any_copy_of_it(job):
+    feed = await Feed.open(job, assignment=assigned(job))
+    batches = feed.batches(heartbeat=2)
+    await island_output(job, 1, "first")
+    first = await asyncio.wait_for(anext(batches), 2)
+    assert [(e["type"], e["content"]) for e in first] == [("token", "first")]
+    await batches.aclose()
+
+
 async def test_another_jobs_output_on_the_same_island_is_not_this_jobs(job):
     feed = await Feed.open(job, assignment=assigned(job))
     reading = asyncio.create_task(read(feed))
@@ -92,7 +101,7 @@ async def test_another_jobs_output_on_the_same_island_is_not_this_jobs(job):
     await nc.publish(f"host.{job.island_id}.output", orjson.dumps(other))
     await nc.publish(f"host.{job.island_id}.output", b"not even json")
     await island_output(job, 1, "mine")
-    await publish(job, [done(job)])
+    await publish(job, [event_token(job.pk, 1, 1, "mine"), done(job)])  # as the worker does
     events = await asyncio.wait_for(reading, 5)
     assert [e.get("content") for e in events if e["type"] == "token"] == ["mine"]
 

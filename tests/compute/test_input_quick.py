@@ -16,7 +16,8 @@ from portal.api.base import validated
 ANY = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 40_000), st.floats(-3, 3, allow_nan=False),
     st.sampled_from(["", " x", "x ", "llm-chat", "a\x00b", "0.5", "7", "x" * 120]),
-    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.lists(st.integers(-9, 9), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(-9, 9), max_size=2),
 )  # fmt: skip
 
 
@@ -65,16 +66,16 @@ def ours(serializer_class: type, data: Any) -> Any:
 
 def as_json(fields: Any) -> bytes:
     """What the job gets of the fields: 1 and 1.0 are not the same JSON."""
-    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS, default=repr)  # a bid: Decimal
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500, deadline=None, derandomize=True)
 @given(JOB)
 def test_a_job_submission_validates_as_the_serializer_does(data):
     assert ours(JobInput, data) == drf(JobInput, data)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500, deadline=None, derandomize=True)
 @given(CHAT)
 def test_a_chat_request_validates_as_the_serializer_does(data):
     assert ours(ChatInput, data) == drf(ChatInput, data)
