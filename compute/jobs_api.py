@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from compute.models import Cargo, Job
 from compute.selectors import cargos as cargo_selectors
 from compute.selectors.jobs import job_of, jobs_of
-from compute.services import dispatch, idempotency, jobs
+from compute.services import dispatch, idempotency, jobs, submission
 from compute.services.publish import Outbox
 from portal import tx
 from portal.api.base import InputSerializer, PublicView, paginate, plain_int, plain_text, validated
@@ -145,7 +145,7 @@ async def submit(
     outbox: Outbox | None = None,
 ) -> tuple[int, Any, dict[str, str]]:
     """``POST /jobs`` on either path (DRF, or the fast lane): ``(status, body,
-    headers)``. ``outbox``: the caller publishes the assignment (see jobs.submit_job)."""
+    headers)``. ``outbox``: the caller publishes the assignment (see submission.submit_job)."""
     if idempotency_key is None:
         return *await _create(db, user, data, None, outbox), {}
     key = idempotency.check_key(idempotency_key)
@@ -169,7 +169,7 @@ async def _create(
     db: SyncTx | AsyncTx, user: User, data: Any, key: str | None, outbox: Outbox | None
 ) -> tuple[int, Any]:
     fields = validated(JobInput, data)
-    job = await jobs.submit_job(
+    job = await submission.submit_job(
         db,
         user=user,
         workload=fields["workload"],

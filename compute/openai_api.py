@@ -22,12 +22,12 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import serializers
 from rest_framework.exceptions import APIException
 
 from compute.feed import Feed
 from compute.models import Job
-from compute.services import dispatch, idempotency, jobs
+from compute.openai_input import ChatInput, job_input
+from compute.services import dispatch, idempotency, submission
 from compute.services.publish import Outbox
 from compute.streaming import (
     KEEP_ALIVE,
@@ -39,13 +39,12 @@ from compute.streaming import (
     sse_response,
 )
 from portal import tx
-from portal.api.base import plain_int, plain_text, validated
+from portal.api.base import validated
 from portal.api.lane import Call, Reply, error_reply, in_thread
 from portal.tx import AsyncTx, SyncTx, run_sync
 
 logger = logging.getLogger(__name__)
 SCOPE = "POST /chat/completions"
-ROLES = ["system", "developer", "user", "assistant", "tool"]
 ERROR_TYPES = {
     401: "authentication_error",
     402: "insufficient_quota",
@@ -59,132 +58,6 @@ JOB_ENDINGS = {
     "timeout": (504, "job_timeout"),
     "cancelled": (409, "job_cancelled"),
 }
-
-
-# --- input -------------------------------------------------------------------------------
-class StrictBoolean(serializers.BooleanField):
-    def to_internal_value(self, data: Any) -> bool:
-        if not isinstance(data, bool):
-            self.fail("invalid", input=data)
-        return data
-
-
-class MessageInput(serializers.Serializer):
-    role = serializers.ChoiceField(choices=ROLES)
-    content = serializers.JSONField(allow_null=True)
-    name = serializers.CharField(max_length=100, required=False)
-
-    def validate_content(self, value: Any) -> str:
-        """A string, or OpenAI's list of ``{"type": "text", "text"}`` parts."""
-        if value is None:
-            return ""
-        if isinstance(value, str):
-            return value
-        if isinstance(value, list) and all(
-            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
-            for p in value
-        ):
-            return "".join(p["text"] for p in value)
-        raise serializers.ValidationError("Must be a string or a list of text parts.")
-
-
-class StreamOptions(serializers.Serializer):
-    include_usage = StrictBoolean(required=False, default=False)
-
-
-class ChatInput(serializers.Serializer):
-    """The fields this endpoint uses or checks; other OpenAI fields are ignored."""
-
-    model = serializers.CharField(max_length=100)
-    messages = MessageInput(many=True, allow_empty=False, max_length=500)
-    max_tokens = serializers.IntegerField(
-        min_value=1, max_value=32_768, required=False, allow_null=True
-    )
-    max_completion_tokens = serializers.IntegerField(
-        min_value=1, max_value=32_768, required=False, allow_null=True
-    )
-    temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
-    top_p = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
-    n = serializers.IntegerField(min_value=1, max_value=1, required=False, allow_null=True)
-    stream = StrictBoolean(required=False, default=False)
-    stream_options = StreamOptions(required=False, allow_null=True)
-    user = serializers.CharField(max_length=256, required=False, allow_blank=True)
-    seed = serializers.IntegerField(required=False, allow_null=True)
-    presence_penalty = serializers.FloatField(
-        min_value=-2, max_value=2, required=False, allow_null=True
-    )
-    frequency_penalty = serializers.FloatField(
-        min_value=-2, max_value=2, required=False, allow_null=True
-    )
-
-    @staticmethod
-    def quick(data: Any) -> dict | None:
-        """The validated data of a usual request (portal.api.base.validated): the fields
-        below with plain values; anything else is the serializer's."""
-        if not isinstance(data, dict) or data.keys() & _SERIALIZER_ONLY:
-            return None
-        fields: dict[str, Any] = {"model": data.get("model"), "stream": data.get("stream", False)}
-        messages = data.get("messages")
-        if (
-            not plain_text(fields["model"], 100)
-            or not isinstance(fields["stream"], bool)
-            or not isinstance(messages, list)
-            or not 0 < len(messages) <= 500
-        ):
-            return None
-        fields["messages"] = []
-        for message in messages:
-            if not isinstance(message, dict) or "name" in message:
-                return None
-            role, content = message.get("role"), message.get("content")
-            if role not in ROLES or not (content is None or isinstance(content, str)):
-                return None
-            fields["messages"].append({"role": role, "content": content or ""})
-        for name, low, high in (("max_tokens", 1, 32_768), ("max_completion_tokens", 1, 32_768)):
-            if name in data:
-                if data[name] is not None and not plain_int(data[name], low, high):
-                    return None
-                fields[name] = data[name]
-        if "temperature" in data:
-            value = data["temperature"]
-            if value is not None and not (plain_int(value, 0, 2) or _between(value, 0, 2)):
-                return None
-            fields["temperature"] = None if value is None else float(value)
-        if "stream_options" in data:
-            options = data["stream_options"]
-            if options is not None:
-                usage = options.get("include_usage", False) if isinstance(options, dict) else None
-                if not isinstance(usage, bool):
-                    return None
-                options = {"include_usage": usage}
-            fields["stream_options"] = options
-        return fields
-
-
-# Fields left to the serializer when present (rarely sent; their rules are its own).
-_SERIALIZER_ONLY = frozenset({"top_p", "n", "user", "seed", "presence_penalty",
-                              "frequency_penalty"})  # fmt: skip
-
-
-def _between(value: Any, low: float, high: float) -> bool:
-    return isinstance(value, float) and low <= value <= high
-
-
-def job_input(data: dict) -> dict:
-    """The job input of a chat request: the messages, the last user message as
-    ``prompt`` (for Cargos that take a prompt), and the sampling settings given."""
-    messages = [
-        {"role": "system" if m["role"] == "developer" else m["role"], "content": m["content"]}
-        for m in data["messages"]
-    ]
-    prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-    result: dict[str, Any] = {"messages": messages, "prompt": prompt}
-    max_tokens = data.get("max_tokens") or data.get("max_completion_tokens")
-    if max_tokens is not None:
-        result["max_tokens"] = max_tokens
-    if data.get("temperature") is not None:
-        result["temperature"] = data["temperature"]
-    return result
 
 
 # --- submission (sync: the API's checks and the job service) ------------------------------
@@ -207,7 +80,7 @@ async def create(
     fields = {"user": user, "workload": data["model"], "job_input": job_input(data),
               "outbox": outbox}  # fmt: skip
     if key is None:
-        return await jobs.submit_job(db, **fields)
+        return await submission.submit_job(db, **fields)
     key = idempotency.check_key(key)
     held = await db.call(lambda: idempotency.claim(user_id=user.pk, key=key, scope=SCOPE,
                                                    body=body))  # fmt: skip
@@ -215,7 +88,7 @@ async def create(
         job_id = held.answer[1]["job_id"]
         return await db.call(lambda: Job.objects.select_related("cargo").get(pk=job_id, user=user))
     try:
-        job = await jobs.submit_job(db, idempotency_key=key, **fields)
+        job = await submission.submit_job(db, idempotency_key=key, **fields)
     except BaseException:
         await db.call(idempotency.settle, held, None)
         raise

@@ -1,6 +1,6 @@
 """Dispatch: assign waiting jobs to Islands, requeue what Islands drop, time jobs out.
 
-- A new job is dispatched in the transaction that creates it (compute.services.jobs:
+- A new job is dispatched in the transaction that creates it (compute.services.submission:
   one commit for the job, its hold and its assignment), and its assignment is published
   right after that commit, so that the first token is not delayed by a task queue (one
   that would overtake a queued job is created queued).

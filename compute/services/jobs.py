@@ -23,18 +23,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count
 from django.dispatch import Signal
 from django.utils import timezone
 
 from compute.models import Island, Job
-from compute.selectors.cargos import submission as _to_submit
-from compute.services import cargos as cargo_service
-from compute.services.publish import Outbox, client_event, publish_cancel, publish_job_events
+from compute.services.publish import client_event, publish_cancel, publish_job_events
 from portal import tx
 from portal.api.errors import ApiError
 from portal.models import User
-from portal.prepared import Prepared
 from portal.tx import SyncTx, run_sync
 
 logger = logging.getLogger(__name__)
@@ -117,125 +113,11 @@ def usage_of(job: Job) -> dict:
     }
 
 
-# --- submission and cancellation ----------------------------------------------------
-def create_job(**fields: Any) -> Job:
-    """:func:`submit_job` for synchronous callers, on Django's connection."""
-    return run_sync(submit_job(SyncTx(), **fields))
-
-
-async def submit_job(
-    db: tx.SyncTx | tx.AsyncTx,
-    *,
-    user: User,
-    workload: str,
-    job_input: Any,
-    priority: int = 0,
-    region: str = "",
-    idempotency_key: str | None = None,
-    bid: Decimal | None = None,
-    outbox: Outbox | None = None,
-) -> Job:
-    """Validate, enforce the concurrent-job quota, store the job holding its budget and
-    assigned to an Island, all in one transaction: one commit stands between a request
-    and its Island. With no Island free it is stored ``queued``, and so is a job that
-    would overtake a queued one of its Cargo and priority (or higher).
-
-    The budget (the most the job may cost: ``bid``, else the user's saved bid for the
-    Cargo, else the market rate, else the Cargo's price) is held in the same
-    transaction: without the credits, 402 ``insufficient_credits`` and no job.
-
-    Statements that do not wait for each other's answers go together: four round trips
-    to Postgres in all (the Cargo, the account's lock and count; the Island's; the job
-    and its hold; the commit). The assignment is published once committed: by the caller
-    through ``outbox`` (the fast lane, on its event loop), or on commit without one."""
-    from billing import selectors as market
-    from billing import services as ledger
-    from compute.services import dispatch
-
-    async with db.atomic():
-        # One lock per account serialises its submissions; counted after it (in a
-        # statement of its own, so with a snapshot taken once the lock is held), the
-        # quota cannot be overrun by parallel requests.
-        found, _, counted = await db.run(
-            tx.query(_to_submit, slug=workload, user=user.pk, priority=priority),
-            tx.query(_lock_account, user=user.pk),
-            tx.query(_active_jobs, user=user.pk),
-        )
-        if not found:
-            raise ApiError(
-                f"Unknown workload: {workload}", code="workload_not_found", status_code=404
-            )
-        cargo = found[0]
-        cargo_service.validate_input(cargo=cargo, job_input=job_input)
-        if counted and counted[0][0] >= settings.JOB_CONCURRENT_LIMIT:
-            raise ApiError(
-                f"At most {settings.JOB_CONCURRENT_LIMIT} jobs may run at once per account",
-                code="concurrent_job_limit",
-                status_code=429,
-                limit=settings.JOB_CONCURRENT_LIMIT,
-                retry_after=1,
-            )
-        if idempotency_key and (earlier := await db.call(_keyed_job, user, idempotency_key)):
-            return earlier
-        surge = (
-            cargo.rate is not None and bool(cargo.rate_hosts) and await db.call(market.surge_active)
-        )
-        budget = market.budget_of(
-            cargo, bid=bid, saved_bid=cargo.saved_bid, rate=cargo.rate,
-            rate_hosts=cargo.rate_hosts, surge=surge,
-        ).quantize(ledger.CENT)  # fmt: skip
-        job = Job(user=user, cargo=cargo, input=job_input, priority=priority, region=region,
-                  budget=budget, idempotency_key=idempotency_key, status=S.PENDING)  # fmt: skip
-        if cargo.queued_ahead:
-            start_as(job, "wait")
-            db.on_commit(request_dispatch)
-        else:
-            # Lock order of a submission: the account, the Island, then the balance (the
-            # hold), as at a job's end (the job, its Island, the balances).
-            asks = (
-                dict(await db.one(tx.query(market.ask_rows, cargo=cargo.pk)))
-                if cargo.has_asks
-                else {}
-            )
-            outbox = outbox if outbox is not None else dispatch.delivered_on_commit(db)
-            choices = await dispatch.candidates(db, job, asks)
-            await dispatch.place(db, job, choices, asks=asks, outbox=outbox)
-        await ledger.hold_with(db, tx.insert(job), user_id=user.pk, job_id=job.pk, amount=budget)
-    return job
-
-
-# Run on every submission: built once (portal.prepared).
-_lock_account = Prepared(
-    lambda user: User.objects.filter(pk=user).values_list("pk"), lock=True, user=uuid.UUID
-)
-_active_jobs = Prepared(
-    lambda user: (
-        Job.objects.filter(user_id=user, status__in=sorted(ACTIVE))
-        .order_by()
-        .values("user_id")
-        .annotate(n=Count("pk"))
-        .values_list("n")
-    ),
-    user=uuid.UUID,
-)
-
-
+# --- cancellation (submission: compute.services.submission) -------------------------
 def request_dispatch() -> None:
     from compute.services.dispatch import request_dispatch
 
     request_dispatch()
-
-
-def _keyed_job(user: User, key: str) -> Job | None:
-    """The job already created with this Idempotency-Key within its lifetime (a fallback
-    for a lost idempotency record); an older one gives its key up."""
-    earlier = Job.objects.select_related("cargo").filter(user=user, idempotency_key=key).first()
-    if earlier is None:
-        return None
-    if earlier.created_at > timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS):
-        return earlier
-    Job.objects.filter(pk=earlier.pk).update(idempotency_key=None)
-    return None
 
 
 def cancel_job(*, user: User, job_id: uuid.UUID | str) -> Job:

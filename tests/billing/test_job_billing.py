@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from billing import selectors, services, tasks
 from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, SavedBid
 from compute.models import Island, Job
-from compute.services import dispatch, jobs, placement
+from compute.services import dispatch, jobs, placement, submission
 from portal.api.errors import ApiError
 from sail import job_events as handlers
 from tests.compute import jobs_support
@@ -69,7 +69,7 @@ def submit(django_capture_on_commit_callbacks):
 
     def go(user, cargo, **fields) -> Job:
         with django_capture_on_commit_callbacks(execute=True):
-            job = jobs.create_job(
+            job = submission.create_job(
                 user=user, workload=cargo.slug, job_input={"prompt": "Hi"}, **fields
             )
         job.refresh_from_db()
@@ -314,7 +314,7 @@ def run_at_once(n: int, call) -> list:
 def test_workers_applying_the_same_completion_at_once_charge_and_pay_once(chat):
     host = island(asking_prices={"chat-test": "0.005"})
     user = UserFactory(credits=1)
-    job = jobs.create_job(user=user, workload="chat-test", job_input={"prompt": "Hi"})
+    job = submission.create_job(user=user, workload="chat-test", job_input={"prompt": "Hi"})
     job.refresh_from_db()  # dispatched on commit
     assert (job.status, job.island_id) == ("running", host.pk)
     events = ["succeeded"] * 6 + ["failed"] * 2
@@ -404,7 +404,7 @@ def test_twenty_concurrent_submits_never_overdraw_the_balance(chat, settings):
 
     def go(i: int) -> str:
         try:
-            jobs.create_job(user=user, workload="chat-test", job_input={"n": i}, bid=D(10))
+            submission.create_job(user=user, workload="chat-test", job_input={"n": i}, bid=D(10))
             return "created"
         except services.InsufficientCredits:
             return "402"
@@ -449,7 +449,9 @@ def test_any_sequence_of_job_events_keeps_the_ledger_equal_to_the_balances(chat,
         if op == "submit":
             with contextlib.suppress(services.InsufficientCredits):  # out of credits
                 created.append(
-                    jobs.create_job(user=user, workload="chat-test", job_input={}, bid=BIDS[n])
+                    submission.create_job(
+                        user=user, workload="chat-test", job_input={}, bid=BIDS[n]
+                    )
                 )
             continue
         if not created:

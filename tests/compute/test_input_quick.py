@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from rest_framework.exceptions import ValidationError
 
 from compute.jobs_api import JobInput
-from compute.openai_api import ROLES, ChatInput
+from compute.openai_input import ROLES, ChatInput
 from portal.api.base import validated
 
 ANY = st.one_of(

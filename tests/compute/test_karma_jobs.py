@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from compute.models import Island, KarmaEvent
-from compute.services import dispatch, jobs, karma
+from compute.services import dispatch, karma, submission
 from sail import job_events as handlers
 from tests.compute import jobs_support
 from tests.compute.jobs_support import island, running_job
@@ -207,7 +207,7 @@ def test_higher_karma_wins_the_job_between_otherwise_equal_islands(
     veteran = island(karma=80)
     island(karma=20)
     with django_capture_on_commit_callbacks(execute=True):
-        job = jobs.create_job(
+        job = submission.create_job(
             user=UserFactory(credits=1), workload=chat.slug, job_input={"prompt": "Hi"}
         )
     job.refresh_from_db()

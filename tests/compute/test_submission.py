@@ -10,7 +10,7 @@ from django.db import connections
 
 from billing.models import LedgerEntry
 from compute.models import Job
-from compute.services import jobs
+from compute.services import jobs, submission
 from compute.services.publish import Outbox
 from portal import tx
 from portal.api.errors import ApiError
@@ -38,7 +38,7 @@ async def cargo():
 async def submit(user, cargo) -> tuple[jobs.Job, Outbox]:
     outbox = Outbox()
     async with tx.async_tx() as db:
-        job = await jobs.submit_job(
+        job = await submission.submit_job(
             db, user=user, workload=cargo.slug, job_input={"prompt": "Hi"}, outbox=outbox
         )
     return job, outbox
