@@ -32,15 +32,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from compute.models import Job
 from compute.services.jobs import event_token, usage_of
 from compute.services.publish import Assignment, job_events_subject
+from portal.tx import in_thread
 from sail.client import loop_connection, loop_epoch
 from sail.job_events import parse_output
 from sail.registry import Incoming
@@ -206,11 +205,7 @@ def _decode(raw: bytes | dict) -> Any:
 
 
 def _job_row(job_id: object) -> Job | None:
-    close_old_connections()
-    try:
-        return Job.objects.filter(pk=job_id).first()
-    finally:
-        close_old_connections()
+    return Job.objects.filter(pk=job_id).first()
 
 
 async def _replay_finished(job: Job) -> list[dict]:
@@ -366,7 +361,7 @@ class Feed:
                         await self._to_stream()
                     continue
                 yield []
-                row = await sync_to_async(_job_row, thread_sensitive=False)(self.job.pk)
+                row = await in_thread(_job_row, self.job.pk)
                 found_final = found_final + 1 if row is None or row.status in Job.FINAL else 0
                 if found_final >= 2:
                     yield relay.finish_from(row) if row else []

@@ -19,7 +19,7 @@ from compute.services.publish import Outbox
 from portal import tx
 from portal.api.base import InputSerializer, PublicView, paginate, plain_int, plain_text, validated
 from portal.api.errors import ApiError
-from portal.api.lane import Call, Reply, in_thread
+from portal.api.lane import Call, Reply
 from portal.models import User
 from portal.tx import AsyncTx, SyncTx, run_sync
 
@@ -149,17 +149,11 @@ async def submit(
     if idempotency_key is None:
         return *await _create(db, user, data, None, outbox), {}
     key = idempotency.check_key(idempotency_key)
-    held = await db.call(lambda: idempotency.claim(user_id=user.pk, key=key, scope=SCOPE,
-                                                   body=data))  # fmt: skip
-    if held.answer is not None:
-        return *held.answer, {"Idempotent-Replayed": "true"}
-    try:
-        code, body = await _create(db, user, data, key, outbox)
-    except BaseException:
-        await db.call(idempotency.settle, held, None)
-        raise
-    await db.call(idempotency.settle, held, code, body)
-    return code, body, {}
+    code, body, replayed = await idempotency.run_once(
+        db, user_id=user.pk, key=key, scope=SCOPE, body=data,
+        run=lambda: _create(db, user, data, key, outbox),
+    )  # fmt: skip
+    return code, body, {"Idempotent-Replayed": "true"} if replayed else {}
 
 
 SCOPE = "POST /jobs"
@@ -188,13 +182,10 @@ async def submit_fast(call: Call) -> Reply:
     loop's own database connection (Postgres; a thread on SQLite); the assignment is
     published on the loop once the job is committed."""
     data, outbox = call.json(), Outbox()
-    fields = {"user": call.user, "data": data, "outbox": outbox,
-              "idempotency_key": call.header("Idempotency-Key")}  # fmt: skip
-    if tx.async_available():
-        async with tx.async_tx() as db:
-            code, body, headers = await submit(db, **fields)
-    else:
-        code, body, headers = await in_thread(lambda: run_sync(submit(SyncTx(), **fields)))
+    key = call.header("Idempotency-Key")
+    code, body, headers = await tx.work(
+        lambda db: submit(db, user=call.user, data=data, idempotency_key=key, outbox=outbox)
+    )
     await dispatch.deliver(outbox)
     return Reply(status=code, body=body, headers=headers)
 

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import APIException
@@ -40,7 +38,7 @@ from compute.streaming import (
 )
 from portal import tx
 from portal.api.base import validated
-from portal.api.lane import Call, Reply, error_reply, in_thread
+from portal.api.lane import Call, Reply, error_reply
 from portal.tx import AsyncTx, SyncTx, run_sync
 
 logger = logging.getLogger(__name__)
@@ -81,19 +79,21 @@ async def create(
               "outbox": outbox}  # fmt: skip
     if key is None:
         return await submission.submit_job(db, **fields)
-    key = idempotency.check_key(key)
-    held = await db.call(lambda: idempotency.claim(user_id=user.pk, key=key, scope=SCOPE,
-                                                   body=body))  # fmt: skip
-    if held.answer is not None:  # the stored answer names the job
-        job_id = held.answer[1]["job_id"]
-        return await db.call(lambda: Job.objects.select_related("cargo").get(pk=job_id, user=user))
-    try:
-        job = await submission.submit_job(db, idempotency_key=key, **fields)
-    except BaseException:
-        await db.call(idempotency.settle, held, None)
-        raise
-    await db.call(idempotency.settle, held, 201, {"job_id": str(job.pk)})
-    return job
+    key, made = idempotency.check_key(key), []
+
+    async def run() -> tuple[int, dict]:
+        made.append(await submission.submit_job(db, idempotency_key=key, **fields))
+        return 201, {"job_id": str(made[0].pk)}
+
+    _, stored, _ = await idempotency.run_once(
+        db, user_id=user.pk, key=key, scope=SCOPE, body=body, run=run
+    )
+    if made:
+        return made[0]
+    # A retry: the stored answer names the first request's job.
+    return await db.call(
+        lambda: Job.objects.select_related("cargo").get(pk=stored["job_id"], user=user)
+    )
 
 
 def _chat(user: Any, data: dict, job: Job, slot: str | None) -> Chat:
@@ -132,15 +132,11 @@ async def complete_fast(call: Call) -> Reply:
     body = call.json()
     data = validated(ChatInput, body)
     slot = await slots.aacquire(call.user.pk) if data["stream"] else None
-    outbox = Outbox()
-    fields = {"user": call.user, "data": data, "body": body, "outbox": outbox,
-              "key": call.header("Idempotency-Key")}  # fmt: skip
+    outbox, key = Outbox(), call.header("Idempotency-Key")
     try:
-        if tx.async_available():
-            async with tx.async_tx() as db:
-                job = await create(db, **fields)
-        else:
-            job = await in_thread(lambda: run_sync(create(SyncTx(), **fields)))
+        job = await tx.work(
+            lambda db: create(db, user=call.user, data=data, body=body, key=key, outbox=outbox)
+        )
     except BaseException:
         if slot:
             await slots.release(call.user.pk, slot)
@@ -197,11 +193,7 @@ complete_fast.render_error = openai_error_reply  # type: ignore[attr-defined]
 
 # --- the answer ----------------------------------------------------------------------------
 def _island_row(job_id: Any) -> dict | None:
-    close_old_connections()
-    try:
-        row = Job.objects.filter(pk=job_id).values("island_id", "island__name").first()
-    finally:
-        close_old_connections()
+    row = Job.objects.filter(pk=job_id).values("island_id", "island__name").first()
     if not (row and row["island_id"]):
         return None
     return {"id": str(row["island_id"]), "name": row["island__name"] or ""}
@@ -209,7 +201,7 @@ def _island_row(job_id: Any) -> dict | None:
 
 async def _island_of(job_id: Any) -> dict | None:
     """The Island that served the job (extension): read once, when the answer ends."""
-    return await sync_to_async(_island_row, thread_sensitive=False)(job_id)
+    return await tx.in_thread(_island_row, job_id)
 
 
 class Answer:

@@ -28,16 +28,16 @@ from rest_framework.request import Request
 from compute.feed import job_events
 from compute.models import Job
 from compute.selectors.jobs import job_of
+from portal import tx
 from portal.api.auth import ApiKeyAuthentication, HasScope, PortalSessionAuthentication
 from portal.api.errors import ApiError, exception_handler
-from portal.api.lane import Call, Reply, in_thread
+from portal.api.lane import SSE_HEADERS, Call, Reply
 from portal.api.parsers import StrictJSONParser
 from portal.api.throttling import RedisRateThrottle, redis_client
 
 logger = logging.getLogger(__name__)
 
 KEEP_ALIVE = b": keep-alive\n\n"
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 async def db(function: Any, *args: Any) -> Any:
@@ -249,6 +249,6 @@ async def job_stream(request: HttpRequest, job_id: uuid.UUID) -> HttpResponseBas
 
 async def job_stream_fast(call: Call) -> Reply:
     """:func:`job_stream` in the API's fast lane."""
-    job = await in_thread(_own_job, call.user, call.kwargs["job_id"])
+    job = await tx.in_thread(_own_job, call.user, call.kwargs["job_id"])
     slot = await slots.aacquire(call.user.pk)
     return Reply(stream=held(call.user.pk, slot, _job_sse(job)))

@@ -13,18 +13,23 @@ coroutines that send their statements through a :class:`Tx` (compute.services.jo
 
 Both send the statements given to one :meth:`run` call together, in one round trip on
 Postgres (psycopg's pipeline mode), and prepare them on the server (portal.prepared).
-Errors come out as Django's database exceptions either way.
+Errors come out as Django's database exceptions either way. :func:`work` runs a unit of
+work on the loop's connection where there is one, in a thread (:func:`in_thread`) where
+there is not.
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import close_old_connections, connections, transaction
 from django.db.models import Model
 
 from portal import prepared
@@ -201,13 +206,40 @@ class AsyncTx:
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """Blocking work (the ORM) in a thread: never on the event loop."""
-        from asgiref.sync import sync_to_async
-
-        return await sync_to_async(function, thread_sensitive=False)(*args)
+        return await in_thread(function, *args)
 
 
 def _prepare(statement: Statement) -> bool:
     return bool(statement.params and settings.DB_PREPARED_STATEMENTS)
+
+
+@functools.cache
+def _executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(settings.WEB_THREADS, thread_name_prefix="blocking")
+
+
+async def in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking code (the ORM) from an event loop, on threads of its own; its
+    database connection goes back (to the pool, when there is one) afterwards, as at the
+    end of a request."""
+
+    def run() -> T:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return await sync_to_async(run, thread_sensitive=False, executor=_executor())()
+
+
+async def work(unit: Callable[[SyncTx | AsyncTx], Awaitable[T]]) -> T:
+    """``unit(db)`` on a connection of this event loop's pool (Postgres), or on Django's
+    connection in a thread (SQLite has no async driver)."""
+    if async_available():
+        async with async_tx() as db:
+            return await unit(db)
+    return await in_thread(lambda: run_sync(unit(SyncTx())))  # type: ignore[arg-type]
 
 
 def async_available() -> bool:

@@ -40,22 +40,14 @@ from portal.tx import AsyncTx, SyncTx, run_sync
 logger = logging.getLogger(__name__)
 CANDIDATES = 5
 PASS_LOCK, PASS_AGAIN, PASS_REQUESTED = "dispatch:pass", "dispatch:again", "dispatch:requested"
-ASSIGNMENT_FIELDS = (
-    "container_image", "image_digest", "wasm_url", "wasm_hash", "model_url", "model_hash",
-    "model_context_size", "model_temperature", "onnx_model_url", "onnx_model_hash",
-    "onnx_task_type", "sandbox_tier",
-)  # fmt: skip
 
 
-def dispatch_job(job_or_id: Job | uuid.UUID | str) -> str:
+def dispatch_job(job_id: uuid.UUID | str) -> str:
     """Assign a pending or queued job (the queue's) to the best Island that takes it now;
     returns ``assigned``, ``queued`` or ``gone`` (no longer waiting)."""
-    if isinstance(job_or_id, Job):
-        job = job_or_id
-    else:
-        job = Job.objects.select_related("cargo").filter(pk=job_or_id, status__in=WAITING).first()
-        if job is None:
-            return "gone"
+    job = Job.objects.select_related("cargo").filter(pk=job_id, status__in=WAITING).first()
+    if job is None:
+        return "gone"
     db = SyncTx()
     asks = ask_overrides(job.cargo)
     return run_sync(place(db, job, run_sync(candidates(db, job, asks)), asks=asks))
@@ -217,13 +209,11 @@ def assignment(job: Job, *, lease_ms: int) -> dict[str, Any]:
 async def deliver(outbox: Outbox) -> None:
     """Publish ``outbox`` on this event loop's connection (its transaction committed);
     what cannot be published is requeued."""
-    from asgiref.sync import sync_to_async
-
     from sail.client import loop_connection
 
     failed = await outbox.asend(await loop_connection())
     if failed:
-        await sync_to_async(undelivered, thread_sensitive=False)(failed)
+        await tx.in_thread(undelivered, failed)
 
 
 def delivered_on_commit(db: SyncTx | AsyncTx) -> Outbox:

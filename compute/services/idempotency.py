@@ -12,15 +12,18 @@ Keys are per account. The record lives in Redis; the job row keeps the key too.
 """
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from django.conf import settings
 
 from portal.api.errors import ApiError
 from portal.api.throttling import redis_client
+
+if TYPE_CHECKING:
+    from portal.tx import AsyncTx, SyncTx
 
 MAX_KEY_LENGTH = 200
 IN_FLIGHT_SECONDS = 60
@@ -88,17 +91,24 @@ def settle(held: Claim, status: int | None, body: Any = None) -> None:
         redis.delete(held.name)
 
 
-def run_once(
-    *, user_id: object, key: str, scope: str, body: Any, run: Callable[[], tuple[int, Any]]
+async def run_once(
+    db: "SyncTx | AsyncTx",
+    *,
+    user_id: object,
+    key: str,
+    scope: str,
+    body: Any,
+    run: Callable[[], Awaitable[tuple[int, Any]]],
 ) -> tuple[int, Any, bool]:
-    """``(status, body, replayed)``: the stored answer for ``key``, or ``run()``'s."""
-    held = claim(user_id=user_id, key=key, scope=scope, body=body)
+    """``(status, body, replayed)``: the stored answer for ``key``, or ``run()``'s. Its
+    Redis calls go through ``db.call`` (a thread, away from an event loop)."""
+    held = await db.call(lambda: claim(user_id=user_id, key=key, scope=scope, body=body))
     if held.answer is not None:
         return *held.answer, True
     try:
-        status, result = run()
+        status, result = await run()
     except BaseException:
-        settle(held, None)
+        await db.call(settle, held, None)
         raise
-    settle(held, status, result)
+    await db.call(settle, held, status, result)
     return status, result, False

@@ -317,9 +317,8 @@ class IslandIndex:
                 if not self.loaded.is_set():
                     self.refresh(full=True)
             return
-        now = time.time()
-        full = now - self.full_at > settings.PLACEMENT_FULL_RELOAD_SECONDS
-        if not full and now - self.refreshed_at <= settings.PLACEMENT_REFRESH_SECONDS:
+        due, full = self._due()
+        if not due:
             return
         if not settings.PLACEMENT_REFRESH_IN_BACKGROUND:
             self.refresh(full=full)
@@ -336,13 +335,13 @@ class IslandIndex:
         off); otherwise it returns at once, at most starting a background refresh."""
         if not self.loaded.is_set():
             return True
-        if settings.PLACEMENT_REFRESH_IN_BACKGROUND:
-            return False
+        return not settings.PLACEMENT_REFRESH_IN_BACKGROUND and self._due()[0]
+
+    def _due(self) -> tuple[bool, bool]:
+        """``(due, full)``: whether a refresh is due, and whether a full reload."""
         now = time.time()
-        return (
-            now - self.full_at > settings.PLACEMENT_FULL_RELOAD_SECONDS
-            or now - self.refreshed_at > settings.PLACEMENT_REFRESH_SECONDS
-        )
+        full = now - self.full_at > settings.PLACEMENT_FULL_RELOAD_SECONDS
+        return full or now - self.refreshed_at > settings.PLACEMENT_REFRESH_SECONDS, full
 
     def _refresh_in_background(self, full: bool) -> None:
         from django.db import connection

@@ -19,8 +19,8 @@ buckets and its ``X-RateLimit-*`` headers, the one error shape
 (portal.api.errors.exception_handler), and the headers of Django's security middleware.
 Request bodies are limited before any of this (portal.api.asgi).
 
-Blocking work (the database) runs with :func:`in_thread` on a pool of its own, one hop
-per call; everything else (Redis, NATS, the response) runs on the event loop.
+The database is used through portal.tx (the loop's own connections on Postgres, a
+thread on SQLite); everything else (Redis, NATS, the response) runs on the event loop.
 """
 
 import asyncio
@@ -29,16 +29,13 @@ import functools
 import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
-from django.db import close_old_connections
 from django.http import HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
@@ -74,7 +71,6 @@ class Call:
     body: bytes
     kwargs: dict[str, Any]
     key: auth.KeyInfo
-    usage: Usage
 
     @property
     def user(self) -> User:
@@ -96,26 +92,6 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     stream: AsyncIterator[bytes] | None = None
-
-
-# --- blocking work ---------------------------------------------------------------------
-@functools.cache
-def _executor() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(settings.WEB_THREADS, thread_name_prefix="lane")
-
-
-async def in_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run blocking code (the ORM) on the lane's threads; its database connection goes
-    back (to the pool, when there is one) afterwards, as at the end of a request."""
-
-    def run() -> Any:
-        close_old_connections()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return await sync_to_async(run, thread_sensitive=False, executor=_executor())()
 
 
 # --- who may take the lane -------------------------------------------------------------
@@ -148,7 +124,7 @@ async def serve(scope: dict, body: bytes, receive: Any, send: Any, view: Any, kw
     render_error = getattr(handler, "render_error", error_reply)
     try:
         key = await _authenticate(request, counted.append)
-        reply = await handler(Call(request, body, kwargs, key, counted[-1]))
+        reply = await handler(Call(request, body, kwargs, key))
     except APIException as exc:
         reply = render_error(exc)
     except Exception:
@@ -172,14 +148,10 @@ async def _authenticate(request: ASGIRequest, counted: Callable[[Usage], None]) 
             async with tx.async_tx() as db:
                 info = await auth.aload_key(db, key_hash, ip, counted)
         else:
-            info = await in_thread(auth.load_key, key_hash, ip, counted)
+            info = await tx.in_thread(auth.load_key, key_hash, ip, counted)
     key = auth.usable(info)
     if auth.touch_due(key):
-        if tx.async_available():
-            async with tx.async_tx() as db:
-                await db.one(auth.touching(key))
-        else:
-            await in_thread(auth.touch, key)
+        await tx.work(lambda db: db.one(auth.touching(key)))
     if not auth.has_scope(key, request.method or "GET"):
         raise PermissionDenied(auth.HasScope.message)
     usage = await ahit(f"key:{key.key_id}", settings.API_RATE_LIMIT, key_id=key.key_id)
