@@ -131,6 +131,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+# Celery's Django fixup closes every database connection before and after each task (a
+# new Postgres session per task, its prepared statements lost); this number of tasks is
+# never reached, and portal.celery applies Django's own rule (CONN_MAX_AGE, health checks)
+# around each task instead.
+CELERY_DB_REUSE_MAX = 2**62
 CELERY_BEAT_SCHEDULE: dict = {
     "market-snapshot": {"task": "billing.tasks.snapshot_market_rates", "schedule": 300.0},
     "settle-ended-jobs": {"task": "billing.tasks.settle_ended_jobs", "schedule": 60.0},
