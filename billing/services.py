@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -251,14 +251,26 @@ _ENSURE_BALANCE_SQL = (
 _AVAILABLE_SQL = f"SELECT available FROM {Balance._meta.db_table} WHERE user_id = %s"  # noqa: S608
 
 
+# The same hold for a transaction that commits in the same round trip, so it may not
+# fail by changing nothing: the balance's constraint (available_not_negative) refuses a
+# hold larger than what is available, and a missing balance row makes an entry without
+# an account, which its NOT NULL refuses; either error ends the whole transaction.
+_HOLD_OR_FAIL_SQL = _HOLD_SQL.replace(" AND available >= %(amount)s", "").replace(
+    " FROM b RETURNING", " FROM (SELECT 1) AS one LEFT JOIN b ON true RETURNING"
+)
+
+
 async def hold_with(
     db: "tx.SyncTx | tx.AsyncTx", first: "tx.Statement", *, user_id: object, job_id: uuid.UUID,
-    amount: Decimal,
+    amount: Decimal, available: Decimal | None = None,
 ) -> None:  # fmt: skip
     """Run ``first`` (the insert of the job, created in this transaction) and the job's
     hold together, one round trip on Postgres; InsufficientCredits (402) when the
     available balance is smaller. The job is new, so no earlier hold can exist (the
-    unique key would still refuse a second one)."""
+    unique key would still refuse a second one).
+
+    ``available``: the balance the caller read in this transaction. When it covers the
+    hold, these are the transaction's last statements and go with its commit."""
     if amount < 0:
         raise ValueError("a hold cannot be negative")
     if connection.vendor != "postgresql":
@@ -267,6 +279,14 @@ async def hold_with(
         return
     params = {"user": str(user_id), "amount": amount, "kind": Kind.HOLD, "job": str(job_id),
               "key": f"hold:{job_id}", "now": timezone.now()}  # fmt: skip
+    if available is not None and available >= amount:
+        try:
+            await db.commit_with(first, tx.raw(_HOLD_OR_FAIL_SQL, params))
+        except IntegrityError as exc:  # spent since it was read (it was read without a lock)
+            if _constraint(exc) != "available_not_negative":
+                raise
+            raise InsufficientCredits(amount, available) from None
+        return
     _, held = await db.run(first, tx.raw(_HOLD_SQL, params))
     if held:
         return
@@ -276,6 +296,11 @@ async def hold_with(
         return
     [(available,)] = await db.one(tx.raw(_AVAILABLE_SQL, [str(user_id)]))
     raise InsufficientCredits(amount, available)
+
+
+def _constraint(exc: IntegrityError) -> str | None:
+    diag = getattr(exc.__cause__, "diag", None)
+    return diag.constraint_name if diag is not None else None
 
 
 def _job_entries(job_id: uuid.UUID) -> dict[str, Decimal]:

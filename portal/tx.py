@@ -115,6 +115,10 @@ class SyncTx:
     async def one(self, statement: Statement) -> Any:
         return (await self.run(statement))[0]
 
+    async def commit_with(self, *statements: Statement) -> list[Any]:
+        """The transaction's last statements (Django commits when its block ends)."""
+        return await self.run(*statements)
+
     @contextlib.asynccontextmanager
     async def atomic(self) -> AsyncIterator[None]:
         with transaction.atomic():
@@ -144,7 +148,8 @@ class AsyncTx:
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.commit_hooks: list[Callable[[], Any]] | None = None  # in a transaction
-        self.begun = False
+        self.begun = self.committed = False
+        self.depth = 0  # atomic blocks open
 
     async def run(self, *statements: Statement) -> list[Any]:
         if self.commit_hooks is not None and not self.begun:
@@ -170,14 +175,33 @@ class AsyncTx:
     async def one(self, statement: Statement) -> Any:
         return (await self.run(statement))[0]
 
+    async def commit_with(self, *statements: Statement) -> list[Any]:
+        """The transaction's last statements, sent with its ``COMMIT`` in one round trip
+        when the caller's block is the transaction (nothing may follow them in it); in a
+        block nested in another, as :meth:`run`."""
+        if self.depth != 1 or not self.begun:
+            return await self.run(*statements)
+        results = await self._run((*statements, COMMIT))
+        self.committed = True
+        return results[:-1]
+
     @contextlib.asynccontextmanager
     async def atomic(self) -> AsyncIterator[None]:
         """A transaction, or the one already open (no savepoints)."""
-        if self.commit_hooks is not None:
-            yield
-            return
+        self.depth += 1
+        try:
+            if self.depth > 1:
+                yield
+            else:
+                async with self._transaction():
+                    yield
+        finally:
+            self.depth -= 1
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
         hooks: list[Callable[[], Any]] = []
-        self.commit_hooks, self.begun = hooks, False
+        self.commit_hooks, self.begun, self.committed = hooks, False, False
         try:
             yield
         except BaseException:
@@ -188,7 +212,7 @@ class AsyncTx:
                     await self.connection.rollback()
             raise
         else:
-            if self.begun:
+            if self.begun and not self.committed:
                 await self._run((COMMIT,))
         finally:
             self.commit_hooks = None

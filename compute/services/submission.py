@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
+from billing.models import Balance
 from compute.models import Job
 from compute.selectors.cargos import submission as _to_submit
 from compute.services import cargos as cargo_service
@@ -49,9 +50,9 @@ async def submit_job(
     Cargo, else the market rate, else the Cargo's price) is held in the same
     transaction: without the credits, 402 ``insufficient_credits`` and no job.
 
-    Statements that do not wait for each other's answers go together: four round trips
-    to Postgres in all (the Cargo, the account's lock and count; the Island's; the job
-    and its hold; the commit). The assignment is published once committed: by the caller
+    Statements that do not wait for each other's answers go together: three round trips
+    to Postgres in all (the Cargo, the account's lock, count and balance; the Island's;
+    the job, its hold and the commit). The assignment is published once committed: by the caller
     through ``outbox`` (the fast lane, on its event loop), or on commit without one."""
     from billing import selectors as market
     from billing import services as ledger
@@ -61,10 +62,11 @@ async def submit_job(
         # One lock per account serialises its submissions; counted after it (in a
         # statement of its own, so with a snapshot taken once the lock is held), the
         # quota cannot be overrun by parallel requests.
-        found, _, counted = await db.run(
+        found, _, counted, balance = await db.run(
             tx.query(_to_submit, slug=workload, user=user.pk, priority=priority),
             tx.query(_lock_account, user=user.pk),
             tx.query(_active_jobs, user=user.pk),
+            tx.query(_available, user=user.pk),
         )
         if not found:
             raise ApiError(
@@ -105,13 +107,18 @@ async def submit_job(
             outbox = outbox if outbox is not None else dispatch.delivered_on_commit(db)
             choices = await dispatch.candidates(db, job, asks)
             await dispatch.place(db, job, choices, asks=asks, outbox=outbox)
-        await ledger.hold_with(db, tx.insert(job), user_id=user.pk, job_id=job.pk, amount=budget)
+        await ledger.hold_with(db, tx.insert(job), user_id=user.pk, job_id=job.pk, amount=budget,
+                               available=balance[0][0] if balance else None)  # fmt: skip
     return job
 
 
 # Run on every submission: built once (portal.prepared).
 _lock_account = Prepared(
     lambda user: User.objects.filter(pk=user).values_list("pk"), lock=True, user=uuid.UUID
+)
+# Read without a lock: the hold re-checks it (a constraint keeps the balance at 0 or more).
+_available = Prepared(
+    lambda user: Balance.objects.filter(user_id=user).values_list("available"), user=uuid.UUID
 )
 _active_jobs = Prepared(
     lambda user: (

@@ -3,12 +3,13 @@ fast lane runs it: the same job, hold and assignment as on Django's connection, 
 quota and an Island's slots exact under parallel submissions."""
 
 import asyncio
+from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from billing.models import LedgerEntry
+from billing.models import Balance, LedgerEntry
 from compute.models import Job
 from compute.services import jobs, submission
 from compute.services.publish import Outbox
@@ -96,3 +97,59 @@ async def test_parallel_submissions_never_overfill_an_island(cargo):
     statuses = sorted([j.status async for j in Job.objects.all()])
     assert statuses == ["queued"] * 4 + ["running"] * 2
     assert await Job.objects.filter(island=host).acount() == 2
+
+
+class SpentAfterRead(tx.AsyncTx):
+    """The submission's connection; once its first round trip (which reads the
+    balance) is answered, another connection spends the account's credits."""
+
+    def __init__(self, connection, user) -> None:
+        super().__init__(connection)
+        self.user, self.spent = user, False
+
+    async def run(self, *statements):
+        results = await super().run(*statements)
+        if not self.spent:
+            self.spent = True
+            async with tx.async_tx() as other:
+                await other.run(
+                    tx.update(Balance, {"user_id": self.user.pk}, {"available": Decimal(0)})
+                )
+        return results
+
+
+async def test_credits_spent_between_the_read_and_the_hold_refuse_the_whole_job(cargo):
+    """The hold goes with the commit, checked by the balance's constraint: a balance read
+    with enough credits but spent before the hold gives 402, and neither job nor hold."""
+    await sync_to_async(island)()
+    user = await sync_to_async(UserFactory)(credits=10)
+    pool = await tx._pool()
+    async with pool.connection() as conn:
+        db = SpentAfterRead(conn, user)
+        with pytest.raises(ApiError) as refused:
+            await submission.submit_job(
+                db, user=user, workload=cargo.slug, job_input={"prompt": "Hi"}, outbox=Outbox()
+            )
+    assert (db.spent, refused.value.status_code) == (True, 402)
+    assert refused.value.code == "insufficient_credits"
+    assert not await Job.objects.filter(user=user).aexists()
+    assert not await LedgerEntry.objects.filter(user=user, kind="hold").aexists()
+
+
+async def test_parallel_submissions_never_hold_more_than_the_balance(cargo):
+    """GIVEN credits for exactly two jobs WHEN five are submitted at once THEN two are
+    held, three refused with 402, and nothing is left available."""
+    await sync_to_async(island)(max_concurrent_jobs=100)
+    user = await sync_to_async(UserFactory)(credits=cargo.price_per_job * 2)
+
+    async def attempt() -> str:
+        try:
+            await submit(user, cargo)
+        except ApiError as exc:
+            return exc.code
+        return "created"
+
+    results = await asyncio.gather(*(attempt() for _ in range(5)))
+    assert sorted(results) == ["created"] * 2 + ["insufficient_credits"] * 3
+    balance = await Balance.objects.aget(user=user)
+    assert (balance.available, balance.held) == (0, cargo.price_per_job * 2)

@@ -120,6 +120,56 @@ async def test_a_nested_block_joins_the_open_transaction(adb):
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_last_statements_go_with_the_commit_of_the_outermost_block(adb):
+    """GIVEN an open transaction WHEN its last statements are sent with commit_with THEN
+    they are committed in the same round trip (the connection is idle, not in a
+    transaction, before the block ends), and the hooks run when the block ends."""
+    from psycopg.pq import TransactionStatus
+
+    await sync_to_async(CargoFactory)(slug="a", name="A")
+    ran = []
+    async with adb.atomic():
+        await adb.run(tx.query(by_slug, slug="a"))
+        adb.on_commit(lambda: ran.append("committed"))
+        [changed] = await adb.commit_with(rename("a", "Last"))
+        assert adb.connection.info.transaction_status == TransactionStatus.IDLE
+        assert ran == []
+    assert (changed, ran) == (1, ["committed"])
+    assert await adb.one(tx.query(by_slug, slug="a")) == [("Last",)]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_last_statements_that_fail_take_the_whole_transaction_back(adb):
+    await sync_to_async(CargoFactory)(slug="a", name="A")
+    await sync_to_async(CargoFactory)(slug="b", name="B")
+
+    async def change_then_fail_at_the_end() -> None:
+        async with adb.atomic():
+            await adb.run(rename("a", "Changed"))
+            await adb.commit_with(tx.update(Cargo, {"slug": "b"}, {"slug": None}))
+
+    with pytest.raises(IntegrityError):
+        await change_then_fail_at_the_end()
+    assert await adb.one(tx.query(by_slug, slug="a")) == [("A",)]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_nested_block_does_not_commit_the_transaction_it_joined(adb):
+    await sync_to_async(CargoFactory)(slug="a", name="A")
+
+    async def inner_commits_then_outer_fails() -> None:
+        async with adb.atomic():
+            await adb.run(tx.query(by_slug, slug="a"))
+            async with adb.atomic():
+                await adb.commit_with(rename("a", "Inner"))
+            raise RuntimeError("the outer block fails")
+
+    with pytest.raises(RuntimeError):
+        await inner_commits_then_outer_fails()
+    assert await adb.one(tx.query(by_slug, slug="a")) == [("A",)]
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_locked_row_waits_for_the_transaction_that_holds_it(adb):
     """GIVEN one transaction holding a Cargo's row lock (Prepared(lock=True))
     WHEN a second one asks for it THEN it gets it only after the first commits."""
