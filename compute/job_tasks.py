@@ -5,6 +5,8 @@ about their jobs (records collected by the bridge; see sail/job_events.py).
 Ingestion tasks ack the JetStream messages only after their records are committed.
 """
 
+from typing import Any
+
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
@@ -36,6 +38,16 @@ OUTPUT_WAIT_SECONDS, OUTPUT_WAIT_TRIES = 0.02, 150
 
 @shared_task(bind=True, **RETRY)
 def ingest_job_status(self, records: list[dict], acks: list[str], waited: int = 0) -> int:
+    return _apply_statuses(records, acks, waited, may_wait=_sent(self))
+
+
+def _sent(task) -> bool:
+    """Whether the task came through the broker; run eagerly (tests, scripts) nothing
+    else can bring a job's output meanwhile."""
+    return not (task.request.called_directly or task.request.is_eager)
+
+
+def _apply_statuses(records: list[dict], acks: list[str], waited: int, *, may_wait: bool) -> int:
     behind = [
         record
         for record in records
@@ -43,9 +55,7 @@ def ingest_job_status(self, records: list[dict], acks: list[str], waited: int = 
         and not jobs.output_caught_up(host_id=record["host_id"], job_id=record["job_id"])
     ]
     done = sum(jobs.apply_status(**record) for record in records if record not in behind)
-    # Run eagerly (no broker: tests, scripts) nothing else can bring the output meanwhile.
-    sent = not (self.request.called_directly or self.request.is_eager)
-    if behind and sent and waited < OUTPUT_WAIT_TRIES:
+    if behind and may_wait and waited < OUTPUT_WAIT_TRIES:
         # The others are applied (applying them again changes nothing); only these wait,
         # sent again as a new message: cheaper than Celery's retry, which builds an
         # exception with its traceback each time (the output is usually a moment behind).
@@ -87,3 +97,25 @@ def ingest_job_leases(records: list[dict], acks: list[str]) -> int:
     done = sum(jobs.apply_lease(**record) for record in records)
     ack(acks)
     return done
+
+
+@shared_task(bind=True, **RETRY)
+def ingest_job_events(self, parts: list[tuple[str, Any, list[str]]]) -> int:
+    """A batch holding several kinds of job events, ``(kind, records, acks)`` in the
+    order to apply them (sail.handlers.jobs): output first, so that a ``succeeded`` of
+    the same batch finds it stored. Each part acks its messages once applied."""
+    done = 0
+    for kind, records, acks in parts:
+        if kind == "status":
+            done += _apply_statuses(records, acks, 0, may_wait=_sent(self))
+        else:
+            done += INGEST[kind](records, acks)
+    return done
+
+
+INGEST = {
+    "output": ingest_job_output,
+    "progress": ingest_job_progress,
+    "image": ingest_job_images,
+    "lease": ingest_job_leases,
+}

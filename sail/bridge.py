@@ -7,8 +7,9 @@ of :mod:`sail.handlers`, :func:`sort_batch`) that are tested directly.
   ``host.*.ping``.
 - Everything that must not be lost comes through the durable pull consumers of
   :mod:`sail.streams`: the bridge collects a batch (up to ``SAIL_BATCH_SIZE`` messages or
-  ``SAIL_BATCH_WAIT_SECONDS``; ``SAIL_JOB_EVENTS_WAIT_SECONDS`` for job events), sends each kind's records to its Celery task, and the
-  task acks the messages after its commit.
+  ``SAIL_BATCH_WAIT_SECONDS``; ``SAIL_JOB_EVENTS_WAIT_SECONDS`` for job events), sends each
+  kind's records to its Celery task (several kinds of one stream together when the
+  stream says so, :func:`plan`), and the task acks the messages after its commit.
 - One bad message is logged and terminated (never redelivered); it never stops the loop.
 """
 
@@ -25,6 +26,7 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils.module_loading import import_string
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -89,6 +91,39 @@ def sort_batch(msgs: list[Msg], kinds: dict[str, Kind]) -> Sorted:
             batch.records[kind].append(record)
             batch.msgs[kind].append(msg)
     return batch
+
+
+@dataclass
+class Send:
+    """One Celery task message: the task, its arguments, the messages it acks."""
+
+    task: str
+    args: tuple
+    msgs: list[Msg]
+
+
+def plan(batch: Sorted) -> list[Send]:
+    """The tasks of a sorted batch: one per kind, except that the kinds of a stream with a
+    task for several kinds (registry.together) travel in one, in its order."""
+    sends: list[Send] = []
+    grouped: dict[str, list[Kind]] = defaultdict(list)
+    for kind in batch.records:
+        grouped[kind.stream].append(kind)
+    for stream, kinds in grouped.items():
+        task, order = registry.TOGETHER.get(stream, ("", ()))
+        if len(kinds) > 1 and task:
+            kinds.sort(key=lambda kind: order.index(kind.name))
+            parts = [(k.name, k.pack(batch.records[k]), _acks(batch.msgs[k])) for k in kinds]
+            sends.append(Send(task, (parts,), [m for k in kinds for m in batch.msgs[k]]))
+            continue
+        for k in kinds:
+            sends.append(Send(k.task_path, (k.pack(batch.records[k]), _acks(batch.msgs[k])),
+                              batch.msgs[k]))  # fmt: skip
+    return sends
+
+
+def _acks(msgs: list[Msg]) -> list[str]:
+    return [msg.reply for msg in msgs]
 
 
 def call_sync(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -262,16 +297,13 @@ class Bridge:
 
     async def _handle(self, msgs: list[Msg]) -> None:
         batch = sort_batch(msgs, self.kinds)
-        for kind, records in batch.records.items():
-            msgs = batch.msgs[kind]
-            acks = [msg.reply for msg in msgs]
+        for send in plan(batch):
             try:
-                args = (kind.pack(records), acks)
-                await sync_to_async(call_sync)(kind.task.apply_async, args=args)
+                await sync_to_async(call_sync)(import_string(send.task).apply_async, args=send.args)
             except Exception:
                 # The broker refused: ask JetStream to deliver these again shortly.
-                logger.exception("could not queue %d %s records", len(records), kind.name)
-                await asyncio.gather(*(m.nak(delay=5) for m in msgs), return_exceptions=True)
+                logger.exception("could not queue %d messages for %s", len(send.msgs), send.task)
+                await asyncio.gather(*(m.nak(delay=5) for m in send.msgs), return_exceptions=True)
         if batch.rejected:
             first = "; ".join(f"{m.subject}: {why}" for m, why in batch.rejected[:3])
             logger.warning("skipped %d bad messages (%s)", len(batch.rejected), first)

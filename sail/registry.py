@@ -14,6 +14,10 @@ function of each message (a bad one is logged and terminated, never retried), an
 the kind's task ``task.apply_async(args=(pack(records), acks))``. The task stores the records
 and, after its transaction committed, acks the ``acks`` reply subjects
 (:func:`sail.acks.ack`); so a message leaves JetStream only once it is in the database.
+
+A stream may name one task for batches that hold several of its kinds (:func:`together`):
+they travel in one message, ``task.apply_async(args=([(kind, pack(records), acks),
+...],))``, in the order given, and one worker applies them one after the other.
 """
 
 from collections.abc import Callable, Coroutine
@@ -51,6 +55,8 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {}
+# stream -> (task, kinds in the order their records are applied); see the module.
+TOGETHER: dict[str, tuple[str, tuple[str, ...]]] = {}
 # Long-running coroutines the bridge starts next to its consumers, ``service(nc, stop)``
 # (e.g. a core-NATS relay); each must return soon after ``stop`` is set.
 SERVICES: list[Callable[[Any, Any], Coroutine[Any, Any, None]]] = []
@@ -61,6 +67,10 @@ def service(
 ) -> Callable[[Any, Any], Coroutine[Any, Any, None]]:
     SERVICES.append(run)
     return run
+
+
+def together(stream: str, *, task: str, order: tuple[str, ...]) -> None:
+    TOGETHER[stream] = (task, order)
 
 
 def register(

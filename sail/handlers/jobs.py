@@ -2,7 +2,7 @@
 bridge by :mod:`sail.job_events`, applied by the tasks of :mod:`compute.job_tasks`."""
 
 from sail import job_events, subjects
-from sail.registry import register, service
+from sail.registry import register, service, together
 
 STREAM = subjects.JOB_EVENTS_STREAM
 register("status", stream=STREAM, task="compute.job_tasks.ingest_job_status", max_bytes=16_384)(
@@ -19,6 +19,15 @@ register(
 )(job_events.parse_image)
 register("lease", stream=STREAM, task="compute.job_tasks.ingest_job_leases", max_bytes=4096)(
     job_events.parse_lease
+)
+
+# A batch holding several kinds goes to one task, which applies them in this order: a
+# job's output before its ``succeeded`` (sent in that order by the Island), so that the
+# job ends at once, with all its output stored, rather than waiting for another task.
+together(
+    STREAM,
+    task="compute.job_tasks.ingest_job_events",
+    order=("output", "progress", "image", "lease", "status"),
 )
 
 # Tokens go to clients straight from the bridge (low latency); the durable path above

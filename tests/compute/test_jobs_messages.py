@@ -240,6 +240,53 @@ def test_the_ingest_tasks_apply_a_batch_of_records(job, host):
     assert (job.status, job.output) == ("completed", "xy")
 
 
+def test_a_batch_of_several_kinds_goes_to_one_task_output_before_status(job, host):
+    """GIVEN one batch from the Island: ``started``, two chunks, the final chunk and
+    ``succeeded`` (and a heartbeat of another stream) WHEN the bridge plans its tasks THEN
+    the job events travel in one task, output first; applied, the job ends at once with
+    all its output (no waiting for another task), and every message is acked."""
+    from nats.aio.msg import Msg
+
+    from compute.job_tasks import ingest_job_events
+    from sail.bridge import plan, sort_batch
+    from sail.registry import KINDS
+
+    hid = str(host.pk)
+    sent = [
+        ("status", status(job, "started")),
+        ("output", out(job, 1, "x")),
+        ("heartbeat", {"host_id": hid, "status": "online", "active_jobs": 1}),
+        ("output", out(job, 2, "y")),
+        ("status", status(job, "succeeded")),
+        ("output", out(job, 3, "", is_final=True)),
+    ]
+    msgs = [Msg(None, subject=f"host.{hid}.{kind}", reply=f"ack.{i}", data=orjson.dumps(body))
+            for i, (kind, body) in enumerate(sent)]  # fmt: skip
+    sends = plan(sort_batch(msgs, KINDS))
+    assert [send.task for send in sends] == [
+        "compute.job_tasks.ingest_job_events", "sail.tasks.ingest_heartbeats"
+    ]  # fmt: skip
+    [parts] = sends[0].args
+    assert [(kind, acks) for kind, _, acks in parts] == [
+        ("output", ["ack.1", "ack.3", "ack.5"]), ("status", ["ack.0", "ack.4"])
+    ]  # fmt: skip
+    ingest_job_events.apply(args=(parts,)).get()
+    job.refresh_from_db()
+    assert (job.status, job.output) == ("completed", "xy")
+
+
+def test_a_batch_of_one_kind_goes_to_that_kind_s_task(job, host):
+    from nats.aio.msg import Msg
+
+    from sail.bridge import plan, sort_batch
+    from sail.registry import KINDS
+
+    msgs = [Msg(None, subject=f"host.{host.pk}.status", reply="ack.0",
+                data=orjson.dumps(status(job, "started")))]  # fmt: skip
+    [send] = plan(sort_batch(msgs, KINDS))
+    assert (send.task, send.args[1]) == ("compute.job_tasks.ingest_job_status", ["ack.0"])
+
+
 def test_a_succeeded_whose_output_never_comes_is_applied_after_the_wait(job, host):
     """GIVEN an Island that sent ``succeeded`` but whose final output chunk never arrives
     WHEN the status task has waited all its tries THEN the job still ends, completed."""
