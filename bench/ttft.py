@@ -150,8 +150,8 @@ def main() -> None:
     )
     islands_process.start()
     assert here.recv() == "ready"
-    worker = start(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
+    worker = start(  # at the Procfile's priority (WORKER_NICE)
+        ["nice", "-n", "10", sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
          "--concurrency", "8", "--loglevel", "WARNING", "--without-heartbeat",
          "--without-mingle", "--without-gossip"], env,
     )  # fmt: skip

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import redis
 import yaml
@@ -175,6 +176,14 @@ def test_make_run_serves_the_landing_page_on_embedded_services_and_stops_on_ctrl
         )
         assert account.json()["data"]["email"] == "demo@example.com"
         redis_url = next(line.split()[-1] for line in lines if "embedded redis-server at" in line)
+        # The worker yields the CPU to the web process (Procfile, WORKER_NICE).
+        niceness = {
+            " ".join(p.cmdline()): p.nice()
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if p.name() not in ("sh", "bash", "dash")  # the shells honcho runs them in
+        }
+        assert {n for cmd, n in niceness.items() if "celery -A portal worker" in cmd} == {10}
+        assert {n for cmd, n in niceness.items() if "granian" in cmd} == {0}
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
