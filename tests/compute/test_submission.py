@@ -3,14 +3,15 @@ fast lane runs it: the same job, hold and assignment as on Django's connection, 
 quota and an Island's slots exact under parallel submissions."""
 
 import asyncio
+import uuid
 from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections
+from django.db import IntegrityError, connections
 
 from billing.models import Balance, LedgerEntry
-from compute.models import Job
+from compute.models import Cargo, Job
 from compute.services import jobs, submission
 from compute.services.publish import Outbox
 from portal import tx
@@ -153,3 +154,25 @@ async def test_parallel_submissions_never_hold_more_than_the_balance(cargo):
     assert sorted(results) == ["created"] * 2 + ["insufficient_credits"] * 3
     balance = await Balance.objects.aget(user=user)
     assert (balance.available, balance.held) == (0, cargo.price_per_job * 2)
+
+
+async def test_a_hold_sent_with_the_commit_never_commits_without_its_balance_row(cargo):
+    """The hold that goes with the COMMIT cannot succeed by changing nothing: for an
+    account whose balance row is missing (however it was read), the transaction fails and
+    the statement sent before the hold is undone with it."""
+    from billing import services as ledger
+
+    user = await sync_to_async(UserFactory)()  # no balance row
+
+    async def change_then_hold() -> None:
+        async with tx.async_tx() as db, db.atomic():
+            await db.run(tx.update(Cargo, {"pk": cargo.pk}, {"name": "Changed"}))
+            await ledger.hold_with(
+                db, tx.update(Cargo, {"pk": cargo.pk}, {"name": "Changed again"}),
+                user_id=user.pk, job_id=uuid.uuid4(), amount=Decimal(1), available=Decimal(10),
+            )  # fmt: skip
+
+    with pytest.raises(IntegrityError):
+        await change_then_hold()
+    assert (await Cargo.objects.aget(pk=cargo.pk)).name == cargo.name
+    assert not await LedgerEntry.objects.filter(user=user).aexists()
