@@ -46,6 +46,15 @@ async def submit(user, cargo) -> tuple[jobs.Job, Outbox]:
     return job, outbox
 
 
+async def outcome(user, cargo) -> str:
+    """``created``, or the code of the submission's refusal."""
+    try:
+        await submit(user, cargo)
+    except ApiError as exc:
+        return exc.code
+    return "created"
+
+
 def stored(job_id) -> tuple:
     job = Job.objects.get(pk=job_id)
     holds = LedgerEntry.objects.filter(job_id=job_id, kind="hold").count()
@@ -77,14 +86,7 @@ async def test_parallel_submissions_of_one_account_never_pass_its_quota(cargo, s
     await sync_to_async(island)(max_concurrent_jobs=100)
     user = await sync_to_async(UserFactory)(credits=10)
 
-    async def attempt() -> str:
-        try:
-            await submit(user, cargo)
-        except ApiError as exc:
-            return exc.code
-        return "created"
-
-    results = await asyncio.gather(*(attempt() for _ in range(8)))
+    results = await asyncio.gather(*(outcome(user, cargo) for _ in range(8)))
     assert sorted(results) == ["concurrent_job_limit"] * 5 + ["created"] * 3
     assert await Job.objects.filter(user=user).acount() == 3
 
@@ -143,14 +145,7 @@ async def test_parallel_submissions_never_hold_more_than_the_balance(cargo):
     await sync_to_async(island)(max_concurrent_jobs=100)
     user = await sync_to_async(UserFactory)(credits=cargo.price_per_job * 2)
 
-    async def attempt() -> str:
-        try:
-            await submit(user, cargo)
-        except ApiError as exc:
-            return exc.code
-        return "created"
-
-    results = await asyncio.gather(*(attempt() for _ in range(5)))
+    results = await asyncio.gather(*(outcome(user, cargo) for _ in range(5)))
     assert sorted(results) == ["created"] * 2 + ["insufficient_credits"] * 3
     balance = await Balance.objects.aget(user=user)
     assert (balance.available, balance.held) == (0, cargo.price_per_job * 2)
