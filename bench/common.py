@@ -1,5 +1,6 @@
 """Pieces every benchmark script shares (they run as ``python bench/<name>.py``)."""
 
+import fcntl
 import os
 import re
 import socket
@@ -36,7 +37,9 @@ def bench_env(**overrides: str) -> dict[str, str]:
 
 
 def create_database(url: str) -> None:
-    """Create the Postgres database of ``url`` if it does not exist yet."""
+    """Create the Postgres database of ``url`` if it does not exist yet (every bench
+    starts here, and waits here for any other bench of this checkout to end first)."""
+    one_at_a_time()
     import psycopg
     from psycopg import sql
 
@@ -45,6 +48,26 @@ def create_database(url: str) -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+_held: list = []
+
+
+def one_at_a_time() -> None:
+    """Benches share Redis (Celery's queue) and NATS, and each deletes the Islands'
+    ``host-*`` consumers it finds on ``JOBS``: two at once spoil each other (a bench's jobs
+    then never start). A lock file of the checkout, held until the process ends."""
+    if _held:
+        return
+    path = BASE_DIR / ".state" / "bench.lock"
+    path.parent.mkdir(exist_ok=True)
+    lock = path.open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("another bench is running; waiting for it to end", file=sys.stderr, flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    _held.append(lock)
 
 
 def free_port() -> int:
