@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.utils.module_loading import import_string
-
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
@@ -48,10 +46,6 @@ class Kind:
     max_bytes: int
     # How the list of records travels to the task (e.g. as one JSON string).
     pack: Callable[[list[Any]], Any] = list
-
-    @property
-    def task(self) -> Any:
-        return import_string(self.task_path)
 
 
 KINDS: dict[str, Kind] = {}
