@@ -6,7 +6,8 @@
   that would overtake a queued job is created queued).
 - With no fitting Island it waits ``queued``; :func:`dispatch_queued` (priority, then
   age) runs when an Island may have room (:func:`request_dispatch`, called on
-  registrations, pairings and heartbeats with free slots) and every few seconds from beat.
+  registrations, pairings and heartbeats with free slots, and on a job's end when a job
+  waits: :func:`dispatch_if_waiting`) and every few seconds from beat.
 - :func:`sweep_jobs` (beat) requeues jobs whose lease ran out or whose Island went
   offline, to another Island, and ends jobs over their Cargo's time limit.
 """
@@ -245,6 +246,15 @@ def request_dispatch() -> None:
             dispatch_queued_task.delay()
     except Exception:
         logger.exception("could not request a dispatch pass; beat will run one")
+
+
+def dispatch_if_waiting() -> None:
+    """After a job's end freed a slot: a pass only when a job waits queued (at most job
+    ends, none does, and a pass is a task, a lock and a query). Looked at after the end
+    committed, so a job queued later is not missed: its own commit asks for a pass
+    (:func:`place`), which sees the slot free."""
+    if Job.objects.filter(status=S.QUEUED).exists():
+        request_dispatch()
 
 
 def dispatch_queued(*, limit: int = 500) -> int:

@@ -120,6 +120,12 @@ def request_dispatch() -> None:
     request_dispatch()
 
 
+def _dispatch_if_waiting() -> None:
+    from compute.services.dispatch import dispatch_if_waiting
+
+    dispatch_if_waiting()
+
+
 def cancel_job(*, user: User, job_id: uuid.UUID | str) -> Job:
     """Cancel the user's pending, queued or running job; 409 if it already ended."""
     job = Job.objects.filter(pk=job_id, user=user).first()
@@ -171,7 +177,7 @@ def finish(
         if notify and job.island_id:
             transaction.on_commit(lambda: publish_cancel(job.island_id, job.pk))
         if job.island_id:  # a slot is free on its Island: queued jobs may take it now
-            transaction.on_commit(request_dispatch, robust=True)
+            transaction.on_commit(_dispatch_if_waiting, robust=True)
     return True
 
 

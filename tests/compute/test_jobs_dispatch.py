@@ -107,6 +107,40 @@ def test_a_new_job_does_not_overtake_a_queued_one(chat, submit, on_commit):
     assert first.island_id == host.pk
 
 
+def test_a_job_s_end_dispatches_the_job_waiting_for_its_slot(chat, submit, on_commit):
+    """GIVEN an Island of one slot, a job running on it and another queued WHEN the first
+    succeeds THEN the queued job gets the freed slot (its end asks for a pass: beat is
+    not needed)."""
+    host = island(max_concurrent_jobs=1)
+    first, second = submit(chat), submit(chat)
+    assert (first.status, second.status) == ("running", "queued")
+    passes = []
+    real = dispatch.request_dispatch
+
+    def run_now():  # what the worker does with the pass requested
+        passes.append(1)
+        real()
+        dispatch.dispatch_queued()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dispatch, "request_dispatch", run_now)
+        on_commit(jobs.apply_status, host_id=str(host.pk), job_id=str(first.pk), state="succeeded")
+    second.refresh_from_db()
+    assert passes == [1]
+    assert (second.status, second.island_id) == ("running", host.pk)
+
+
+def test_a_job_s_end_asks_for_no_pass_when_nothing_waits(chat, submit, on_commit, monkeypatch):
+    host = island()
+    job = submit(chat)
+    passes = []
+    monkeypatch.setattr(dispatch, "request_dispatch", lambda: passes.append(1))
+    on_commit(jobs.apply_status, host_id=str(host.pk), job_id=str(job.pk), state="succeeded")
+    job.refresh_from_db()
+    assert job.status == "completed"
+    assert passes == []
+
+
 def test_an_island_never_gets_more_jobs_than_its_slots(chat, submit):
     host = island(max_concurrent_jobs=1)
     first, second = submit(chat), submit(chat)
