@@ -55,14 +55,19 @@ def dispatch_job(job_id: uuid.UUID | str) -> str:
 
 
 async def candidates(db: SyncTx | AsyncTx, job: Job, asks: dict) -> list[placement.Candidate]:
-    """The Islands that may take ``job``, best first (from the placement index, which a
+    """The Islands that may take ``job``, best first."""
+    return await choose(db, placement.Need.for_job(job, asks=asks))
+
+
+async def choose(db: SyncTx | AsyncTx, need: placement.Need) -> list[placement.Candidate]:
+    """The Islands that meet ``need``, best first (from the placement index, which a
     thread brings up to date when it must: never the event loop)."""
     index = placement.index()
     if index.blocking_refresh_due():
         await db.call(index.maybe_refresh)
     else:
         index.maybe_refresh()  # at most starts a refresh in a thread of its own
-    return index.choose(placement.Need.for_job(job, asks=asks), limit=CANDIDATES)
+    return index.choose(need, limit=CANDIDATES)
 
 
 async def place(
@@ -72,14 +77,17 @@ async def place(
     *,
     asks: dict,
     outbox: Outbox | None = None,
+    locked: list | None = None,
 ) -> str:
     """Assign ``job`` to the first of ``choices`` that takes it (:func:`claim`), else
     queue it; ``assigned``, ``queued`` or ``gone``. A new job (not stored yet: its
     submission) takes its state in memory, to be inserted in it; a waiting one is
     updated. The assignment is published once the transaction commits: by ``outbox``'s
-    owner when given, on commit otherwise."""
+    owner when given, on commit otherwise. ``locked``: the first choice's rows, already
+    read in this transaction with :func:`lock_statements`."""
     for candidate in choices:
-        outcome = await claim(db, job, candidate, asks=asks, outbox=outbox)
+        outcome = await claim(db, job, candidate, asks=asks, outbox=outbox, locked=locked)
+        locked = None
         if outcome != "busy":
             return outcome
     if job._state.adding:
@@ -120,6 +128,15 @@ _running_on = Prepared(
 )
 
 
+def lock_statements(island_id: str, now: datetime) -> tuple[tx.Statement, tx.Statement]:
+    """An Island's lock (``None`` rows: it may not take jobs now) and its running count."""
+    island = uuid.UUID(island_id)
+    return (
+        tx.query(_lock_island, island=island, now=now, cutoff=offline_cutoff(now)),
+        tx.query(_running_on, island=island),
+    )
+
+
 def assign(job: Job, candidate: placement.Candidate, *, asks: dict | None = None) -> str:
     """:func:`claim` in a transaction of its own, on Django's connection."""
     db = SyncTx()
@@ -134,20 +151,21 @@ async def claim(
     *,
     asks: dict,
     outbox: Outbox | None = None,
+    locked: list | None = None,
 ) -> str:
     """Re-check the Island under its row lock (exact filters, free slots, its ask within
     the job's budget, in decimals) and assign at that ask: the job's clearing price.
     ``assigned``, ``busy`` (try the next Island) or ``gone``. ``asks``: the owners' API
     asks for the job's Cargo (billing.selectors.ask_overrides). Joins the caller's
-    transaction if there is one (a new job's submission)."""
+    transaction if there is one (a new job's submission), whose earlier round trip may
+    have taken the lock already (``locked``: the results of :func:`lock_statements`)."""
     now = timezone.now()
     index = placement.index()
     island_id = uuid.UUID(str(candidate.island_id))
     async with db.atomic():
-        locked, counted = await db.run(
-            tx.query(_lock_island, island=island_id, now=now, cutoff=offline_cutoff(now)),
-            tx.query(_running_on, island=island_id),
-        )
+        if locked is None:
+            locked = await db.run(*lock_statements(str(island_id), now))
+        locked, counted = locked
         if not locked:
             index.note_unavailable(candidate.island_id)
             return "busy"

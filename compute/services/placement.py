@@ -82,8 +82,12 @@ class Need:
 
     @classmethod
     def for_job(cls, job: Job, *, asks: dict | None = None) -> "Need":
-        cargo = job.cargo
-        budget = job.budget if job.budget is not None else cargo.price_per_job
+        budget = job.budget if job.budget is not None else job.cargo.price_per_job
+        return cls.of(job.cargo, budget=budget, region=job.region,
+                      excluded=job.excluded_islands or [], asks=asks or {})  # fmt: skip
+
+    @classmethod
+    def of(cls, cargo: Cargo, *, budget: Any, region: str, excluded: Any, asks: dict) -> "Need":
         return cls(
             runtime=cargo.runtime_type,
             slug=cargo.slug,
@@ -91,10 +95,10 @@ class Need:
             ram_mb=cargo.required_ram_mb,
             vram_mb=cargo.required_vram_mb,
             budget=float(budget),
-            region=job.region or settings.PLACEMENT_REGION,
-            excluded=frozenset(str(i) for i in job.excluded_islands or []),
+            region=region or settings.PLACEMENT_REGION,
+            excluded=frozenset(str(i) for i in excluded),
             list_price=float(cargo.price_per_job),
-            asks={str(island): float(price) for island, price in (asks or {}).items()},
+            asks={str(island): float(price) for island, price in asks.items()},
         )
 
 

@@ -12,9 +12,10 @@ from django.db.models import Count
 from django.utils import timezone
 
 from billing.models import Balance
-from compute.models import Job
+from compute.models import Cargo, Job
 from compute.selectors.cargos import submission as _to_submit
 from compute.services import cargos as cargo_service
+from compute.services import placement
 from compute.services.jobs import ACTIVE, S, request_dispatch, start_as
 from compute.services.publish import Outbox
 from portal import tx
@@ -50,25 +51,30 @@ async def submit_job(
     Cargo, else the market rate, else the Cargo's price) is held in the same
     transaction: without the credits, 402 ``insufficient_credits`` and no job.
 
-    Statements that do not wait for each other's answers go together: three round trips
-    to Postgres in all (the Cargo, the account's lock, count and balance; the Island's;
-    the job, its hold and the commit). The assignment is published once committed: by the caller
-    through ``outbox`` (the fast lane, on its event loop), or on commit without one."""
+    Statements that do not wait for each other's answers go together: two round trips to
+    Postgres in all (the Cargo, the account's lock, count and balance, and the Island's
+    lock and count; the job, its hold and the commit), three when the Island must be
+    chosen once the Cargo is read (see :func:`_guess`). The assignment is published once
+    committed: by the caller through ``outbox`` (the fast lane, on its event loop), or on
+    commit without one."""
     from billing import selectors as market
     from billing import services as ledger
     from compute.services import dispatch
 
     async with db.atomic():
+        guess = await _guess(db, workload, bid=bid, region=region)
         # One lock per account serialises its submissions; counted after it (in a
         # statement of its own, so with a snapshot taken once the lock is held), the
         # quota cannot be overrun by parallel requests.
-        found, _, counted, balance = await db.run(
+        found, _, counted, balance, *island = await db.run(
             tx.query(_to_submit, slug=workload, user=user.pk, priority=priority),
             tx.query(_lock_account, user=user.pk),
             tx.query(_active_jobs, user=user.pk),
             tx.query(_available, user=user.pk),
+            *(dispatch.lock_statements(guess[1][0].island_id, timezone.now()) if guess else ()),
         )
         if not found:
+            _last.pop(workload, None)
             raise ApiError(
                 f"Unknown workload: {workload}", code="workload_not_found", status_code=404
             )
@@ -91,6 +97,7 @@ async def submit_job(
             cargo, bid=bid, saved_bid=cargo.saved_bid, rate=cargo.rate,
             rate_hosts=cargo.rate_hosts, surge=surge,
         ).quantize(ledger.CENT)  # fmt: skip
+        _last[workload] = (cargo, budget)
         job = Job(user=user, cargo=cargo, input=job_input, priority=priority, region=region,
                   budget=budget, idempotency_key=idempotency_key, status=S.PENDING)  # fmt: skip
         if cargo.queued_ahead:
@@ -105,11 +112,39 @@ async def submit_job(
                 else {}
             )
             outbox = outbox if outbox is not None else dispatch.delivered_on_commit(db)
-            choices = await dispatch.candidates(db, job, asks)
-            await dispatch.place(db, job, choices, asks=asks, outbox=outbox)
+            need = placement.Need.for_job(job, asks=asks)
+            if guess and not asks and guess[0] == need:  # the Island locked in advance
+                await dispatch.place(db, job, guess[1], asks=asks, outbox=outbox, locked=island)
+            else:
+                choices = await dispatch.choose(db, need)
+                await dispatch.place(db, job, choices, asks=asks, outbox=outbox)
         await ledger.hold_with(db, tx.insert(job), user_id=user.pk, job_id=job.pk, amount=budget,
                                available=balance[0][0] if balance else None)  # fmt: skip
     return job
+
+
+# The Cargo of each slug and the budget of its last submission in this process.
+_last: dict[str, tuple[Cargo, Decimal]] = {}
+
+
+async def _guess(
+    db: tx.SyncTx | tx.AsyncTx, workload: str, *, bid: Decimal | None, region: str
+) -> tuple[placement.Need, list[placement.Candidate]] | None:
+    """Where the job will most likely go, before its Cargo is read: the Islands for the
+    Cargo and budget of the slug's last submission, so that the first one's lock and
+    count go with the first round trip. Only a guess: it is used when the job's own need,
+    once known, is the same (the same Cargo fields, budget, region and no owners' asks),
+    which gives the same choice; otherwise the job is placed as if there were none."""
+    from compute.services import dispatch
+
+    if (last := _last.get(workload)) is None:
+        return None
+    cargo, budget = last
+    need = placement.Need.of(
+        cargo, budget=bid if bid is not None else budget, region=region, excluded=(), asks={}
+    )
+    choices = await dispatch.choose(db, need)
+    return (need, choices) if choices else None
 
 
 # Run on every submission: built once (portal.prepared).

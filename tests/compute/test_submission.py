@@ -171,3 +171,54 @@ async def test_a_hold_sent_with_the_commit_never_commits_without_its_balance_row
         await change_then_hold()
     assert (await Cargo.objects.aget(pk=cargo.pk)).name == cargo.name
     assert not await LedgerEntry.objects.filter(user=user).aexists()
+
+
+class Counted(tx.AsyncTx):
+    """The submission's connection, counting its round trips."""
+
+    trips = 0
+
+    async def _run(self, statements):
+        self.trips += 1
+        return await super()._run(statements)
+
+
+async def counted(user, cargo) -> tuple[Job, int]:
+    """A job submitted, and the round trips it took."""
+    pool = await tx._pool()
+    async with pool.connection() as conn:
+        db = Counted(conn)
+        job = await submission.submit_job(
+            db, user=user, workload=cargo.slug, job_input={"prompt": "Hi"}, outbox=Outbox()
+        )
+    return job, db.trips
+
+
+async def test_a_cargo_submitted_before_takes_its_island_s_lock_in_the_first_round_trip(cargo):
+    """GIVEN a Cargo this process has not seen WHEN two of its jobs are submitted THEN
+    the first is placed once the Cargo is read (three round trips), the second on the
+    Island guessed before (two: the Island's lock and count go with the Cargo's read)."""
+    host = await sync_to_async(island)(max_concurrent_jobs=10)
+    user = await sync_to_async(UserFactory)(credits=10)
+    submission._last.clear()
+    first, trips_first = await counted(user, cargo)
+    second, trips_second = await counted(user, cargo)
+    assert (trips_first, trips_second) == (3, 2)
+    for job in (first, second):
+        assert await sync_to_async(stored)(job.pk) == ("running", host.pk, 1, True, 1)
+
+
+async def test_a_guess_made_from_a_cargo_since_changed_is_not_used(cargo):
+    """GIVEN a Cargo's last job went to the only Island serving its runtime WHEN the
+    Cargo moves to another runtime THEN the next job goes to the Island serving that one,
+    although the guess (from the Cargo as it was) named the first Island."""
+    old = await sync_to_async(island)(runtimes=["container"], max_concurrent_jobs=10)
+    new = await sync_to_async(island)(runtimes=["wasm"], max_concurrent_jobs=10)
+    user = await sync_to_async(UserFactory)(credits=10)
+    submission._last.clear()
+    first, _ = await counted(user, cargo)
+    await Cargo.objects.filter(pk=cargo.pk).aupdate(runtime_type="wasm")
+    second, trips = await counted(user, cargo)
+    assert await sync_to_async(stored)(first.pk) == ("running", old.pk, 1, True, 1)
+    assert await sync_to_async(stored)(second.pk) == ("running", new.pk, 1, True, 1)
+    assert trips == 3
