@@ -33,7 +33,7 @@ from portal.api.auth import ApiKeyAuthentication, HasScope, PortalSessionAuthent
 from portal.api.errors import ApiError, exception_handler
 from portal.api.lane import SSE_HEADERS, Call, Reply
 from portal.api.parsers import StrictJSONParser
-from portal.api.throttling import RedisRateThrottle, redis_client
+from portal.api.throttling import TAKE, RedisRateThrottle, Take, Usage, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -98,15 +98,6 @@ def error_response(exc: APIException, *, allow: str = "GET", **extra: Any) -> Js
 
 
 # --- the stream quota ------------------------------------------------------------------
-_ACQUIRE = """
-local now = redis.call('TIME')
-local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], t + tonumber(ARGV[2]), ARGV[3])
-redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])))
-return 1
-"""
 _REFRESH = """
 local now = redis.call('TIME')
 local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
@@ -135,22 +126,34 @@ class StreamSlots:
     def key(user_id: object) -> str:
         return f"streams:{user_id}"
 
+    def take(self, user_id: object) -> Take:
+        """A new slot, to take with the request's rate limit (portal.api.lane's
+        ``Call.limit``) or with :meth:`acquire`."""
+        return Take(self.key(user_id), settings.STREAM_CONCURRENT_LIMIT, self.TTL, uuid.uuid4().hex)
+
     def acquire(self, user_id: object) -> str:
         """Take a slot (sync: called with the request's other checks); 429 when full."""
-        slot, limit = uuid.uuid4().hex, settings.STREAM_CONCURRENT_LIMIT
-        taken = redis_client().eval(_ACQUIRE, 1, self.key(user_id), limit, self.TTL, slot)
-        return self._taken(taken, slot)
+        slot = self.take(user_id)
+        taken = redis_client().eval(TAKE, 1, slot.key, slot.limit, slot.ttl, slot.member)
+        return self._taken(taken, slot.member)
 
     async def aacquire(self, user_id: object) -> str:
         """:meth:`acquire` on the event loop."""
-        slot, limit = uuid.uuid4().hex, settings.STREAM_CONCURRENT_LIMIT
+        slot = self.take(user_id)
         try:
             client = self._async_client()
-            taken = await client.eval(_ACQUIRE, 1, self.key(user_id), limit, self.TTL, slot)
+            taken = await client.eval(TAKE, 1, slot.key, slot.limit, slot.ttl, slot.member)
         except redis.RedisError as exc:
             raise ApiError("Service temporarily unavailable", code="unavailable",
                            status_code=503) from exc  # fmt: skip
-        return self._taken(taken, slot)
+        return self._taken(taken, slot.member)
+
+    async def kept(self, user_id: object, usage: Usage, slot: Take | None) -> str:
+        """The slot asked for with the rate limit (``usage``), or one taken now if none
+        was asked for; 429 when the account's streams are all open."""
+        if slot is None:
+            return await self.aacquire(user_id)
+        return self._taken(usage.taken, slot.member)
 
     @staticmethod
     def _taken(taken: object, slot: str) -> str:

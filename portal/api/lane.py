@@ -45,7 +45,7 @@ from portal import tx
 from portal.api import auth
 from portal.api.errors import exception_handler
 from portal.api.parsers import StrictJSONParser
-from portal.api.throttling import Usage, ahit, enforce, rate_limit_headers
+from portal.api.throttling import Take, Usage, ahit, enforce, rate_limit_headers
 from portal.models import User
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ Handler = Callable[["Call"], Awaitable["Reply"]]
 def fast(view: Any, **handlers: Handler) -> Any:
     """Mark a Django view: the lane serves its ``METHOD=handler`` requests (see above).
     A handler's ``render_error`` attribute, if any, renders its errors (and those of the
-    lane's checks) instead of :func:`error_reply`."""
+    lane's checks) instead of :func:`error_reply`. A handler whose ``limits_itself`` is
+    true calls :meth:`Call.limit` first thing, rather than the lane before calling it."""
     view.fast_lane = handlers
     return view
 
@@ -71,10 +72,20 @@ class Call:
     body: bytes
     kwargs: dict[str, Any]
     key: auth.KeyInfo
+    counted: Callable[[Usage], None]  # learns the usage of each limit (the headers)
 
     @property
     def user(self) -> User:
         return self.key.user
+
+    async def limit(self, take: Take | None = None) -> Usage:
+        """The key's rate limit (429 over it, 401 for a key revoked elsewhere), and with
+        ``take`` that member too in the same round trip (``Usage.taken``)."""
+        key_id = self.key.key_id
+        usage = await ahit(f"key:{key_id}", settings.API_RATE_LIMIT, key_id=key_id, take=take)
+        self.counted(usage)
+        enforce(usage, key_id=key_id)
+        return usage
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
@@ -123,8 +134,9 @@ async def serve(scope: dict, body: bytes, receive: Any, send: Any, view: Any, kw
     handler = view.fast_lane[scope["method"]]
     render_error = getattr(handler, "render_error", error_reply)
     try:
-        key = await _authenticate(request, counted.append)
-        reply = await handler(Call(request, body, kwargs, key))
+        limited = getattr(handler, "limits_itself", False)
+        key = await _authenticate(request, counted.append, limit=not limited)
+        reply = await handler(Call(request, body, kwargs, key, counted.append))
     except APIException as exc:
         reply = render_error(exc)
     except Exception:
@@ -136,9 +148,11 @@ async def serve(scope: dict, body: bytes, receive: Any, send: Any, view: Any, kw
     return True
 
 
-async def _authenticate(request: ASGIRequest, counted: Callable[[Usage], None]) -> auth.KeyInfo:
-    """The usual path's authentication, scope check and rate limit, in its order;
-    ``counted`` learns each limit's usage (the answer's headers tell the last)."""
+async def _authenticate(
+    request: ASGIRequest, counted: Callable[[Usage], None], *, limit: bool = True
+) -> auth.KeyInfo:
+    """The usual path's authentication, scope check and (``limit``) rate limit, in its
+    order; ``counted`` learns each limit's usage (the answer's headers tell the last)."""
     raw = auth.bearer_key(request.headers["Authorization"])
     key_hash = auth.hash_key(raw)
     found, info = auth.cached_key(key_hash)
@@ -154,9 +168,8 @@ async def _authenticate(request: ASGIRequest, counted: Callable[[Usage], None]) 
         await tx.work(lambda db: db.one(auth.touching(key)))
     if not auth.has_scope(key, request.method or "GET"):
         raise PermissionDenied(auth.HasScope.message)
-    usage = await ahit(f"key:{key.key_id}", settings.API_RATE_LIMIT, key_id=key.key_id)
-    counted(usage)
-    enforce(usage, key_id=key.key_id)
+    if limit:
+        await Call(request, b"", {}, key, counted).limit()
     return key
 
 

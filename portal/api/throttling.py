@@ -24,19 +24,51 @@ from portal.api.errors import ApiError
 
 WINDOW_SECONDS = 60
 
-# KEYS[2], when given, is a key's revocation marker: checking it here lets every web
+# ``marker``, when given, is a key's revocation marker: checking it here lets every web
 # process refuse a revoked key at once without a second round trip.
-_HIT = """
-local count = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
+_HIT_FUNCTION = """
+local function hit(bucket, window, marker)
+  local count = redis.call('INCR', bucket)
+  local ttl = redis.call('PTTL', bucket)
+  if ttl < 0 then
+    redis.call('PEXPIRE', bucket, window)
+    ttl = tonumber(window)
+  end
+  local revoked = 0
+  if marker then revoked = redis.call('EXISTS', marker) end
+  return count, ttl, revoked
 end
-local revoked = 0
-if KEYS[2] then revoked = redis.call('EXISTS', KEYS[2]) end
-return {count, ttl, revoked}
 """
+# A member of a set of at most ``limit`` members that expire ``ttl`` seconds after they
+# were added (a sorted set scored by expiry; compute.streaming's stream slots): 1 if
+# taken, 0 if the set is full.
+_TAKE_FUNCTION = """
+local function take(key, limit, ttl, member)
+  local now = redis.call('TIME')
+  local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', t)
+  if redis.call('ZCARD', key) >= tonumber(limit) then return 0 end
+  redis.call('ZADD', key, t + tonumber(ttl), member)
+  redis.call('EXPIRE', key, math.ceil(tonumber(ttl)))
+  return 1
+end
+"""
+_HIT = _HIT_FUNCTION + "return {hit(KEYS[1], ARGV[1], KEYS[2])}"
+TAKE = _TAKE_FUNCTION + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
+# The two in one round trip; the member is taken only by a request within its limit
+# (ARGV[2]) and whose key is not revoked.
+_HIT_THEN_TAKE = (
+    _HIT_FUNCTION
+    + _TAKE_FUNCTION
+    + """
+local count, ttl, revoked = hit(KEYS[1], ARGV[1], KEYS[2])
+local taken = 0
+if count <= tonumber(ARGV[2]) and revoked == 0 then
+  taken = take(KEYS[3], ARGV[3], ARGV[4], ARGV[5])
+end
+return {count, ttl, revoked, taken}
+"""
+)
 
 
 @cache
@@ -57,6 +89,18 @@ class Usage:
     retry_after: int  # seconds until then, at least 1
     allowed: bool
     revoked: bool = False
+    taken: bool = False  # the member asked for with the count (:class:`Take`)
+
+
+@dataclass(frozen=True)
+class Take:
+    """A member to add to a bounded set of expiring members with the count (see
+    ``_TAKE_FUNCTION``), in the same round trip."""
+
+    key: str
+    limit: int
+    ttl: float
+    member: str
 
 
 def revocation_marker(key_id: str) -> str:
@@ -83,25 +127,35 @@ def hit(bucket: str, limit: int, *, key_id: str | None = None) -> Usage:
 _async_clients: dict[asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, object]] = {}
 
 
-def async_redis() -> tuple[redis.asyncio.Redis, object]:
-    """This event loop's Redis client and its copy of the counting script."""
+def async_redis() -> tuple[redis.asyncio.Redis, object, object]:
+    """This event loop's Redis client and its copies of the counting scripts."""
     loop = asyncio.get_running_loop()
     found = _async_clients.get(loop)
     if found is None:
         client = redis.asyncio.Redis.from_url(
             settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
         )
-        found = client, client.register_script(_HIT)
+        found = client, client.register_script(_HIT), client.register_script(_HIT_THEN_TAKE)
         _async_clients.clear()  # one loop per web process; tests start others
         _async_clients[loop] = found
     return found
 
 
-async def ahit(bucket: str, limit: int, *, key_id: str | None = None) -> Usage:
-    """:func:`hit` on the running event loop."""
+async def ahit(
+    bucket: str, limit: int, *, key_id: str | None = None, take: Take | None = None
+) -> Usage:
+    """:func:`hit` on the running event loop; with ``take`` (and ``key_id``), also take
+    that member when the request is within its limit (``Usage.taken``)."""
     keys = [f"rl:{bucket}"] + ([revocation_marker(key_id)] if key_id else [])
+    args: list = [WINDOW_SECONDS * 1000]
+    _, counting, taking = async_redis()
+    if take is not None:
+        if not key_id:
+            raise ValueError("a member is taken with a key's count")
+        keys.append(take.key)
+        args += [limit, take.limit, take.ttl, take.member]
     try:
-        counted = await async_redis()[1](keys=keys, args=[WINDOW_SECONDS * 1000])
+        counted = await (counting if take is None else taking)(keys=keys, args=args)
     except redis.RedisError as exc:
         raise _unavailable() from exc
     return _usage(limit, *counted)
@@ -111,7 +165,7 @@ def _unavailable() -> ApiError:
     return ApiError("Service temporarily unavailable", code="unavailable", status_code=503)
 
 
-def _usage(limit: int, count: int, ttl_ms: int, revoked: int) -> Usage:
+def _usage(limit: int, count: int, ttl_ms: int, revoked: int, taken: int = 0) -> Usage:
     retry_after = max(1, math.ceil(ttl_ms / 1000))
     return Usage(
         limit=limit,
@@ -120,6 +174,7 @@ def _usage(limit: int, count: int, ttl_ms: int, revoked: int) -> Usage:
         retry_after=retry_after,
         allowed=count <= limit,
         revoked=bool(revoked),
+        taken=bool(taken),
     )
 
 

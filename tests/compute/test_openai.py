@@ -1,6 +1,7 @@
 """POST /api/v1/chat/completions with the official ``openai`` package against the whole
 coordinator (web, Celery worker, NATS bridge) and an Island played by the test."""
 
+import time
 from collections.abc import Iterator
 
 import openai
@@ -9,7 +10,10 @@ import pytest
 from billing.models import Balance
 from compute.models import Job
 from compute.seed import seed_cargos
+from compute.streaming import slots
 from portal import services
+from portal.api.throttling import redis_client
+from portal.models import User
 from tests.compute.fake_island import FakeIsland
 from tests.factories import IslandFactory
 
@@ -166,6 +170,35 @@ def test_a_sixth_open_stream_raises_rate_limit_error(stack, client):
         texts = ["".join(c.choices[0].delta.content or "" for c in s if c.choices) for s in streams]
         next(gen, None)
     assert texts == ["You said: Hello island"] * 5
+
+
+def open_streams(user_id) -> int:
+    return redis_client().zcard(slots.key(user_id))
+
+
+def test_a_refused_stream_request_leaves_no_stream_slot_taken(stack, client, key, settings):
+    """A streaming request takes its slot with the rate limit: refused afterwards (its
+    body, or no Island's answer needed: an unknown model), the slot is given back."""
+    user = User.objects.get(email="ada@example.com")
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.chat.completions.create(model="llm-chat", messages=[], stream=True)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-cargo", messages=MESSAGES, stream=True)
+    assert open_streams(user.pk) == 0
+
+
+def test_at_the_stream_limit_a_bad_body_still_gets_its_own_error(stack, client):
+    """The order of the checks is the usual path's: the body's errors before the quota of
+    open streams, although the slot is asked for before the body is read."""
+    user = User.objects.get(email="ada@example.com")
+    for n in range(5):
+        redis_client().zadd(slots.key(user.pk), {f"held-{n}": time.time() + 60})
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.chat.completions.create(model="llm-chat", messages=[], stream=True)
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.chat.completions.create(model="llm-chat", messages=MESSAGES, stream=True)
+    assert raised.value.code == "concurrent_stream_limit"
+    assert open_streams(user.pk) == 5
 
 
 def test_a_failed_job_raises_a_server_error_that_is_not_retried(stack, client):

@@ -117,3 +117,31 @@ def test_checking_a_key_and_its_limit_costs_no_database_query(api, django_assert
 
     with django_assert_num_queries(0):
         assert api.put("/api/v1/account").status_code == 405  # auth, scope, limit: no view
+
+
+def test_a_member_taken_with_the_count_is_taken_only_within_the_limit(db):
+    """``ahit`` with ``take``: one script counts the request and takes a member of a
+    bounded set (a stream slot); a request over its limit or with a revoked key takes
+    nothing, and a full set gives nothing more."""
+    import asyncio
+    import uuid
+
+    from portal.api.throttling import Take, ahit, mark_revoked, redis_client
+
+    key_id, bucket = str(uuid.uuid4()), f"test-take:{uuid.uuid4()}"
+    members = f"test-members:{uuid.uuid4()}"
+
+    async def hit(limit: int, member: str) -> tuple[bool, bool]:
+        usage = await ahit(bucket, limit, key_id=key_id, take=Take(members, 2, 60.0, member))
+        return usage.allowed, usage.taken
+
+    async def scenario() -> list[tuple[bool, bool]]:
+        return [await hit(3, "a"), await hit(3, "b"), await hit(3, "c"), await hit(3, "d")]
+
+    # within the limit: two taken, the set is then full; over the limit: nothing taken
+    assert asyncio.run(scenario()) == [(True, True), (True, True), (True, False), (False, False)]
+    assert sorted(redis_client().zrange(members, 0, -1)) == [b"a", b"b"]
+    redis_client().delete(members)
+    mark_revoked(key_id)
+    assert asyncio.run(hit(100, "e")) == (True, False)
+    assert redis_client().zcard(members) == 0
