@@ -81,11 +81,7 @@ class Call:
     async def limit(self, take: Take | None = None) -> Usage:
         """The key's rate limit (429 over it, 401 for a key revoked elsewhere), and with
         ``take`` that member too in the same round trip (``Usage.taken``)."""
-        key_id = self.key.key_id
-        usage = await ahit(f"key:{key_id}", settings.API_RATE_LIMIT, key_id=key_id, take=take)
-        self.counted(usage)
-        enforce(usage, key_id=key_id)
-        return usage
+        return await _limit(self.key, self.counted, take)
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
@@ -169,8 +165,17 @@ async def _authenticate(
     if not auth.has_scope(key, request.method or "GET"):
         raise PermissionDenied(auth.HasScope.message)
     if limit:
-        await Call(request, b"", {}, key, counted).limit()
+        await _limit(key, counted)
     return key
+
+
+async def _limit(
+    key: auth.KeyInfo, counted: Callable[[Usage], None], take: Take | None = None
+) -> Usage:
+    usage = await ahit(f"key:{key.key_id}", settings.API_RATE_LIMIT, key_id=key.key_id, take=take)
+    counted(usage)
+    enforce(usage, key_id=key.key_id)
+    return usage
 
 
 def error_reply(exc: APIException) -> Reply:
