@@ -31,6 +31,7 @@ from compute.services.publish import client_event, publish_cancel, publish_job_e
 from portal import tx
 from portal.api.errors import ApiError
 from portal.models import User
+from portal.prepared import Prepared
 from portal.tx import SyncTx, run_sync
 
 logger = logging.getLogger(__name__)
@@ -167,10 +168,10 @@ def finish(
     ended it. ``island_id``: only if the job is on that Island. ``notify``: tell the
     Island to stop (``host.{id}.cancel``) once committed."""
     with transaction.atomic():
-        jobs = Job.objects.select_for_update(no_key=True).filter(pk=job_id)
-        if island_id is not None:
-            jobs = jobs.filter(island_id=island_id)
-        job = jobs.first()
+        if island_id is None:
+            job = _locked.first(job=_as_uuid(job_id))
+        else:
+            job = _locked_on.first(job=_as_uuid(job_id), island=_as_uuid(island_id))
         if job is None or job.status not in TRANSITIONS[event][0]:
             return False
         _end(job, event, error=error, usage=usage or {})
@@ -256,14 +257,33 @@ def event_token(job_id: object, attempt: int, seq: int, text: str) -> tuple[str,
     return client_event(job_id, f"{attempt}:t:{seq}", "token", content=text, seq=seq)
 
 
+# Run for every job's end and for most Island messages: built once (portal.prepared).
+_locked = Prepared(lambda job: Job.objects.filter(pk=job), lock=True, job=uuid.UUID)
+_locked_on = Prepared(
+    lambda job, island: Job.objects.filter(pk=job, island_id=island),
+    lock=True,
+    job=uuid.UUID,
+    island=uuid.UUID,
+)
+_running = Prepared(
+    lambda job, island: Job.objects.filter(pk=job, island_id=island, status=S.RUNNING).values_list(
+        "attempts", "last_seq"
+    ),
+    job=uuid.UUID,
+    island=uuid.UUID,
+)
+
+
+def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
 # --- what Islands report ------------------------------------------------------------
 def _owned(job_id: str, host_id: str) -> dict | None:
-    """The job's attempt if it is running on ``host_id``; ``None`` ignores the message."""
-    return (
-        Job.objects.filter(pk=job_id, island_id=host_id, status=S.RUNNING)
-        .values("attempts", "started_at")
-        .first()
-    )
+    """The job's attempt and last stored chunk if it is running on ``host_id``;
+    ``None`` ignores the message."""
+    row = _running.first(job=_as_uuid(job_id), island=_as_uuid(host_id))
+    return None if row is None else {"attempts": row[0], "last_seq": row[1]}
 
 
 def apply_status(
@@ -374,8 +394,7 @@ def output_caught_up(*, host_id: str, job_id: str) -> bool:
     when there is nothing to wait for (the job is not running there)."""
     from portal.api.throttling import redis_client
 
-    owned = Job.objects.filter(pk=job_id, island_id=host_id, status=S.RUNNING)
-    row = owned.values("attempts", "last_seq").first()
+    row = _owned(job_id, host_id)
     if row is None:
         return True
     final = redis_client().get(_final_key(job_id, row["attempts"]))
