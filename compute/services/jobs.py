@@ -367,8 +367,12 @@ def apply_output(*, host_id: str, chunks: list[dict]) -> int:
             if (seq := final.get(str(job.pk))) is not None:
                 key = _final_key(job.pk, job.attempts)
                 transaction.on_commit(partial(_note_final, key, seq), robust=True)
-        if changed:
-            Job.objects.bulk_update(changed, ["output", "last_seq", "pending_chunks"])
+        if changed:  # one round trip, prepared statements (a bulk_update's CASE is not)
+            fields = ("output", "last_seq", "pending_chunks")
+            run_sync(SyncTx().run(*(
+                tx.update(Job, {"pk": job.pk}, {name: getattr(job, name) for name in fields})
+                for job in changed
+            )))  # fmt: skip
     return appended_total
 
 

@@ -15,6 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from compute.models import Island, KarmaEvent
+from portal.prepared import Prepared
 
 MINUTES_PER_KARMA = 60
 DISCONNECTION = "disconnection"
@@ -117,11 +118,22 @@ def lock_island(island_id: uuid.UUID | str) -> Island:
     """Lock an Island's row for the end of one of its jobs (what the end changes, and
     its owner, who gets paid). Lock order of a job's end: the job, its Island, then the
     balances (billing.services)."""
-    return (
-        Island.objects.select_for_update(no_key=True)
-        .only("id", "owner_id", "karma", "pending_minutes", "pending_seconds")
-        .get(pk=island_id)
+    island = _locked_island.first(
+        island=island_id if isinstance(island_id, uuid.UUID) else uuid.UUID(island_id)
     )
+    if island is None:
+        raise Island.DoesNotExist(f"no Island {island_id}")
+    return island
+
+
+# Run at every job's end: built once (portal.prepared).
+_locked_island = Prepared(
+    lambda island: Island.objects.filter(pk=island).only(
+        "id", "owner_id", "karma", "pending_minutes", "pending_seconds"
+    ),
+    lock=True,
+    island=uuid.UUID,
+)
 
 
 def record_completed_job(
