@@ -268,7 +268,7 @@ def request_dispatch() -> None:
 
 def dispatch_if_waiting() -> None:
     """After a job's end freed a slot: a pass only when a job waits queued (at most job
-    ends, none does, and a pass is a task, a lock and a query). Looked at after the end
+    ends none does, and a pass costs a task, a lock and a query). Looked at after the end
     committed, so a job queued later is not missed: its own commit asks for a pass
     (:func:`place`), which sees the slot free."""
     if Job.objects.filter(status=S.QUEUED).exists():
