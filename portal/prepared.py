@@ -20,7 +20,8 @@ project keeps Django's default binding.
     cargo = by_slug.first(slug="llm-chat")          # a Cargo, or None
 
 Parameters are ``str``, ``int``, ``uuid.UUID`` or ``datetime`` values that stand alone in
-the SQL (not inside ``__in`` lists, whose length would change the SQL). A query that
+the SQL (not inside ``__in`` lists, whose length would change the SQL); a ``uuid.UUID``
+parameter may be given as its text too (the ids of NATS messages). A query that
 locks rows (``lock=True``) must run inside a transaction, as with the ORM.
 
 :func:`insert` and :func:`update` do the same for the job path's writes: their SQL is
@@ -197,7 +198,10 @@ class Prepared:
         connection = connections[self.using]
         params = list(template)
         for name, i in slots.items():
-            params[i] = self._prep(values[name], connection)
+            value = values[name]
+            if self.kinds[name] is uuid.UUID and isinstance(value, str):
+                value = uuid.UUID(value)
+            params[i] = self._prep(value, connection)
         return sql, params
 
     def convert(self, rows: list) -> list[Any]:

@@ -128,12 +128,11 @@ _running_on = Prepared(
 )
 
 
-def lock_statements(island_id: str, now: datetime) -> tuple[tx.Statement, tx.Statement]:
+def lock_statements(island_id: uuid.UUID | str, now: datetime) -> tuple[tx.Statement, tx.Statement]:
     """An Island's lock (``None`` rows: it may not take jobs now) and its running count."""
-    island = uuid.UUID(island_id)
     return (
-        tx.query(_lock_island, island=island, now=now, cutoff=offline_cutoff(now)),
-        tx.query(_running_on, island=island),
+        tx.query(_lock_island, island=island_id, now=now, cutoff=offline_cutoff(now)),
+        tx.query(_running_on, island=island_id),
     )
 
 
@@ -164,7 +163,7 @@ async def claim(
     island_id = uuid.UUID(str(candidate.island_id))
     async with db.atomic():
         if locked is None:
-            locked = await db.run(*lock_statements(str(island_id), now))
+            locked = await db.run(*lock_statements(island_id, now))
         locked, counted = locked
         if not locked:
             index.note_unavailable(candidate.island_id)

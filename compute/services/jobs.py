@@ -169,9 +169,9 @@ def finish(
     Island to stop (``host.{id}.cancel``) once committed."""
     with transaction.atomic():
         if island_id is None:
-            job = _locked.first(job=_as_uuid(job_id))
+            job = _locked.first(job=job_id)
         else:
-            job = _locked_on.first(job=_as_uuid(job_id), island=_as_uuid(island_id))
+            job = _locked_on.first(job=job_id, island=island_id)
         if job is None or job.status not in TRANSITIONS[event][0]:
             return False
         _end(job, event, error=error, usage=usage or {})
@@ -274,15 +274,11 @@ _running = Prepared(
 )
 
 
-def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
 # --- what Islands report ------------------------------------------------------------
 def _owned(job_id: str, host_id: str) -> dict | None:
     """The job's attempt and last stored chunk if it is running on ``host_id``;
     ``None`` ignores the message."""
-    row = _running.first(job=_as_uuid(job_id), island=_as_uuid(host_id))
+    row = _running.first(job=job_id, island=host_id)
     return None if row is None else {"attempts": row[0], "last_seq": row[1]}
 
 

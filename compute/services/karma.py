@@ -118,9 +118,7 @@ def lock_island(island_id: uuid.UUID | str) -> Island:
     """Lock an Island's row for the end of one of its jobs (what the end changes, and
     its owner, who gets paid). Lock order of a job's end: the job, its Island, then the
     balances (billing.services)."""
-    island = _locked_island.first(
-        island=island_id if isinstance(island_id, uuid.UUID) else uuid.UUID(island_id)
-    )
+    island = _locked_island.first(island=island_id)
     if island is None:
         raise Island.DoesNotExist(f"no Island {island_id}")
     return island

@@ -50,6 +50,10 @@ def test_values_rows_and_uuid_and_datetime_parameters():
     assert recent.rows(user=user.pk, since=timezone.now() - timedelta(hours=1)) == [(1,)]
     assert recent.rows(user=user.pk, since=timezone.now() - timedelta(hours=3)) == [(2,)]
     assert recent.rows(user=uuid.uuid4(), since=timezone.now()) == []
+    # an id as the text NATS messages carry finds the same rows
+    assert recent.rows(user=str(user.pk), since=timezone.now() - timedelta(hours=3)) == [(2,)]
+    with pytest.raises(ValueError, match="UUID"):
+        recent.rows(user="not-a-uuid", since=timezone.now())
 
 
 def test_a_parameter_the_sql_holds_twice_is_refused_when_built():
