@@ -133,18 +133,16 @@ async def complete_fast(call: Call) -> Reply:
     errors come in the usual path's order all the same (the body's before the quota's)."""
     asked = slots.take(call.user.pk) if _asks_for_stream(call.body) else None
     usage = await call.limit(take=asked)
+    taken = asked.member if asked and usage.taken else None
+    slot = None
     try:
         body = call.json()
         data = validated(ChatInput, body)
-    except BaseException:
-        if usage.taken and asked:
-            await slots.release(call.user.pk, asked.member)
-        raise
-    slot = None
-    if data["stream"]:
-        slot = await slots.kept(call.user.pk, usage, asked)
-    elif usage.taken and asked:
-        await slots.release(call.user.pk, asked.member)
+        if data["stream"]:
+            slot = await slots.kept(call.user.pk, usage, asked)
+    finally:
+        if taken and slot is None:  # refused, or no stream after all: given back
+            await slots.release(call.user.pk, taken)
     outbox, key = Outbox(), call.header("Idempotency-Key")
     try:
         job = await tx.work(
