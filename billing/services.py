@@ -21,6 +21,7 @@ from billing.models import Balance, LedgerEntry
 from portal import prepared, tx
 from portal.api.errors import ApiError
 from portal.models import User
+from portal.prepared import Prepared
 
 if TYPE_CHECKING:
     from compute.models import Job
@@ -56,7 +57,7 @@ def _lock(*user_ids: object) -> dict[str, Balance]:
             # (see settings) already serialise every writer.
             rows = Balance.objects.filter(user_id__in=ids).order_by("user_id")
             return {str(b.user_id): b for b in rows}
-        with connection.cursor() as cursor:
+        with prepared.cursor() as cursor:
             cursor.execute(_LOCK_SQL, [ids])
             return {
                 str(uid): Balance(user_id=uid, available=a, held=h, earnings=e)
@@ -130,7 +131,7 @@ class _Book:
             ["(%s::uuid, %s::numeric, %s::numeric, %s::numeric)"] * len(touched)
         )
         entry_rows = ", ".join([_ENTRY_ROW] * len(self.entries))
-        with connection.cursor() as cursor:
+        with prepared.cursor() as cursor:  # a few shapes, each prepared once per connection
             cursor.execute(_WRITE_SQL.format(balances=balance_rows, entries=entry_rows), params)
 
     def _write_portably(self) -> None:
@@ -305,8 +306,14 @@ def _constraint(exc: IntegrityError) -> str | None:
 
 def _job_entries(job_id: uuid.UUID) -> dict[str, Decimal]:
     """The job's entries so far, ``{kind prefix of the key: amount}``."""
-    rows = LedgerEntry.objects.filter(job_id=job_id).values_list("idempotency_key", "amount")
-    return {key.split(":", 1)[0]: amount for key, amount in rows}
+    return {key.split(":", 1)[0]: amount for key, amount in _entries_of_job.rows(job=job_id)}
+
+
+# Run at every job's end: built once (portal.prepared).
+_entries_of_job = Prepared(
+    lambda job: LedgerEntry.objects.filter(job_id=job).values_list("idempotency_key", "amount"),
+    job=uuid.UUID,
+)
 
 
 def _closed(entries: dict[str, Decimal]) -> bool:

@@ -275,6 +275,21 @@ def _field(model: type[Model], name: str) -> Field:
     return model._meta.pk if name == "pk" else model._meta.get_field(name)
 
 
+NULL = -1  # the size of an ``__isnull`` test: no parameter
+
+
+def _test(key: str, value: Any) -> tuple[str, int | None]:
+    """``(field name, size)`` of a ``where`` entry: ``None`` for an equality, the number
+    of values of an ``__in``, :data:`NULL` for ``__isnull=True``."""
+    if key.endswith("__isnull"):
+        if value is not True:
+            raise ValueError(f"{key} must be True")
+        return key.removesuffix("__isnull"), NULL
+    if key.endswith("__in"):
+        return key.removesuffix("__in"), len(value)
+    return key, None
+
+
 @functools.cache
 def _update_sql(model: type[Model], changed: tuple, where: tuple, using: str) -> str:
     quote = connections[using].ops.quote_name
@@ -284,6 +299,8 @@ def _update_sql(model: type[Model], changed: tuple, where: tuple, using: str) ->
         column = quote(_field(model, name).column)
         if size is None:
             tests.append(f"{column} = %s")
+        elif size == NULL:
+            tests.append(f"{column} IS NULL")
         else:
             tests.append(f"{column} IN ({', '.join(['%s'] * size)})")
     table = quote(model._meta.db_table)
@@ -293,17 +310,18 @@ def _update_sql(model: type[Model], changed: tuple, where: tuple, using: str) ->
 def update_statement(model: type[Model], where: dict[str, Any], values: dict[str, Any],
                      using: str = "default") -> tuple[str, list]:  # fmt: skip
     """``UPDATE ... SET values WHERE where``, with SQL built once per set of names.
-    ``where`` holds equalities by field name (or ``pk``), or ``name__in`` with a
-    collection; values are plain (no expressions)."""
+    ``where`` holds equalities by field name (or ``pk``), ``name__in`` with a collection,
+    or ``name__isnull`` with ``True``; values are plain (no expressions)."""
     connection = connections[using]
-    tests = [(k.removesuffix("__in"), len(v) if k.endswith("__in") else None)
-             for k, v in where.items()]  # fmt: skip
+    tests = [_test(key, value) for key, value in where.items()]
     params = []
     for name, value in values.items():
         value = value.pk if isinstance(value, Model) else value
         params.append(_field(model, name).get_db_prep_save(value, connection))
     for (name, size), value in zip(tests, where.values(), strict=True):
         field = _field(model, name)
+        if size == NULL:
+            continue
         for one in sorted(value) if size is not None else [value]:
             params.append(field.get_db_prep_value(one, connection))
     return _update_sql(model, tuple(values), tuple(tests), using), params

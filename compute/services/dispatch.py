@@ -270,8 +270,14 @@ def dispatch_if_waiting() -> None:
     ends none does, and a pass costs a task, a lock and a query). Looked at after the end
     committed, so a job queued later is not missed: its own commit asks for a pass
     (:func:`place`), which sees the slot free."""
-    if Job.objects.filter(status=S.QUEUED).exists():
+    if _a_queued_job.first() is not None:
         request_dispatch()
+
+
+# Run after every job's end: built once (portal.prepared).
+_a_queued_job = Prepared(
+    lambda: Job.objects.filter(status=S.QUEUED).order_by().values_list("pk")[:1]
+)
 
 
 def dispatch_queued(*, limit: int = 500) -> int:

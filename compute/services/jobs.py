@@ -265,6 +265,14 @@ _locked_on = Prepared(
     job=uuid.UUID,
     island=uuid.UUID,
 )
+_output_of = Prepared(
+    lambda job, island: Job.objects.filter(pk=job, island_id=island, status=S.RUNNING).only(
+        "id", "output", "last_seq", "pending_chunks", "attempts"
+    ),
+    lock=True,
+    job=uuid.UUID,
+    island=uuid.UUID,
+)
 _running = Prepared(
     lambda job, island: Job.objects.filter(pk=job, island_id=island, status=S.RUNNING).values_list(
         "attempts", "last_seq"
@@ -287,13 +295,15 @@ def apply_status(
 ) -> bool:
     """``host.{id}.status``; ``True`` if it changed something."""
     if state in ("started", "streaming"):
-        owned = _owned(job_id, host_id)
-        if owned is None:
+        # One round trip: the job's attempt if it runs there, and its start if first.
+        where = {"pk": job_id, "island_id": host_id, "status": S.RUNNING}
+        found, first = run_sync(SyncTx().run(
+            tx.query(_running, job=job_id, island=host_id),
+            tx.update(Job, {**where, "started_at__isnull": True}, {"started_at": timezone.now()}),
+        ))  # fmt: skip
+        if not found:
             return False
-        first = Job.objects.filter(
-            pk=job_id, island_id=host_id, status=S.RUNNING, started_at__isnull=True
-        ).update(started_at=timezone.now())
-        key = f"{owned['attempts']}:s:{state}"
+        key = f"{found[0][0]}:s:{state}"
         publish_job_events(
             job_id, [client_event(job_id, key, "status", state="running", phase=state)]
         )
@@ -343,12 +353,11 @@ def apply_output(*, host_id: str, chunks: list[dict]) -> int:
             final[str(chunk["job_id"])] = chunk["seq"]
     appended_total = 0
     with transaction.atomic():
-        jobs = list(
-            Job.objects.select_for_update(no_key=True)
-            .filter(pk__in=list(by_job), island_id=host_id, status=S.RUNNING)
-            .only("id", "output", "last_seq", "pending_chunks", "attempts")
-            .order_by("pk")
-        )
+        # Locked in primary-key order, in one round trip.
+        found = run_sync(SyncTx().run(*(
+            tx.query(_output_of, job=job_id, island=host_id) for job_id in sorted(by_job, key=uuid.UUID)
+        )))  # fmt: skip
+        jobs = [rows[0] for rows in found if rows]
         changed = []
         for job in jobs:
             before = (job.last_seq, len(job.pending_chunks or {}))

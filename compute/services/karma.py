@@ -15,6 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from compute.models import Island, KarmaEvent
+from portal import prepared
 from portal.prepared import Prepared
 
 MINUTES_PER_KARMA = 60
@@ -127,7 +128,14 @@ def lock_island(island_id: uuid.UUID | str) -> Island:
 # Run at every job's end: built once (portal.prepared).
 _locked_island = Prepared(
     lambda island: Island.objects.filter(pk=island).only(
-        "id", "owner_id", "karma", "pending_minutes", "pending_seconds"
+        "id",
+        "owner_id",
+        "karma",
+        "pending_minutes",
+        "pending_seconds",
+        "jobs_completed",
+        "jobs_failed",
+        "earnings",
     ),
     lock=True,
     island=uuid.UUID,
@@ -160,13 +168,10 @@ def record_completed_job(
         counted = island.pending_seconds + compute_seconds(seconds, karma=island.karma)
         minutes, rest = divmod(counted, SECONDS_PER_MINUTE)
         gained, pending = divmod(island.pending_minutes + minutes, MINUTES_PER_KARMA)
-        Island.objects.filter(pk=island.pk).update(
-            jobs_completed=F("jobs_completed") + 1,
-            earnings=F("earnings") + earned,
-            karma=island.karma + gained,
-            pending_minutes=pending,
-            pending_seconds=rest,
-        )
+        prepared.update(Island, {"pk": island.pk}, {
+            "jobs_completed": island.jobs_completed + 1, "earnings": island.earnings + earned,
+            "karma": island.karma + gained, "pending_minutes": pending, "pending_seconds": rest,
+        })  # fmt: skip
         if not minutes:
             return None
         return KarmaEvent.objects.create(
@@ -193,9 +198,10 @@ def record_failed_job(
     penalty = settings.KARMA_TIMEOUT_PENALTY if timed_out else settings.KARMA_FAILURE_PENALTY
     with transaction.atomic(savepoint=False):
         island = island or lock_island(island_id)
-        Island.objects.filter(pk=island.pk).update(
-            jobs_failed=F("jobs_failed") + 1, karma=island.karma - penalty
-        )
+        prepared.update(
+            Island, {"pk": island.pk},
+            {"jobs_failed": island.jobs_failed + 1, "karma": island.karma - penalty},
+        )  # fmt: skip
         if not penalty:
             return None
         return KarmaEvent.objects.create(

@@ -84,3 +84,15 @@ def test_update_changes_only_the_rows_that_match_and_counts_them():
     waiting.refresh_from_db()
     done.refresh_from_db()
     assert (waiting.status, waiting.attempts, done.status) == ("running", 1, "completed")
+
+
+def test_an_update_only_where_a_field_is_still_null_happens_once():
+    job = Job.objects.create(user=UserFactory(), cargo=CargoFactory(), status="running")
+    first, later = timezone.now() - timedelta(seconds=5), timezone.now()
+    where = {"pk": job.pk, "started_at__isnull": True}
+    assert prepared.update(Job, where, {"started_at": first}) == 1
+    assert prepared.update(Job, where, {"started_at": later}) == 0
+    job.refresh_from_db()
+    assert job.started_at == first
+    with pytest.raises(ValueError, match="must be True"):
+        prepared.update(Job, {"pk": job.pk, "started_at__isnull": False}, {"started_at": later})
