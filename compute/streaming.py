@@ -8,7 +8,6 @@ chat completions endpoint shares with it (the events themselves: compute.feed).
   thread), and :func:`error_response` answers in the API's error shape.
 """
 
-import asyncio
 import logging
 import time
 import uuid
@@ -33,7 +32,14 @@ from portal.api.auth import ApiKeyAuthentication, HasScope, PortalSessionAuthent
 from portal.api.errors import ApiError, exception_handler
 from portal.api.lane import SSE_HEADERS, Call, Reply
 from portal.api.parsers import StrictJSONParser
-from portal.api.throttling import TAKE, RedisRateThrottle, Take, Usage, redis_client
+from portal.api.throttling import (
+    RedisRateThrottle,
+    Take,
+    Usage,
+    async_redis,
+    redis_client,
+    take_script,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +125,6 @@ class StreamSlots:
     TTL = 60.0
     RENEW_EVERY = 15.0
 
-    def __init__(self) -> None:
-        self._clients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
-
     @staticmethod
     def key(user_id: object) -> str:
         return f"streams:{user_id}"
@@ -134,15 +137,16 @@ class StreamSlots:
     def acquire(self, user_id: object) -> str:
         """Take a slot (sync: called with the request's other checks); 429 when full."""
         slot = self.take(user_id)
-        taken = redis_client().eval(TAKE, 1, slot.key, slot.limit, slot.ttl, slot.member)
+        taken = take_script()(keys=[slot.key], args=[slot.limit, slot.ttl, slot.member])
         return self._taken(taken, slot.member)
 
     async def aacquire(self, user_id: object) -> str:
         """:meth:`acquire` on the event loop."""
         slot = self.take(user_id)
         try:
-            client = self._async_client()
-            taken = await client.eval(TAKE, 1, slot.key, slot.limit, slot.ttl, slot.member)
+            taken = await async_redis().take(
+                keys=[slot.key], args=[slot.limit, slot.ttl, slot.member]
+            )
         except redis.RedisError as exc:
             raise ApiError("Service temporarily unavailable", code="unavailable",
                            status_code=503) from exc  # fmt: skip
@@ -171,23 +175,15 @@ class StreamSlots:
     def release_sync(self, user_id: object, slot: str) -> None:
         redis_client().zrem(self.key(user_id), slot)
 
-    def _async_client(self) -> redis.asyncio.Redis:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
-            self._clients = {loop: client}  # one loop per web process; tests start others
-        return client
-
     async def renew(self, user_id: object, slot: str) -> None:
         try:
-            await self._async_client().eval(_REFRESH, 1, self.key(user_id), self.TTL, slot)
+            await async_redis().client.eval(_REFRESH, 1, self.key(user_id), self.TTL, slot)
         except redis.RedisError:
             logger.warning("could not renew stream slot of user %s", user_id)
 
     async def release(self, user_id: object, slot: str) -> None:
         try:
-            await self._async_client().zrem(self.key(user_id), slot)
+            await async_redis().client.zrem(self.key(user_id), slot)
         except redis.RedisError:
             logger.warning("could not release stream slot of user %s (it expires)", user_id)
 

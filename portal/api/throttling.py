@@ -12,6 +12,7 @@ import math
 import time
 from dataclasses import dataclass
 from functools import cache
+from typing import Any, NamedTuple
 
 import redis
 import redis.asyncio
@@ -54,7 +55,7 @@ local function take(key, limit, ttl, member)
 end
 """
 _HIT = _HIT_FUNCTION + "return {hit(KEYS[1], ARGV[1], KEYS[2])}"
-TAKE = _TAKE_FUNCTION + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
+_TAKE = _TAKE_FUNCTION + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
 # The two in one round trip; the member is taken only by a request within its limit
 # (ARGV[2]) and whose key is not revoked.
 _HIT_THEN_TAKE = (
@@ -79,6 +80,12 @@ def redis_client() -> redis.Redis:
 @cache
 def _hit_script():
     return redis_client().register_script(_HIT)
+
+
+@cache
+def take_script():
+    """:data:`_TAKE` on :func:`redis_client` (sent by its digest once Redis knows it)."""
+    return redis_client().register_script(_TAKE)
 
 
 @dataclass(frozen=True)
@@ -124,18 +131,27 @@ def hit(bucket: str, limit: int, *, key_id: str | None = None) -> Usage:
     return _usage(limit, *counted)
 
 
-_async_clients: dict[asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, object]] = {}
+class AsyncRedis(NamedTuple):
+    """An event loop's Redis client and its copies of the scripts (sent by digest)."""
+
+    client: redis.asyncio.Redis
+    hit: Any
+    hit_then_take: Any
+    take: Any
 
 
-def async_redis() -> tuple[redis.asyncio.Redis, object, object]:
-    """This event loop's Redis client and its copies of the counting scripts."""
+_async_clients: dict[asyncio.AbstractEventLoop, AsyncRedis] = {}
+
+
+def async_redis() -> AsyncRedis:
+    """This event loop's Redis client and scripts."""
     loop = asyncio.get_running_loop()
     found = _async_clients.get(loop)
     if found is None:
         client = redis.asyncio.Redis.from_url(
             settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
         )
-        found = client, client.register_script(_HIT), client.register_script(_HIT_THEN_TAKE)
+        found = AsyncRedis(client, *map(client.register_script, (_HIT, _HIT_THEN_TAKE, _TAKE)))
         _async_clients.clear()  # one loop per web process; tests start others
         _async_clients[loop] = found
     return found
@@ -148,14 +164,15 @@ async def ahit(
     that member when the request is within its limit (``Usage.taken``)."""
     keys = [f"rl:{bucket}"] + ([revocation_marker(key_id)] if key_id else [])
     args: list = [WINDOW_SECONDS * 1000]
-    _, counting, taking = async_redis()
+    scripts = async_redis()
     if take is not None:
         if not key_id:
             raise ValueError("a member is taken with a key's count")
         keys.append(take.key)
         args += [limit, take.limit, take.ttl, take.member]
     try:
-        counted = await (counting if take is None else taking)(keys=keys, args=args)
+        script = scripts.hit if take is None else scripts.hit_then_take
+        counted = await script(keys=keys, args=args)
     except redis.RedisError as exc:
         raise _unavailable() from exc
     return _usage(limit, *counted)
