@@ -9,7 +9,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from compute.models import Island, KarmaEvent
+from billing.services import split_fee
+from compute.models import Island, Job, KarmaEvent
 from compute.services import dispatch, karma, submission
 from sail import job_events as handlers
 from tests.compute import jobs_support
@@ -212,3 +213,34 @@ def test_higher_karma_wins_the_job_between_otherwise_equal_islands(
         )
     job.refresh_from_db()
     assert job.island_id == veteran.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_of_one_island_ending_at_once_all_count(chat):
+    """Each end writes the Island's counters from its row read under the row's lock: no
+    end may overwrite another's."""
+    host = island(karma=10)
+    started = timezone.now() - timedelta(minutes=90)
+    jobs = [running_job(chat, host, started_at=started, assigned_at=started) for _ in range(6)]
+    barrier = threading.Barrier(len(jobs))
+    results = []
+
+    def end(job) -> None:
+        barrier.wait()
+        try:
+            payload = {"job_id": str(job.pk), "state": "succeeded", "timestamp": 1}
+            results.append(handlers.on_status(str(host.pk), payload))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=end, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == [True] * len(jobs)
+    host.refresh_from_db()
+    earned = sum(split_fee(Job.objects.get(pk=job.pk).credits_used)[0] for job in jobs)
+    assert (host.jobs_completed, host.earnings) == (len(jobs), earned)
+    assert earned > 0
+    assert KarmaEvent.objects.filter(island=host).count() == len(jobs)
