@@ -72,6 +72,15 @@ def test_a_duplicate_chunk_is_never_applied_twice(job, host):
     assert job.output == "abc"
 
 
+def test_a_batch_for_several_jobs_applies_each_jobs_chunks_to_it_alone(chat, job, host):
+    other, elsewhere = running_job(chat, host), running_job(chat, island())
+    chunks = [out(job, 1, "a"), out(other, 1, "x"), out(job, 2, "b"), out(elsewhere, 1, "!"),
+              out(other, 2, "y")]  # fmt: skip
+    assert jobs.apply_output(host_id=str(host.pk), chunks=chunks) == 4
+    outputs = {j.pk: j.output for j in Job.objects.filter(pk__in=[job.pk, other.pk, elsewhere.pk])}
+    assert outputs == {job.pk: "ab", other.pk: "xy", elsewhere.pk: ""}
+
+
 def test_a_batch_with_duplicates_and_gaps_applies_once(job, host):
     chunks = [
         {**out(job, s, c), "host_id": str(host.pk)}
