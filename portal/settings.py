@@ -9,7 +9,7 @@ from portal.env import BASE_DIR, env
 STATE_DIR = env.path("STATE_DIR", BASE_DIR / ".state")
 DEBUG = env.bool("DEBUG", False)
 SECRET_KEY = env.str("SECRET_KEY", "dev-insecure-secret-key-change-me" if DEBUG else None)
-if not DEBUG and SECRET_KEY.startswith("dev-insecure"):
+if not DEBUG and (not SECRET_KEY or SECRET_KEY.startswith("dev-insecure")):
     raise RuntimeError("SECRET_KEY must be set to a real secret when DEBUG is off")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 PUBLIC_URL = env.str("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
