@@ -1,11 +1,13 @@
 """The runtimes on their own: mock, wasm and llmcpp."""
 
 import asyncio
+import hashlib
 import os
 import time
 from pathlib import Path
 
 import pytest
+import wasmtime
 from island_cli.agent.jobs import _side_message
 from island_cli.agent.runtimes import JobFailed
 from island_cli.agent.runtimes.mock import PREAMBLE, MockRuntime
@@ -89,10 +91,19 @@ async def test_a_wasm_module_out_of_fuel_fails_with_a_clear_error(tmp_path):
         await collect(runtime, "word " * 5_000)
 
 
+# A WASI command that loops until its fuel runs out (seconds with this much).
+ENDLESS = '(module (memory (export "memory") 1) (func (export "_start") (loop $again (br $again))))'
+
+
 async def test_a_wasm_module_is_interrupted_when_its_job_is_cancelled(tmp_path):
-    runtime = WasmRuntime(fuel=10**15, memory_mb=16, cache_dir=tmp_path)
-    task = asyncio.ensure_future(collect(runtime, "x " * 30_000_000))
-    await asyncio.sleep(0.3)
+    module = wasmtime.wat2wasm(ENDLESS)
+    digest = hashlib.sha256(module).hexdigest()
+    (tmp_path / f"{digest}.wasm").write_bytes(module)  # in the cache: nothing downloaded
+    runtime = WasmRuntime(fuel=10**10, memory_mb=16, cache_dir=tmp_path)
+    endless = {"wasm_url": "https://cargo.invalid/endless.wasm", "wasm_hash": digest}
+    task = asyncio.ensure_future(collect(runtime, "x", **endless))
+    await asyncio.sleep(0.3)  # compiled and running by now
+    assert not task.done()
 
     started = time.monotonic()
     task.cancel()
