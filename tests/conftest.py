@@ -151,3 +151,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests run last: Playwright's session-wide event loop would otherwise be
     running in the main thread while later asyncio tests try to start their own."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_session_left_on_the_test_database(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """The threads that run ORM code for event loops (portal.tx.in_thread) keep their
+    database connections between calls, as in production: end them before pytest-django
+    drops the test database, which it cannot do while they are open."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
