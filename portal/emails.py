@@ -1,16 +1,71 @@
-"""Account emails. Links are built from PUBLIC_URL, never from a request's Host header."""
+"""Account emails, made and sent by the Celery worker: a request never waits for the
+mail server (nor fails with it: the worker tries again), and asking for a sign-in link or
+a password reset costs a request the same whether or not the account exists, since the
+link itself is made in the worker. Only the email address goes through the broker, never
+a link. Links are built from PUBLIC_URL, never from a request's Host header."""
 
+import smtplib
+from urllib.parse import urlsplit
+
+from celery import shared_task
 from django.conf import settings
+from django.contrib.auth.forms import PasswordResetForm
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from portal.models import User
+# A mail server that is down or refuses for a while: tried again, later each time (a
+# new link each time; an undelivered one is never used and expires).
+SENDING = {
+    "autoretry_for": (OSError, smtplib.SMTPException),
+    "retry_backoff": 5,
+    "max_retries": 8,
+    "ignore_result": True,
+}
 
 
-def send_magic_link(*, user: User, token: str) -> None:
-    url = settings.PUBLIC_URL + reverse("magic_link_confirm", args=[token])
-    minutes = int(settings.MAGIC_LINK_TTL.total_seconds() // 60)
-    context = {"user": user, "url": url, "minutes": minutes}
-    body = render_to_string("registration/magic_link_email.txt", context)
-    send_mail("Your Archipelago sign-in link", body, None, [user.email])
+def request_magic_link(email: str) -> None:
+    """Email a sign-in link to the account of ``email``, if there is one."""
+    magic_link.delay(email)
+
+
+def request_password_reset(email: str) -> None:
+    """Email a password reset link to the active accounts of ``email``, if any."""
+    password_reset.delay(email)
+
+
+@shared_task(name="portal.magic_link", **SENDING)
+def magic_link(email: str) -> None:
+    from portal import services
+
+    if issued := services.create_magic_link(email=email):
+        user, token = issued
+        url = settings.PUBLIC_URL + reverse("magic_link_confirm", args=[token])
+        minutes = int(settings.MAGIC_LINK_TTL.total_seconds() // 60)
+        context = {"user": user, "url": url, "minutes": minutes}
+        body = render_to_string("registration/magic_link_email.txt", context)
+        send_mail("Your Archipelago sign-in link", body, None, [user.email])
+
+
+class _PasswordResetForm(PasswordResetForm):
+    """Django's, except that a failed send raises (Django logs it and gives up), so that
+    the task tries again."""
+
+    def send_mail(self, subject_template_name, email_template_name, context, from_email,
+                  to_email, html_email_template_name=None) -> None:  # fmt: skip
+        subject = "".join(render_to_string(subject_template_name, context).splitlines())
+        body = render_to_string(email_template_name, context)
+        send_mail(subject, body, from_email, [to_email])
+
+
+@shared_task(name="portal.password_reset", **SENDING)
+def password_reset(email: str) -> None:
+    form = _PasswordResetForm(data={"email": email})
+    if form.is_valid():
+        form.save(
+            domain_override=urlsplit(settings.PUBLIC_URL).netloc,
+            use_https=settings.PUBLIC_URL.startswith("https://"),
+            subject_template_name="registration/password_reset_subject.txt",
+            email_template_name="registration/password_reset_email.txt",
+            extra_email_context={"public_url": settings.PUBLIC_URL},
+        )

@@ -13,7 +13,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.db import IntegrityError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.cache import never_cache
@@ -113,9 +113,8 @@ def magic_link_request(request: HttpRequest) -> HttpResponse:
         if wait := services.auth_attempts_exhausted(action="magic_link", ip=ip, email=email):
             return _limited(request, template, EmailForm(initial={"email": email}), wait)
         services.record_auth_attempt(action="magic_link", ip=ip, email=email)
-        # The same answer whether or not the account exists.
-        if issued := services.create_magic_link(email=email):
-            emails.send_magic_link(user=issued[0], token=issued[1])
+        # The same answer, and the same work here, whether or not the account exists.
+        emails.request_magic_link(email)
         return redirect("magic_link_sent")
     return render(request, template, {"form": form})
 
@@ -140,8 +139,6 @@ def magic_link_confirm(request: HttpRequest, token: str) -> HttpResponse:
 
 class PasswordResetView(auth_views.PasswordResetView):
     template = "registration/password_reset_form.html"
-    email_template_name = "registration/password_reset_email.txt"
-    subject_template_name = "registration/password_reset_subject.txt"
 
     def form_valid(self, form: PasswordResetForm) -> HttpResponse:
         email, ip = form.cleaned_data["email"], client_ip(self.request)
@@ -150,9 +147,9 @@ class PasswordResetView(auth_views.PasswordResetView):
                 self.request, self.template, PasswordResetForm(initial={"email": email}), wait
             )
         services.record_auth_attempt(action="password_reset", ip=ip, email=email)
-        # Links are built from PUBLIC_URL, never from the request's Host header.
-        self.extra_email_context = {"public_url": settings.PUBLIC_URL}
-        return super().form_valid(form)
+        # The same answer, and the same work here, whether or not the account exists.
+        emails.request_password_reset(email)
+        return HttpResponseRedirect(self.get_success_url())
 
 
 # --- /settings --------------------------------------------------------------------------

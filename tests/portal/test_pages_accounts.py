@@ -25,6 +25,17 @@ def _fast_password_hashing(settings) -> None:
     ]
 
 
+@pytest.fixture(autouse=True)
+def _emails_sent_at_once():
+    """Account emails are made and sent by the Celery worker (portal.emails); here the
+    task runs within the request, so that the test sees its email."""
+    from portal.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
 def link_in(message) -> str:
     return re.search(r"https?://\S+", message.body).group(0)
 
@@ -210,3 +221,38 @@ def test_password_reset_answers_the_same_for_an_unknown_email(client, mailoutbox
 
     assert response["Location"] == reverse("password_reset_done")
     assert mailoutbox == []
+
+
+class MailServerDown:
+    """An email backend whose server does not answer."""
+
+    def __init__(self, *args, **kwargs) -> None: ...
+
+    def send_messages(self, messages):
+        raise ConnectionRefusedError("the mail server is down")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("page", ["magic_link", "password_reset"])
+def test_a_mail_server_that_is_down_does_not_break_the_request(client, user, page, settings):
+    """The request only queues the email; the worker sends it, and tries again later."""
+    from portal.celery import app
+
+    app.conf.task_always_eager = False  # as in production: a worker sends it
+    settings.EMAIL_BACKEND = f"{__name__}.MailServerDown"
+    response = client.post(reverse(page), {"email": user.email})
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse(
+        f"{page}_sent" if page == "magic_link" else "password_reset_done"
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("task", ["magic_link", "password_reset"])
+def test_the_worker_lets_a_failed_send_fail_so_that_it_tries_again(user, task, settings):
+    from portal import emails
+
+    settings.EMAIL_BACKEND = f"{__name__}.MailServerDown"
+    with pytest.raises(ConnectionRefusedError):
+        getattr(emails, task)(user.email)
