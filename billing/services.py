@@ -202,19 +202,35 @@ def adjust(*, user: User, amount: Decimal, reason: str, idempotency_key: str) ->
 # All of them touch the consumer's balance first, so its row lock serializes every
 # movement of one job; under that lock, the job's entries say what is already done.
 
-# One statement checks the available balance, moves the hold and records it; the row
-# lock its UPDATE takes serializes concurrent holds of one account, each seeing what the
-# previous one left. No row: not enough credits (or no balance row yet).
-_HOLD_SQL = (
-    "WITH b AS ("  # noqa: S608
-    f" UPDATE {Balance._meta.db_table}"
-    " SET available = available - %(amount)s, held = held + %(amount)s"
-    " WHERE user_id = %(user)s AND available >= %(amount)s"
-    " RETURNING user_id, available, held, earnings)"
-    f" INSERT INTO {LedgerEntry._meta.db_table} ({_ENTRY_COLUMNS})"
-    " SELECT user_id, %(kind)s, %(amount)s, %(job)s, %(key)s, '', available, held, earnings,"
-    " %(now)s FROM b RETURNING id"
-)
+
+def _hold_sql(*, checked: bool) -> str:
+    """One statement that moves a hold on the balance and records it.
+
+    ``checked``: the balance is checked in the statement. The row lock its UPDATE takes
+    serializes concurrent holds of one account, each seeing what the previous one left;
+    no row: not enough credits (or no balance row yet).
+
+    Not checked: for a transaction that commits in the same round trip, so it may not
+    fail by changing nothing. The balance's constraint (available_not_negative) refuses
+    a hold larger than what is available, and a missing balance row makes an entry
+    without an account, which its NOT NULL refuses; either error ends the whole
+    transaction."""
+    check = " AND available >= %(amount)s" if checked else ""
+    rows = "b" if checked else "(SELECT 1) AS one LEFT JOIN b ON true"
+    return (
+        "WITH b AS ("  # noqa: S608
+        f" UPDATE {Balance._meta.db_table}"
+        " SET available = available - %(amount)s, held = held + %(amount)s"
+        f" WHERE user_id = %(user)s{check}"
+        " RETURNING user_id, available, held, earnings)"
+        f" INSERT INTO {LedgerEntry._meta.db_table} ({_ENTRY_COLUMNS})"
+        " SELECT user_id, %(kind)s, %(amount)s, %(job)s, %(key)s, '', available, held, earnings,"
+        f" %(now)s FROM {rows} RETURNING id"
+    )
+
+
+_HOLD_SQL = _hold_sql(checked=True)
+_HOLD_OR_FAIL_SQL = _hold_sql(checked=False)
 
 
 def hold(*, user_id: object, job_id: uuid.UUID, amount: Decimal, new_job: bool = False) -> bool:
@@ -250,15 +266,6 @@ _ENSURE_BALANCE_SQL = (
     " VALUES (%s, 0, 0, 0) ON CONFLICT (user_id) DO NOTHING"
 )
 _AVAILABLE_SQL = f"SELECT available FROM {Balance._meta.db_table} WHERE user_id = %s"  # noqa: S608
-
-
-# The same hold for a transaction that commits in the same round trip, so it may not
-# fail by changing nothing: the balance's constraint (available_not_negative) refuses a
-# hold larger than what is available, and a missing balance row makes an entry without
-# an account, which its NOT NULL refuses; either error ends the whole transaction.
-_HOLD_OR_FAIL_SQL = _HOLD_SQL.replace(" AND available >= %(amount)s", "").replace(
-    " FROM b RETURNING", " FROM (SELECT 1) AS one LEFT JOIN b ON true RETURNING"
-)
 
 
 async def hold_with(
