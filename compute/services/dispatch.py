@@ -51,12 +51,8 @@ def dispatch_job(job_id: uuid.UUID | str) -> str:
         return "gone"
     db = SyncTx()
     asks = ask_overrides(job.cargo)
-    return run_sync(place(db, job, run_sync(candidates(db, job, asks)), asks=asks))
-
-
-async def candidates(db: SyncTx | AsyncTx, job: Job, asks: dict) -> list[placement.Candidate]:
-    """The Islands that may take ``job``, best first."""
-    return await choose(db, placement.Need.for_job(job, asks=asks))
+    choices = run_sync(choose(db, placement.Need.for_job(job, asks=asks)))
+    return run_sync(place(db, job, choices, asks=asks))
 
 
 async def choose(db: SyncTx | AsyncTx, need: placement.Need) -> list[placement.Candidate]:
