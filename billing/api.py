@@ -10,11 +10,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import selectors, services
-from billing.models import LedgerEntry
+from billing.models import MONEY, LedgerEntry
 from compute.models import Cargo, Island
-from portal.api.base import InputSerializer, PublicView, paginate, validated
-
-PRICE = {"max_digits": 20, "decimal_places": 6, "min_value": Decimal(0)}
+from portal.api.base import InputSerializer, PublicView, SignedRequest, paginate, validated
 
 
 def _cargo(slug: str) -> Cargo:
@@ -81,12 +79,14 @@ class RecommendationsView(PublicView):
 
 class AskingPricesInput(InputSerializer):
     host_id = serializers.UUIDField()
-    prices = serializers.DictField(child=serializers.DecimalField(**PRICE), allow_empty=False)
+    prices = serializers.DictField(
+        child=serializers.DecimalField(**MONEY, min_value=Decimal(0)), allow_empty=False
+    )
 
 
 class AskingPricesView(APIView):
     @extend_schema(summary="Set your Island's asking price per Cargo")
-    def post(self, request: Request) -> Response:
+    def post(self, request: SignedRequest) -> Response:
         data = validated(AskingPricesInput, request.data)
         asks = services.set_asking_prices(
             owner=request.user, island_id=data["host_id"], prices=data["prices"]
@@ -96,17 +96,17 @@ class AskingPricesView(APIView):
 
 class BidInput(InputSerializer):
     workload = serializers.SlugField()
-    bid = serializers.DecimalField(**PRICE)
+    bid = serializers.DecimalField(**MONEY, min_value=Decimal(0))
 
 
 class BidsView(APIView):
     @extend_schema(summary="Your saved bids per Cargo")
-    def get(self, request: Request) -> Response:
+    def get(self, request: SignedRequest) -> Response:
         bids = request.user.bids.select_related("cargo").order_by("cargo__slug")
         return Response({"data": [{"workload": b.cargo.slug, "bid": str(b.bid)} for b in bids]})
 
     @extend_schema(summary="Save the most you pay per job of a Cargo")
-    def post(self, request: Request) -> Response:
+    def post(self, request: SignedRequest) -> Response:
         data = validated(BidInput, request.data)
         services.save_bid(user=request.user, cargo_slug=data["workload"], bid=data["bid"])
         return Response({"data": {"workload": data["workload"], "bid": str(data["bid"])}})
@@ -127,7 +127,7 @@ def present_entry(entry: LedgerEntry) -> dict:
 
 class LedgerView(APIView):
     @extend_schema(summary="Your ledger entries, newest first")
-    def get(self, request: Request) -> Response:
+    def get(self, request: SignedRequest) -> Response:
         return Response(
             paginate(request, selectors.ledger_entries(user=request.user), present_entry)
         )

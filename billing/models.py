@@ -1,10 +1,18 @@
 from decimal import Decimal
+from typing import TypedDict
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-MONEY = {"max_digits": 20, "decimal_places": 6}
+
+class Digits(TypedDict):
+    max_digits: int
+    decimal_places: int
+
+
+# Every amount of credits (balances, ledger, prices, bids, jobs' budgets and costs).
+MONEY: Digits = {"max_digits": 20, "decimal_places": 6}
 
 
 class Balance(models.Model):
@@ -50,7 +58,7 @@ class LedgerEntry(models.Model):
         ADJUSTMENT = "adjustment"
 
     # kind -> multipliers of amount for (available, held, earnings)
-    EFFECTS = {
+    EFFECTS: dict[str, tuple[int, int, int]] = {
         Kind.GRANT: (1, 0, 0),
         Kind.HOLD: (-1, 1, 0),
         Kind.RELEASE: (1, -1, 0),

@@ -119,7 +119,7 @@ def surge_active() -> bool:
             free += max(0, max_jobs - active)
         return queued > 2 * free
 
-    return cache.get_or_set("market:surge", compute, timeout=30)
+    return bool(cache.get_or_set("market:surge", compute, timeout=30))
 
 
 def latest_snapshots() -> dict[int, RateSnapshot]:

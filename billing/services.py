@@ -10,7 +10,7 @@ never deadlock.
 import uuid
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -365,7 +365,7 @@ def settle(
     owner_id: object | None,
     job_id: uuid.UUID,
     price: Decimal,
-    island_id: object = _ISLAND_OF_JOB,
+    island_id: Any = _ISLAND_OF_JOB,
 ) -> Settlement | None:
     """Charge a completed job its clearing price, release the rest of the hold and pay
     the Island's owner the price minus the platform fee. None if already settled.
@@ -461,7 +461,7 @@ def snapshot_rates() -> int:
         rows.append(
             RateSnapshot(
                 cargo=cargo,
-                avg_price=(sum(reference) / len(reference)).quantize(CENT),
+                avg_price=(sum(reference, Decimal(0)) / len(reference)).quantize(CENT),
                 min_price=min(reference),
                 max_price=max(reference),
                 num_hosts=len(asks),
@@ -474,7 +474,9 @@ def snapshot_rates() -> int:
 
 
 @transaction.atomic
-def set_asking_prices(*, owner: User, island_id: object, prices: dict[str, Decimal]) -> dict:
+def set_asking_prices(
+    *, owner: User, island_id: uuid.UUID | str, prices: dict[str, Decimal]
+) -> dict:
     """An Island owner's asks per Cargo slug; returns the asks now in force."""
     from billing.models import AskingPrice
     from compute.models import Cargo, Island

@@ -174,7 +174,11 @@ class _Inbox:
 async def _from_stream(job_id: object, inbox: _Inbox) -> Any:
     js = (await loop_connection()).jetstream()
     subject = job_events_subject(job_id)
-    kwargs = {"cb": inbox.put, "ordered_consumer": True, "deliver_policy": DeliverPolicy.ALL}
+    kwargs: dict[str, Any] = {
+        "cb": inbox.put,
+        "ordered_consumer": True,
+        "deliver_policy": DeliverPolicy.ALL,
+    }
     try:
         return await js.subscribe(subject, stream=JOB_UPDATES_STREAM, **kwargs)
     except NotFoundError:  # no job event was ever published on this server
@@ -204,7 +208,7 @@ def _decode(raw: bytes | dict) -> Any:
         return None
 
 
-def _job_row(job_id: object) -> Job | None:
+def _job_row(job_id: Any) -> Job | None:
     return Job.objects.filter(pk=job_id).first()
 
 

@@ -17,7 +17,15 @@ from compute.selectors.jobs import job_of, jobs_of
 from compute.services import dispatch, idempotency, jobs, submission
 from compute.services.publish import Outbox
 from portal import tx
-from portal.api.base import InputSerializer, PublicView, paginate, plain_int, plain_text, validated
+from portal.api.base import (
+    InputSerializer,
+    PublicView,
+    SignedRequest,
+    paginate,
+    plain_int,
+    plain_text,
+    validated,
+)
 from portal.api.errors import ApiError
 from portal.api.lane import Call, Reply
 from portal.models import User
@@ -192,11 +200,11 @@ async def submit_fast(call: Call) -> Reply:
 
 class JobListView(APIView):
     @extend_schema(summary="Your recent jobs")
-    def get(self, request: Request) -> Response:
+    def get(self, request: SignedRequest) -> Response:
         return Response(paginate(request, jobs_of(request.user), present_job))
 
     @extend_schema(summary="Submit a job (Idempotency-Key supported)")
-    def post(self, request: Request) -> Response:
+    def post(self, request: SignedRequest) -> Response:
         key = request.headers.get("Idempotency-Key")
         answer = submit(SyncTx(), user=request.user, data=request.data, idempotency_key=key)
         code, body, headers = run_sync(answer)
@@ -205,11 +213,11 @@ class JobListView(APIView):
 
 class JobDetailView(APIView):
     @extend_schema(summary="One of your jobs")
-    def get(self, request: Request, job_id: str) -> Response:
+    def get(self, request: SignedRequest, job_id: str) -> Response:
         return Response({"data": present_job(_own_job(request, job_id))})
 
     @extend_schema(summary="Cancel a pending, queued or running job")
-    def delete(self, request: Request, job_id: str) -> Response:
+    def delete(self, request: SignedRequest, job_id: str) -> Response:
         _own_job(request, job_id)
         job = jobs.cancel_job(user=request.user, job_id=job_id)
         return Response({"data": present_job(job)})
@@ -217,7 +225,7 @@ class JobDetailView(APIView):
 
 class JobOutputView(APIView):
     @extend_schema(summary="The whole output of a job")
-    def get(self, request: Request, job_id: str) -> Response:
+    def get(self, request: SignedRequest, job_id: str) -> Response:
         job = _own_job(request, job_id)
         return Response(
             {
@@ -231,7 +239,7 @@ class JobOutputView(APIView):
         )
 
 
-def _own_job(request: Request, job_id: str) -> Job:
+def _own_job(request: SignedRequest, job_id: str) -> Job:
     job = job_of(request.user, job_id)
     if job is None:
         raise ApiError("Job not found", code="not_found", status_code=404)

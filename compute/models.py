@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-MONEY = {"max_digits": 20, "decimal_places": 6}
+from billing.models import MONEY
 
 
 class Cargo(models.Model):

@@ -45,7 +45,7 @@ class ChatInput(serializers.Serializer):
     """The fields this endpoint uses or checks; other OpenAI fields are ignored."""
 
     model = serializers.CharField(max_length=100)
-    messages = MessageInput(many=True, allow_empty=False, max_length=500)
+    messages = MessageInput(many=True, allow_empty=False, max_length=500)  # type: ignore[call-arg]
     max_tokens = serializers.IntegerField(
         min_value=1, max_value=32_768, required=False, allow_null=True
     )

@@ -54,7 +54,7 @@ def _preparing_cursor_class() -> type:
         of it (psycopg keeps the prepared statements of a connection)."""
 
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            return super().execute(query, params, prepare=True, **kwargs)
+            return super().execute(query, params, prepare=True, **kwargs)  # type: ignore[misc]
 
     return PreparingCursor
 
@@ -76,7 +76,7 @@ def open_cursor(using: str = "default") -> Any:
     connection.ensure_connection()
     with connection.wrap_database_errors:
         raw = _preparing_cursor_class()(connection.connection)
-    return connection._prepare_cursor(raw)
+    return connection._prepare_cursor(raw)  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -123,7 +123,9 @@ def _inline_constants(sql: str, params: list, slots: dict[str, int]) -> tuple:
     if len(pieces) != len(params) + 1:
         return sql, params, slots  # a "%s" in a literal: leave the query as it is
     at = {i: name for name, i in slots.items()}
-    text, kept, moved = [pieces[0]], [], {}
+    text = [pieces[0]]
+    kept: list[Any] = []
+    moved: dict[str, int] = {}
     for i, value in enumerate(params):
         literal = None if i in at else _literal(value)
         if literal is None:
@@ -187,7 +189,7 @@ class Prepared:
         if connection.vendor == "postgresql":
             sql, params, slots = _inline_constants(sql, list(params), slots)
         converters = compiler.get_converters([col for col, _, _ in compiler.select])
-        klass_info = compiler.klass_info if queryset._fields is None else None
+        klass_info = compiler.klass_info if queryset._fields is None else None  # type: ignore[attr-defined]
         if klass_info and klass_info.get("related_klass_infos"):
             raise ValueError("select_related is not supported")
         return sql, list(params), slots, compiler, converters, klass_info
@@ -241,7 +243,7 @@ class Prepared:
 def _insert_sql(model: type[Model], using: str) -> str:
     quote = connections[using].ops.quote_name
     fields = model._meta.concrete_fields
-    columns = ", ".join(quote(f.column) for f in fields)
+    columns = ", ".join(quote(f.column) for f in fields)  # type: ignore[arg-type]
     marks = ", ".join(["%s"] * len(fields))
     # Identifiers from the model's metadata, quoted; values are always parameters.
     return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
@@ -272,7 +274,7 @@ def insert(obj: Model, using: str = "default") -> None:
 
 
 def _field(model: type[Model], name: str) -> Field:
-    return model._meta.pk if name == "pk" else model._meta.get_field(name)
+    return model._meta.pk if name == "pk" else model._meta.get_field(name)  # type: ignore[return-value]
 
 
 NULL = -1  # the size of an ``__isnull`` test: no parameter
@@ -293,10 +295,10 @@ def _test(key: str, value: Any) -> tuple[str, int | None]:
 @functools.cache
 def _update_sql(model: type[Model], changed: tuple, where: tuple, using: str) -> str:
     quote = connections[using].ops.quote_name
-    sets = ", ".join(f"{quote(_field(model, n).column)} = %s" for n in changed)
+    sets = ", ".join(f"{quote(_field(model, n).column)} = %s" for n in changed)  # type: ignore[arg-type]
     tests = []
     for name, size in where:
-        column = quote(_field(model, name).column)
+        column = quote(_field(model, name).column)  # type: ignore[arg-type]
         if size is None:
             tests.append(f"{column} = %s")
         elif size == NULL:

@@ -300,7 +300,7 @@ async def _pool() -> Any:
         for old_loop, old in list(_pools.items()):  # a loop of an earlier test
             _pools.pop(old_loop)
             if not old_loop.is_closed():
-                old_loop.call_soon_threadsafe(lambda old=old: asyncio.ensure_future(old.close()))
+                old_loop.call_soon_threadsafe(lambda old=old: asyncio.ensure_future(old.close()))  # type: ignore[misc]
         pool = AsyncConnectionPool(
             kwargs=_connect_kwargs(),
             min_size=1,

@@ -66,7 +66,7 @@ class SyncNats:
 
         async def go() -> None:
             await self.nc.publish(subject, orjson.dumps(payload))
-            await self.nc.flush(timeout=TIMEOUT)
+            await self.nc.flush(timeout=TIMEOUT)  # type: ignore[arg-type]  # a float works
 
         self._run(go())
 

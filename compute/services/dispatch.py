@@ -175,7 +175,7 @@ async def claim(
             return "busy"
         attempt = job.attempts + 1
         lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
-        changes = {
+        changes: dict[str, Any] = {
             "island_id": island_id, "attempts": attempt, "assigned_at": now,
             "lease_expires_at": lease, "price": price,
             "deadline_at": now + timedelta(seconds=job.cargo.time_limit_seconds),

@@ -201,8 +201,9 @@ def _end(job: Job, event: str, *, error: str, usage: dict) -> None:
         "error": error[:2000],
     }
     # Lock order of a job's end: the job (held), its Island, then the balances.
-    counted = job.island_id and event in ("succeed", "fail", "time_out")
-    island = karma.lock_island(job.island_id) if counted else None
+    island = None
+    if job.island_id and event in ("succeed", "fail", "time_out"):
+        island = karma.lock_island(job.island_id)
     earned = Decimal(0)
     if event == "succeed":
         changes["prompt_tokens"] = _count(usage.get("prompt_tokens"))
@@ -218,7 +219,7 @@ def _end(job: Job, event: str, *, error: str, usage: dict) -> None:
         setattr(job, name, value)
     job.status = TRANSITIONS[event][1]
     if island is not None:
-        _count_on_island(job, event, island, earned)
+        _count_on_island(job, event, island, earned, ended=now)
     events = [event_token(job.pk, attempt, seq, text) for seq, text in tail]
     events.append(client_event(job.pk, f"s:{job.status}", "status", state=job.status))
     if job.status == S.COMPLETED:
@@ -237,13 +238,15 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def _count_on_island(job: Job, event: str, island: Island, earned: Decimal) -> None:
+def _count_on_island(
+    job: Job, event: str, island: Island, earned: Decimal, *, ended: datetime
+) -> None:
     """The Island's counters, earnings and karma, exactly once per job."""
     from compute.services import karma
 
     if event == "succeed":
-        started = job.started_at or job.assigned_at or job.completed_at
-        seconds = int((job.completed_at - started).total_seconds())
+        started = job.started_at or job.assigned_at or ended
+        seconds = int((ended - started).total_seconds())
         karma.record_completed_job(
             island_id=island.pk, job_id=job.pk, seconds=seconds, earned=earned, island=island
         )

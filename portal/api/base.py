@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from portal.api.errors import ApiError
+from portal.models import User
 
 
 class InputSerializer(serializers.Serializer):
@@ -25,6 +26,13 @@ class InputSerializer(serializers.Serializer):
 class PageSerializer(InputSerializer):
     limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
     offset = serializers.IntegerField(min_value=0, default=0)
+
+
+class SignedRequest(Request):
+    """For type checkers: the request of a view that requires an account (the API's
+    default permission), whose user is never anonymous."""
+
+    user: User  # type: ignore[assignment]
 
 
 class PublicView(APIView):

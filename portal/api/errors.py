@@ -63,11 +63,12 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         body = error_body(_first_message(details), "validation_error", details=details)
         return Response(body, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     if isinstance(exc, exceptions.Throttled):
-        retry_after = int(exc.wait or 1)
+        retry_after = int(exc.wait or 1)  # type: ignore[attr-defined]
         body = error_body("Rate limit exceeded", "rate_limited", retry_after=retry_after)
         return Response(body, status=429, headers={"Retry-After": str(retry_after)})
     if isinstance(exc, exceptions.ParseError):
-        code = exc.get_codes() if isinstance(exc.get_codes(), str) else "invalid_request"
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "invalid_request"
         return Response(error_body(str(exc.detail), code), status=400)
     if isinstance(exc, exceptions.APIException):
         code = _CODES.get(type(exc)) or next(

@@ -41,13 +41,14 @@ class ApiKeyListInput(PageSerializer):
     limit = serializers.IntegerField(min_value=1, max_value=100, default=100)
 
 
-# Envelopes, for the schema only.
+# Envelopes, for the schema only (never instantiated: their field ``data`` would hide
+# the serializer's own ``data``).
 class AccountResponse(serializers.Serializer):
-    data = AccountSerializer()
+    data = AccountSerializer()  # type: ignore[assignment]
 
 
 class ApiKeyResponse(serializers.Serializer):
-    data = ApiKeySerializer()
+    data = ApiKeySerializer()  # type: ignore[assignment]
 
 
 class CreatedApiKeyResponse(ApiKeyResponse):
@@ -61,7 +62,7 @@ class PageMeta(serializers.Serializer):
 
 
 class ApiKeyListResponse(serializers.Serializer):
-    data = ApiKeySerializer(many=True)
+    data = ApiKeySerializer(many=True)  # type: ignore[assignment]
     meta = PageMeta()
 
 

@@ -204,7 +204,7 @@ def charge(request: Request, bucket: str, limit: int, *, key_id: str | None = No
     (or 401 when ``key_id`` was revoked in another process)."""
     usage = hit(bucket, limit, key_id=key_id)
     # Read back by ApiMiddleware to set the X-RateLimit-* headers on the response.
-    getattr(request, "_request", request).rate_limit = usage
+    getattr(request, "_request", request).rate_limit = usage  # type: ignore[union-attr]
     enforce(usage, key_id=key_id)
 
 

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from billing.models import Balance
 from portal import services
 from portal.api import serializers as s
-from portal.api.base import PublicView, paginate, validated
+from portal.api.base import PublicView, SignedRequest, paginate, validated
 from portal.api.errors import ApiError
 from portal.models import ApiKey
 
@@ -54,7 +54,7 @@ class AccountView(APIView):
     on every request, with a query compiled once and a serializer built once."""
 
     @extend_schema(summary="Your account and available credits", responses=s.AccountResponse)
-    def get(self, request: Request) -> Response:
+    def get(self, request: SignedRequest) -> Response:
         user = request.user
         available, held, earnings = _balance_row(user)
         account = {
@@ -68,7 +68,7 @@ class AccountView(APIView):
         return Response({"data": _account_serializer.to_representation(account)})
 
 
-def _active_keys(request: Request):
+def _active_keys(request: SignedRequest):
     return ApiKey.objects.filter(user=request.user, revoked_at__isnull=True)
 
 
@@ -83,7 +83,7 @@ class ApiKeyListView(APIView):
         parameters=[s.ApiKeyListInput],
         responses=s.ApiKeyListResponse,
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: SignedRequest) -> Response:
         return Response(paginate(request, _active_keys(request), _present_key, s.ApiKeyListInput))
 
     @extend_schema(
@@ -91,7 +91,7 @@ class ApiKeyListView(APIView):
         request=s.CreateApiKeyInput,
         responses={201: s.CreatedApiKeyResponse},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: SignedRequest) -> Response:
         data = validated(s.CreateApiKeyInput, request.data)
         if _active_keys(request).count() >= MAX_KEYS_PER_ACCOUNT:
             raise ApiError(
@@ -108,7 +108,7 @@ class ApiKeyListView(APIView):
 
 class ApiKeyDetailView(APIView):
     @extend_schema(summary="Revoke an API key (refused from then on)", responses=s.ApiKeyResponse)
-    def delete(self, request: Request, key_id: str) -> Response:
+    def delete(self, request: SignedRequest, key_id: str) -> Response:
         key = get_object_or_404(_active_keys(request), pk=key_id)
         services.revoke_api_key(key=key)
         return Response({"data": _present_key(key)})
@@ -121,10 +121,10 @@ class NotFoundView(PublicView):
     def handle(self, request: Request, *args, **kwargs) -> Response:
         raise ApiError("Not found", code="not_found", status_code=404)
 
-    get = post = put = patch = delete = head = options = handle
+    get = post = put = patch = delete = head = options = handle  # type: ignore[assignment]
 
 
-class JSONErrorsMixin:
+class JSONErrorsMixin(APIView):
     """Errors of views that render HTML or YAML still come as JSON."""
 
     def handle_exception(self, exc: Exception) -> Response:

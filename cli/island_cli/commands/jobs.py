@@ -32,7 +32,7 @@ COLUMNS: list[Column] = [
 # --- Server-Sent Events ------------------------------------------------------------------
 def sse_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
     """``(event name, data)`` of each event; comments (keep-alives) are skipped."""
-    name, data = "message", []
+    name, data = "message", []  # type: str, list[str]
     for line in lines:
         if not line:
             if data:

@@ -21,7 +21,7 @@ DEMO_KEY_NAME = "demo (make run)"
 
 
 def demo_password() -> str:
-    digest = hmac.new(settings.SECRET_KEY.encode(), b"demo-account-password", hashlib.sha256)
+    digest = hmac.new(str(settings.SECRET_KEY).encode(), b"demo-account-password", hashlib.sha256)
     return "demo-" + digest.hexdigest()[:16]
 
 
