@@ -12,7 +12,14 @@ from rest_framework.views import APIView
 from billing import selectors, services
 from billing.models import MONEY, LedgerEntry
 from compute.models import Cargo, Island
-from portal.api.base import InputSerializer, PublicView, SignedRequest, paginate, validated
+from portal.api.base import (
+    InputSerializer,
+    PageSerializer,
+    PublicView,
+    SignedRequest,
+    paginate,
+    validated,
+)
 
 
 def _cargo(slug: str) -> Cargo:
@@ -20,7 +27,7 @@ def _cargo(slug: str) -> Cargo:
 
 
 class RatesView(PublicView):
-    @extend_schema(summary="Current market rate of every Cargo")
+    @extend_schema(summary="Current market rate of every Cargo", operation_id="market_rates_list")
     def get(self, request: Request) -> Response:
         surge = selectors.surge_active()
         snaps = selectors.latest_snapshots().values()
@@ -47,7 +54,9 @@ class HistoryInput(InputSerializer):
 
 
 class HistoryView(PublicView):
-    @extend_schema(summary="Price history of a Cargo (window 1h, 24h, 7d or 30d)")
+    @extend_schema(
+        summary="Price history of a Cargo (window 1h, 24h, 7d or 30d)", parameters=[HistoryInput]
+    )
     def get(self, request: Request, slug: str) -> Response:
         window = validated(HistoryInput, request.query_params.dict())["window"]
         cargo = _cargo(slug)
@@ -68,7 +77,10 @@ class RecommendationsInput(InputSerializer):
 
 
 class RecommendationsView(PublicView):
-    @extend_schema(summary="Cargos an Island should preload, by network demand")
+    @extend_schema(
+        summary="Cargos an Island should preload, by network demand",
+        parameters=[RecommendationsInput],
+    )
     def get(self, request: Request) -> Response:
         host_id = validated(RecommendationsInput, request.query_params.dict())["host_id"]
         island = get_object_or_404(Island, pk=host_id)
@@ -85,7 +97,7 @@ class AskingPricesInput(InputSerializer):
 
 
 class AskingPricesView(APIView):
-    @extend_schema(summary="Set your Island's asking price per Cargo")
+    @extend_schema(summary="Set your Island's asking price per Cargo", request=AskingPricesInput)
     def post(self, request: SignedRequest) -> Response:
         data = validated(AskingPricesInput, request.data)
         asks = services.set_asking_prices(
@@ -105,7 +117,7 @@ class BidsView(APIView):
         bids = request.user.bids.select_related("cargo").order_by("cargo__slug")
         return Response({"data": [{"workload": b.cargo.slug, "bid": str(b.bid)} for b in bids]})
 
-    @extend_schema(summary="Save the most you pay per job of a Cargo")
+    @extend_schema(summary="Save the most you pay per job of a Cargo", request=BidInput)
     def post(self, request: SignedRequest) -> Response:
         data = validated(BidInput, request.data)
         services.save_bid(user=request.user, cargo_slug=data["workload"], bid=data["bid"])
@@ -126,7 +138,7 @@ def present_entry(entry: LedgerEntry) -> dict:
 
 
 class LedgerView(APIView):
-    @extend_schema(summary="Your ledger entries, newest first")
+    @extend_schema(summary="Your ledger entries, newest first", parameters=[PageSerializer])
     def get(self, request: SignedRequest) -> Response:
         return Response(
             paginate(request, selectors.ledger_entries(user=request.user), present_entry)

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from compute.models import Island, KarmaEvent
 from compute.selectors.islands import karma_history, network_islands
 from compute.services.karma import MINUTES_PER_KARMA
-from portal.api.base import InputSerializer, paginate, validated
+from portal.api.base import InputSerializer, PageSerializer, paginate, validated
 
 
 def present_host(island: Island) -> dict:
@@ -68,7 +68,8 @@ def _island(host_id: str) -> Island:
 class HostListView(APIView):
     @extend_schema(
         summary="The Islands of the network (all, or ?status=online|offline)",
-        parameters=[OpenApiParameter("status", enum=["online", "offline"])],
+        parameters=[OpenApiParameter("status", enum=["online", "offline"]), PageSerializer],
+        operation_id="hosts_list",
     )
     def get(self, request: Request) -> Response:
         status = validated(HostFilter, request.query_params.dict()).get("status")
@@ -88,7 +89,9 @@ class HostKarmaView(APIView):
 
 
 class HostKarmaHistoryView(APIView):
-    @extend_schema(summary="Every change of an Island's karma, newest first")
+    @extend_schema(
+        summary="Every change of an Island's karma, newest first", parameters=[PageSerializer]
+    )
     def get(self, request: Request, host_id: str) -> Response:
         island = _island(host_id)
         return Response(paginate(request, karma_history(island=island), present_karma_event))

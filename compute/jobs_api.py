@@ -5,6 +5,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -19,6 +20,7 @@ from compute.services.publish import Outbox
 from portal import tx
 from portal.api.base import (
     InputSerializer,
+    PageSerializer,
     PublicView,
     SignedRequest,
     paginate,
@@ -94,7 +96,7 @@ class CatalogFilter(InputSerializer):
 
 
 class CargoListView(PublicView):
-    @extend_schema(summary="The Cargo catalog (no authentication)")
+    @extend_schema(summary="The Cargo catalog (no authentication)", parameters=[CatalogFilter])
     def get(self, request: Request) -> Response:
         filters = validated(CatalogFilter, request.query_params.dict())
         cargos = [present_cargo(c) for c in cargo_selectors.catalog(**filters)]
@@ -102,7 +104,11 @@ class CargoListView(PublicView):
 
 
 class WorkloadListView(PublicView):
-    @extend_schema(summary="Workloads (Cargos) that jobs may use")
+    @extend_schema(
+        summary="Workloads (Cargos) that jobs may use",
+        parameters=[PageSerializer],
+        operation_id="workloads_list",
+    )
     def get(self, request: Request) -> Response:
         return Response(paginate(request, cargo_selectors.catalog(), present_workload))
 
@@ -199,11 +205,17 @@ async def submit_fast(call: Call) -> Reply:
 
 
 class JobListView(APIView):
-    @extend_schema(summary="Your recent jobs")
+    @extend_schema(
+        summary="Your recent jobs", parameters=[PageSerializer], operation_id="jobs_list"
+    )
     def get(self, request: SignedRequest) -> Response:
         return Response(paginate(request, jobs_of(request.user), present_job))
 
-    @extend_schema(summary="Submit a job (Idempotency-Key supported)")
+    @extend_schema(
+        summary="Submit a job (Idempotency-Key supported)",
+        request=JobInput,
+        responses={201: OpenApiTypes.OBJECT},
+    )
     def post(self, request: SignedRequest) -> Response:
         key = request.headers.get("Idempotency-Key")
         answer = submit(SyncTx(), user=request.user, data=request.data, idempotency_key=key)

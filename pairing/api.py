@@ -3,7 +3,7 @@ endpoint takes no API key; it is limited per IP, and wrong codes count against t
 pairing limits (pairing/limits.py)."""
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,8 +32,19 @@ class HardwareInput(InputSerializer):
     neural_engine = serializers.BooleanField(required=False)
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": f"^[A-Za-z0-9]{{{codes.MOBILE_LENGTH}}}$",
+        "description": "The QR code's code (case and any spaces or dashes do not matter)",
+    }
+)
+class QrCode(serializers.CharField):
+    pass
+
+
 class ClaimInput(InputSerializer):
-    code = serializers.CharField(max_length=20)
+    code = QrCode(max_length=20)
     device_name = serializers.CharField(max_length=100)
     platform = serializers.ChoiceField(choices=sorted(services.MOBILE_RUNTIME))
     hardware = HardwareInput(required=False, default=dict)

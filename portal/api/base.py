@@ -23,9 +23,13 @@ class InputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+# Past any list this API returns, and within the database's OFFSET (a 64-bit integer).
+MAX_OFFSET = 1_000_000_000
+
+
 class PageSerializer(InputSerializer):
     limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
-    offset = serializers.IntegerField(min_value=0, default=0)
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, default=0)
 
 
 class SignedRequest(Request):

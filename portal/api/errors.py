@@ -34,6 +34,16 @@ def _first_message(detail: Any) -> str:
     return str(detail or "Invalid input")
 
 
+def _named(detail: Any) -> Any:
+    """``detail`` with every key a string: a list's errors come keyed by the items'
+    positions (``{"messages": {0: {...}}}``), which JSON writes as ``"0"``."""
+    if isinstance(detail, dict):
+        return {str(key): _named(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [_named(value) for value in detail]
+    return detail
+
+
 _CODES = {
     exceptions.NotAuthenticated: "unauthorized",
     exceptions.AuthenticationFailed: "unauthorized",
@@ -59,7 +69,9 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         body = error_body(str(exc.detail), exc.code, **exc.extra)
         return Response(body, status=exc.status_code, headers=headers)
     if isinstance(exc, exceptions.ValidationError):
-        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        details = _named(
+            exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        )
         body = error_body(_first_message(details), "validation_error", details=details)
         return Response(body, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     if isinstance(exc, exceptions.Throttled):

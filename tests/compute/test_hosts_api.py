@@ -71,6 +71,14 @@ def test_it_paginates(api, online, silent):
     assert body["meta"] == {"total": 2, "limit": 1, "offset": 1}
 
 
+def test_an_offset_past_any_list_is_refused_not_a_server_error(api):
+    # Postgres's OFFSET is a 64-bit integer: a larger one must not reach it.
+    for path in ("/hosts", "/jobs", "/workloads", "/api-keys", "/account/ledger"):
+        response = api.get(f"/api/v1{path}?offset={10**25}")
+        assert response.status_code == 422, path
+        assert response.json()["error"]["details"]["offset"], path
+
+
 def test_the_list_costs_a_constant_number_of_queries(api, online, django_assert_max_num_queries):
     IslandFactory.create_batch(15)
     api.get("/api/v1/hosts")  # warm the key cache

@@ -144,6 +144,16 @@ def test_fields_of_the_wrong_type_are_refused(client):
     assert Job.objects.count() == 0
 
 
+def test_an_invalid_message_is_refused_with_its_position(client):
+    # A list's errors are keyed by position: the answer's JSON needs string keys.
+    messages = [*MESSAGES, {"role": 3.4, "content": "hi"}]
+    with pytest.raises(openai.UnprocessableEntityError) as raised:
+        client.chat.completions.create(model="llm-chat", messages=messages)
+    assert raised.value.code == "validation_error"
+    assert list(raised.value.body["details"]["messages"]) == [str(len(MESSAGES))]
+    assert Job.objects.count() == 0
+
+
 def test_an_account_without_credits_gets_a_402_status_error(client, fake):
     Balance.objects.update(available=0)
     with pytest.raises(openai.APIStatusError) as raised:
