@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 
+from compute.openai_input import ROLES
 from portal.api.base import InputSerializer
 
 # Text with a character that is not a space to Python's strip() (which DRF trims), in
@@ -127,7 +128,7 @@ CHAT_INPUT = {
                 "type": "object",
                 "required": ["role", "content"],
                 "properties": {
-                    "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
+                    "role": {"enum": ROLES},
                     "content": {
                         "nullable": True,
                         "oneOf": [
