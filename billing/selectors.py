@@ -54,10 +54,6 @@ def ledger_entries(*, user: User) -> QuerySet[LedgerEntry]:
     return LedgerEntry.objects.filter(user=user).order_by("-created_at", "-id")
 
 
-def earnings_per_island(*, user: User) -> QuerySet[Island]:
-    return Island.objects.filter(owner=user).only("id", "name", "earnings").order_by("name")
-
-
 def online_islands() -> QuerySet[Island]:
     cutoff = timezone.now() - timedelta(seconds=settings.HEARTBEAT_OFFLINE_SECONDS)
     return Island.objects.filter(
@@ -130,11 +126,6 @@ def latest_snapshots() -> dict[int, RateSnapshot]:
     return latest
 
 
-def market_rate(cargo: Cargo) -> Decimal | None:
-    snap = _latest_rate.first(cargo=cargo.pk)
-    return _with_surge(*snap) if snap else None
-
-
 def _with_surge(
     avg_price: Decimal | None, num_hosts: int | None, surge: bool | None = None
 ) -> Decimal | None:
@@ -164,7 +155,7 @@ def budget_of(
     surge: bool | None = None,
 ) -> Decimal:
     """:func:`budget_for` from values already read (the latest snapshot's average price
-    and number of Islands; compute.selectors.cargos.cargo_to_submit reads them all, and
+    and number of Islands; compute.selectors.cargos.submission reads them all, and
     ``surge``, :func:`surge_active`, when known)."""
     if bid is not None:
         return bid
@@ -231,11 +222,6 @@ def recommendations(*, island: Island) -> list[dict]:
         )
     rows.sort(key=lambda row: (-row["demand_score"], row["workload_slug"]))
     return rows
-
-
-def total_held(*, user: User) -> Decimal:
-    value = Balance.objects.filter(user=user).aggregate(s=Sum("held"))["s"]
-    return value or Decimal(0)
 
 
 # --- Pages: the Exchange and the credit history ---------------------------------------

@@ -43,13 +43,9 @@ def _submission(slug: str, user: uuid.UUID, priority: int) -> QuerySet[Cargo]:
     )[:1]
 
 
+# The usable Cargo ``slug`` and, in the same statement, what a submission of ``user`` at
+# ``priority`` needs besides (a statement fewer is a round trip fewer on the path to the
+# first token): ``saved_bid``, the latest ``rate`` and its ``rate_hosts``,
+# ``queued_ahead`` (a queued job of this Cargo at that priority or higher: the new one
+# must not overtake it) and ``has_asks`` (owners' API asks).
 submission = Prepared(_submission, slug=str, user=uuid.UUID, priority=int)
-
-
-def cargo_to_submit(slug: str, *, user_id: uuid.UUID, priority: int) -> Cargo | None:
-    """The usable Cargo ``slug`` and, in the same statement, what a submission of
-    ``user_id`` at ``priority`` needs besides (a statement fewer is a round trip fewer on
-    the path to the first token): ``saved_bid``, the latest ``rate`` and its
-    ``rate_hosts``, ``queued_ahead`` (a queued job of this Cargo at that priority or
-    higher: the new one must not overtake it) and ``has_asks`` (owners' API asks)."""
-    return submission.first(slug=slug, user=user_id, priority=priority)

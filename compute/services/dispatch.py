@@ -363,12 +363,6 @@ def requeue_job(
     return True
 
 
-def requeue_jobs_of(island_id: uuid.UUID | str, *, reason: str = "the Island went offline") -> int:
-    """Requeue every job running on an Island (the liveness sweep calls this)."""
-    job_ids = Job.objects.filter(island_id=island_id, status=S.RUNNING).values_list("pk", flat=True)
-    return sum(requeue_job(job_id=j, island_id=island_id, reason=reason) for j in list(job_ids))
-
-
 def sweep_jobs() -> dict[str, int]:
     """Time out jobs over their limit, requeue jobs of silent Islands and expired leases."""
     now = timezone.now()

@@ -208,11 +208,11 @@ def test_jobs_of_an_island_that_went_silent_are_requeued(chat, on_commit):
     assert job.excluded_islands == [str(host.pk)]
 
 
-def test_requeue_jobs_of_takes_back_every_running_job_of_an_island(chat, on_commit):
-    host = island(max_concurrent_jobs=3)
+def test_every_running_job_of_a_silent_island_is_requeued_and_no_other(chat, on_commit):
+    host = island(max_concurrent_jobs=3, last_heartbeat_at=timezone.now() - timedelta(minutes=5))
     kept = running_job(chat, island())
     dropped = [running_job(chat, host), running_job(chat, host)]
-    assert on_commit(dispatch.requeue_jobs_of, host.pk) == 2
+    assert on_commit(dispatch.sweep_jobs)["offline"] == 2
     assert {j.status for j in Job.objects.filter(pk__in=[d.pk for d in dropped])} == {"queued"}
     kept.refresh_from_db()
     assert kept.status == "running"
