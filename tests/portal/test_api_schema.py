@@ -103,3 +103,20 @@ def test_the_docs_page_renders_the_operations_with_no_outside_network(live, page
     page.get_by_text("/api/v1/api-keys/{key_id}").wait_for()
     assert page.get_by_text("Create an API key").count() >= 1
     assert outside == []
+
+
+def test_the_document_is_made_once_per_process_and_format(anon, db, monkeypatch):
+    from portal.api.views import SchemaView, document
+
+    document.cache_clear()
+    made = []
+    generator = SchemaView.generator_class
+    monkeypatch.setattr(SchemaView, "generator_class", lambda: made.append(1) or generator())
+    first = anon.get("/api/v1/schema?format=json")
+    again = anon.get("/api/v1/schema?format=json&anything=else")
+    yaml_answer = anon.get("/api/v1/schema")
+    assert first.content == again.content
+    assert first["Content-Type"].startswith("application/vnd.oai.openapi+json")
+    assert yaml.safe_load(yaml_answer.content) == json.loads(first.content)
+    assert len(made) == 2  # JSON once, YAML once
+    document.cache_clear()
