@@ -55,14 +55,16 @@ class HistoryInput(InputSerializer):
 
 class HistoryView(PublicView):
     @extend_schema(
-        summary="Price history of a Cargo (window 1h, 24h, 7d or 30d)", parameters=[HistoryInput]
+        summary="Price history of a Cargo (window 1h, 24h, 7d or 30d): a row per minute, "
+        "hour, hour or day (the average of the averages, the lowest and highest asks, the "
+        "most Islands)",
+        parameters=[HistoryInput],
     )
     def get(self, request: Request, slug: str) -> Response:
         window = validated(HistoryInput, request.query_params.dict())["window"]
         cargo = _cargo(slug)
-        rows = [
-            selectors.present_rate(s) for s in selectors.rate_history(cargo=cargo, window=window)
-        ]
+        buckets = selectors.rate_histories(window=window, cargo=cargo.pk).get(cargo.pk, [])
+        rows = [selectors.present_bucket(cargo.slug, row) for row in buckets]
         return Response({"data": rows, "meta": {"window": window, "count": len(rows)}})
 
 

@@ -118,12 +118,23 @@ def surge_active() -> bool:
     return bool(cache.get_or_set("market:surge", compute, timeout=30))
 
 
+def newest_snapshot_id() -> int | None:
+    """Grows with every snapshot taken (on the primary key's index)."""
+    return RateSnapshot.objects.aggregate(newest=Max("pk"))["newest"]
+
+
 def latest_snapshots() -> dict[int, RateSnapshot]:
-    latest: dict[int, RateSnapshot] = {}
-    rows = RateSnapshot.objects.filter(created_at__gte=timezone.now() - timedelta(days=1))
-    for snap in rows.order_by("cargo_id", "-created_at").select_related("cargo"):
-        latest.setdefault(snap.cargo_id, snap)
-    return latest
+    """Each Cargo's latest snapshot of the last day, found on the (cargo, -created_at)
+    index: not every snapshot of the day read to keep one per Cargo (288 of each)."""
+    since = timezone.now() - timedelta(days=1)
+    newest = (
+        RateSnapshot.objects.filter(cargo_id=OuterRef("pk"), created_at__gte=since)
+        .order_by("-created_at")
+        .values("pk")[:1]
+    )
+    ids = Cargo.objects.annotate(newest=Subquery(newest)).filter(newest__isnull=False)
+    snaps = RateSnapshot.objects.filter(pk__in=ids.values("newest")).select_related("cargo")
+    return {snap.cargo_id: snap for snap in snaps}
 
 
 def _with_surge(
@@ -178,11 +189,6 @@ def present_rate(snap: RateSnapshot, *, surge: bool = False) -> dict:
     }
 
 
-def rate_history(*, cargo: Cargo, window: str) -> QuerySet[RateSnapshot]:
-    since = timezone.now() - HISTORY_WINDOWS[window]
-    return RateSnapshot.objects.filter(cargo=cargo, created_at__gte=since).order_by("created_at")
-
-
 def network_stats() -> dict:
     online = online_islands()
     regions = sorted(r for r in online.values_list("region", flat=True).distinct() if r)
@@ -224,18 +230,21 @@ def recommendations(*, island: Island) -> list[dict]:
     return rows
 
 
-# --- Pages: the Exchange and the credit history ---------------------------------------
+# --- Rate history (the API and the Exchange page) ----------------------------------------
 
-# Chart resolution per window: a point per bucket keeps a 30-day chart at 30 points.
+# A point per bucket keeps a 30-day history at 30 points (8,640 snapshots, one per 5 min).
 HISTORY_BUCKETS = {"1h": "minute", "24h": "hour", "7d": "hour", "30d": "day"}
 
 
-def rate_histories(*, window: str) -> dict[int, list[dict[str, Any]]]:
-    """Every Cargo's rates in the window, one row per bucket, in one query."""
+def rate_histories(*, window: str, cargo: int | None = None) -> dict[int, list[dict[str, Any]]]:
+    """Every Cargo's rates in the window (or one Cargo's), one row per bucket: ``at``,
+    ``avg``, ``low``, ``high``, ``hosts``; in one query."""
     since = timezone.now() - HISTORY_WINDOWS[window]
+    snapshots = RateSnapshot.objects.filter(created_at__gte=since)
+    if cargo is not None:
+        snapshots = snapshots.filter(cargo_id=cargo)
     rows = (
-        RateSnapshot.objects.filter(created_at__gte=since)
-        .annotate(at=Trunc("created_at", HISTORY_BUCKETS[window]))
+        snapshots.annotate(at=Trunc("created_at", HISTORY_BUCKETS[window]))
         .values("cargo_id", "at")
         .annotate(
             avg=Avg("avg_price"),
@@ -251,6 +260,23 @@ def rate_histories(*, window: str) -> dict[int, list[dict[str, Any]]]:
         row["avg"] = Decimal(str(row["avg"])).quantize(Decimal("0.000001"))
         histories.setdefault(row["cargo_id"], []).append(dict(row))
     return histories
+
+
+def present_bucket(slug: str, row: dict[str, Any]) -> dict:
+    """A row of :func:`rate_histories` in :func:`present_rate`'s shape."""
+    return {
+        "workload_slug": slug,
+        "avg_price": str(row["avg"]),
+        "min_price": str(row["low"]),
+        "max_price": str(row["high"]),
+        "num_hosts": row["hosts"],
+        "suggested_bid": str(row["avg"] * SUGGESTED_BID_MULTIPLIER),
+        "surge": False,
+        "timestamp": row["at"],
+    }
+
+
+# --- Pages: the credit history ------------------------------------------------------------
 
 
 def island_earnings(*, user: User) -> QuerySet[Any, Any]:

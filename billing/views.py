@@ -3,6 +3,7 @@ Thin callers of billing.selectors; htmx requests get the partial they swap in.""
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -11,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.functional import SimpleLazyObject
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django_htmx.middleware import HtmxDetails
@@ -74,11 +76,15 @@ def exchange(request: PageRequest) -> HttpResponse:
     window = request.GET.get("window", DEFAULT_WINDOW)
     if window not in selectors.HISTORY_WINDOWS:
         window = DEFAULT_WINDOW
-    context = {
+    context: dict[str, Any] = {
         "window": window,
         "window_label": WINDOW_LABELS[window],
         "windows": WINDOW_LABELS,
-        "histories": _histories(window),
+        # The charts and their tables are the same for every visitor, and a week of them
+        # costs ~50 ms per Cargo: the template keeps them a minute per window and newest
+        # snapshot, and reads the histories only when it writes them.
+        "histories": SimpleLazyObject(lambda: _histories(window)),
+        "newest_snapshot": selectors.newest_snapshot_id(),
     }
     if not _wants_partial(request):
         context |= {"rates": _rates(), "stats": selectors.network_stats()}

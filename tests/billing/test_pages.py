@@ -180,6 +180,16 @@ def test_the_30_day_window_draws_one_point_per_day(client, db):
     assert len(line_points(chart)) == 2
 
 
+def test_the_charts_are_drawn_once_until_a_new_snapshot(client, db, django_assert_max_num_queries):
+    chat = CargoFactory(slug="llm-chat")
+    snapshot(chat, ago=timedelta(minutes=30), avg="0.0100", low="0.0080", high="0.0120")
+    first = client.get("/exchange?window=24h", **HTMX).content.decode()
+    with django_assert_max_num_queries(1):  # the newest snapshot's id: the charts are kept
+        assert client.get("/exchange?window=24h", **HTMX).content.decode() == first
+    snapshot(chat, ago=timedelta(minutes=5), avg="0.0200", low="0.0150", high="0.0250")
+    assert "0.0250" in chart_of(client.get("/exchange?window=24h").content.decode(), "llm-chat")
+
+
 def test_a_window_switch_by_htmx_gets_only_the_history_section(client, db):
     response = client.get("/exchange?window=30d", **HTMX)
 
