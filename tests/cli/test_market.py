@@ -92,7 +92,7 @@ def test_market_rates_of_an_unknown_cargo_exits_with_not_found(run, live):
     assert "not found" in result.output.lower()
 
 
-def test_market_history_lists_the_snapshots_of_the_window(run, live):
+def test_market_history_lists_the_window_hour_by_hour(run, live):
     snapshot("llm-chat", ago=timedelta(days=3), avg="0.03", low="0.03", high="0.03", hosts=2)
     older = snapshot(
         "llm-chat", ago=timedelta(hours=2), avg="0.02", low="0.01", high="0.03", hosts=4
@@ -109,7 +109,7 @@ def test_market_history_lists_the_snapshots_of_the_window(run, live):
         ["0.0200", "0.0100", "0.0300", "4"],
         ["0.0100", "0.0100", "0.0100", "6"],
     ]
-    assert rows[1][:2] == [f"{older.created_at:%Y-%m-%d}", f"{older.created_at:%H:%M}"]
+    assert rows[1][:2] == [f"{older.created_at:%Y-%m-%d}", f"{older.created_at:%H}:00"]
     assert [row[2] for row in table(week.stdout)[1:]] == ["0.0300", "0.0200", "0.0100"]
 
 
