@@ -1,9 +1,10 @@
 """Reads of balances, the ledger and the compute exchange."""
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.cache import cache
@@ -16,7 +17,6 @@ from django.db.models import (
     Max,
     Min,
     OuterRef,
-    Q,
     QuerySet,
     Subquery,
     Sum,
@@ -189,31 +189,54 @@ def present_rate(snap: RateSnapshot, *, surge: bool = False) -> dict:
     }
 
 
+# Counted over the whole network (every completed job, every queued one): the same for
+# everyone who asks, so counted once per this many seconds for all of them.
+SHARED_COUNTS_SECONDS = 10
+T = TypeVar("T")
+
+
+def _shared(key: str, count: Callable[[], T]) -> T:
+    return cast(T, cache.get_or_set(key, count, timeout=SHARED_COUNTS_SECONDS))
+
+
 def network_stats() -> dict:
-    online = online_islands()
-    regions = sorted(r for r in online.values_list("region", flat=True).distinct() if r)
-    return {
-        "online_islands": online.count(),
-        "regions": regions,
-        "jobs_completed": Job.objects.filter(status=Job.Status.COMPLETED).count(),
-    }
+    def count() -> dict:
+        online = online_islands()
+        regions = sorted(r for r in online.values_list("region", flat=True).distinct() if r)
+        return {
+            "online_islands": online.count(),
+            "regions": regions,
+            "jobs_completed": Job.objects.filter(status=Job.Status.COMPLETED).count(),
+        }
+
+    return _shared("network:stats", count)
+
+
+def demand() -> dict[int, tuple[int, int]]:
+    """Each Cargo's queued jobs and the jobs it completed in the last hour."""
+
+    def per_cargo(jobs: QuerySet[Job]) -> dict[int, int]:
+        return dict(jobs.values_list("cargo_id").annotate(n=Count("pk")).order_by())
+
+    def count() -> dict[int, tuple[int, int]]:
+        since = timezone.now() - timedelta(hours=1)
+        queued = per_cargo(Job.objects.filter(status=Job.Status.QUEUED))
+        recent = per_cargo(Job.objects.filter(status=Job.Status.COMPLETED, completed_at__gte=since))
+        return {c: (queued.get(c, 0), recent.get(c, 0)) for c in queued.keys() | recent.keys()}
+
+    return _shared("market:demand", count)
 
 
 def recommendations(*, island: Island) -> list[dict]:
     """Cargos this Island can serve, by demand: queued * 10 + recent_completions * 2."""
     from compute.capability import can_serve
 
-    since = timezone.now() - timedelta(hours=1)
-    cargos = Cargo.objects.filter(is_enabled=True, is_approved=True).annotate(
-        queued=Count("jobs", filter=Q(jobs__status=Job.Status.QUEUED)),
-        recent=Count(
-            "jobs", filter=Q(jobs__status=Job.Status.COMPLETED, jobs__completed_at__gte=since)
-        ),
-    )
+    demanded = demand()
     rows = []
-    for cargo in cargos:
+    for cargo in Cargo.objects.filter(is_enabled=True, is_approved=True):
         if not can_serve(island, cargo):
             continue
+        queued, recent = demanded.get(cargo.pk, (0, 0))
         earned = ask_of(island, cargo) * (1 - settings.PLATFORM_FEE_RATE)
         rows.append(
             {
@@ -222,8 +245,8 @@ def recommendations(*, island: Island) -> list[dict]:
                 "model_hash": cargo.spec.get("model_hash"),
                 "runtime_type": cargo.runtime_type,
                 "estimated_earnings_per_job": str(earned.normalize()),
-                "queued_demand": cargo.queued,
-                "demand_score": cargo.queued * 10 + cargo.recent * 2,
+                "queued_demand": queued,
+                "demand_score": queued * 10 + recent * 2,
             }
         )
     rows.sort(key=lambda row: (-row["demand_score"], row["workload_slug"]))

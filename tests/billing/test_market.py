@@ -153,6 +153,23 @@ def test_recommendations_are_sorted_by_demand_and_skip_cargos_the_island_cannot_
     ]
 
 
+def test_the_networks_counts_are_made_once_for_everyone_who_asks_within_seconds(
+    llm, anon, django_assert_max_num_queries
+):
+    # Every completed and queued job of the network are counted: not on every request of
+    # a public endpoint (nor for each of thousands of Islands polling recommendations).
+    islands = IslandFactory.create_batch(2)
+    JobFactory(cargo=llm, status=Job.Status.QUEUED)
+    anon.get("/api/v1/network/stats")
+    anon.get(f"/api/v1/island/recommendations?host_id={islands[0].pk}")
+    with django_assert_max_num_queries(0):
+        stats = anon.get("/api/v1/network/stats").json()["data"]
+    with django_assert_max_num_queries(2):  # the Island and the Cargos
+        rows = anon.get(f"/api/v1/island/recommendations?host_id={islands[1].pk}").json()
+    assert stats["online_islands"] == 2
+    assert rows["recommendations"][0]["queued_demand"] == 1
+
+
 def test_recommendations_need_a_valid_known_host_id(anon, db):
     assert anon.get("/api/v1/island/recommendations").status_code == 422
     assert anon.get("/api/v1/island/recommendations?host_id=nope").status_code == 422
