@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compute import api_schema as out
 from compute.models import Island, KarmaEvent
 from compute.selectors.islands import karma_history, network_islands
 from compute.services.karma import MINUTES_PER_KARMA
@@ -70,6 +71,7 @@ class HostListView(APIView):
         summary="The Islands of the network (all, or ?status=online|offline)",
         parameters=[OpenApiParameter("status", enum=["online", "offline"]), PageSerializer],
         operation_id="hosts_list",
+        responses=out.HostListResponse,
     )
     def get(self, request: Request) -> Response:
         status = validated(HostFilter, request.query_params.dict()).get("status")
@@ -77,20 +79,22 @@ class HostListView(APIView):
 
 
 class HostDetailView(APIView):
-    @extend_schema(summary="One Island")
+    @extend_schema(summary="One Island", responses=out.HostResponse)
     def get(self, request: Request, host_id: str) -> Response:
         return Response({"data": present_host(_island(host_id))})
 
 
 class HostKarmaView(APIView):
-    @extend_schema(summary="An Island's karma")
+    @extend_schema(summary="An Island's karma", responses=out.KarmaResponse)
     def get(self, request: Request, host_id: str) -> Response:
         return Response({"data": present_karma(_island(host_id))})
 
 
 class HostKarmaHistoryView(APIView):
     @extend_schema(
-        summary="Every change of an Island's karma, newest first", parameters=[PageSerializer]
+        summary="Every change of an Island's karma, newest first",
+        parameters=[PageSerializer],
+        responses=out.KarmaHistoryResponse,
     )
     def get(self, request: Request, host_id: str) -> Response:
         island = _island(host_id)

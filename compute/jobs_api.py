@@ -5,13 +5,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compute import api_schema as out
 from compute.models import Cargo, Job
 from compute.selectors import cargos as cargo_selectors
 from compute.selectors.jobs import job_of, jobs_of
@@ -96,7 +96,11 @@ class CatalogFilter(InputSerializer):
 
 
 class CargoListView(PublicView):
-    @extend_schema(summary="The Cargo catalog (no authentication)", parameters=[CatalogFilter])
+    @extend_schema(
+        summary="The Cargo catalog (no authentication)",
+        parameters=[CatalogFilter],
+        responses=out.CargoListResponse,
+    )
     def get(self, request: Request) -> Response:
         filters = validated(CatalogFilter, request.query_params.dict())
         cargos = [present_cargo(c) for c in cargo_selectors.catalog(**filters)]
@@ -108,13 +112,14 @@ class WorkloadListView(PublicView):
         summary="Workloads (Cargos) that jobs may use",
         parameters=[PageSerializer],
         operation_id="workloads_list",
+        responses=out.WorkloadListResponse,
     )
     def get(self, request: Request) -> Response:
         return Response(paginate(request, cargo_selectors.catalog(), present_workload))
 
 
 class WorkloadDetailView(PublicView):
-    @extend_schema(summary="One workload (Cargo) by slug")
+    @extend_schema(summary="One workload (Cargo) by slug", responses=out.WorkloadResponse)
     def get(self, request: Request, slug: str) -> Response:
         cargo = cargo_selectors.usable_cargo(slug)
         if cargo is None:
@@ -206,7 +211,10 @@ async def submit_fast(call: Call) -> Reply:
 
 class JobListView(APIView):
     @extend_schema(
-        summary="Your recent jobs", parameters=[PageSerializer], operation_id="jobs_list"
+        summary="Your recent jobs",
+        parameters=[PageSerializer],
+        operation_id="jobs_list",
+        responses=out.JobListResponse,
     )
     def get(self, request: SignedRequest) -> Response:
         return Response(paginate(request, jobs_of(request.user), present_job))
@@ -214,7 +222,7 @@ class JobListView(APIView):
     @extend_schema(
         summary="Submit a job (Idempotency-Key supported)",
         request=JobInput,
-        responses={201: OpenApiTypes.OBJECT},
+        responses={201: out.JobResponse},
     )
     def post(self, request: SignedRequest) -> Response:
         key = request.headers.get("Idempotency-Key")
@@ -224,11 +232,11 @@ class JobListView(APIView):
 
 
 class JobDetailView(APIView):
-    @extend_schema(summary="One of your jobs")
+    @extend_schema(summary="One of your jobs", responses=out.JobResponse)
     def get(self, request: SignedRequest, job_id: str) -> Response:
         return Response({"data": present_job(_own_job(request, job_id))})
 
-    @extend_schema(summary="Cancel a pending, queued or running job")
+    @extend_schema(summary="Cancel a pending, queued or running job", responses=out.JobResponse)
     def delete(self, request: SignedRequest, job_id: str) -> Response:
         _own_job(request, job_id)
         job = jobs.cancel_job(user=request.user, job_id=job_id)
@@ -236,7 +244,7 @@ class JobDetailView(APIView):
 
 
 class JobOutputView(APIView):
-    @extend_schema(summary="The whole output of a job")
+    @extend_schema(summary="The whole output of a job", responses=out.JobOutputResponse)
     def get(self, request: SignedRequest, job_id: str) -> Response:
         job = _own_job(request, job_id)
         return Response(

@@ -1,0 +1,142 @@
+"""The shapes of the compute API's answers, for the OpenAPI document only (the views
+write them with the ``present_*`` functions of compute.api and compute.jobs_api;
+tests/portal/test_api_schema_answers.py checks real answers against these)."""
+
+from rest_framework import serializers
+
+from compute.models import Cargo, Island, Job
+from portal.api.serializers import PageMeta
+
+
+class Usage(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField(allow_null=True)
+    completion_tokens = serializers.IntegerField(allow_null=True)
+    total_tokens = serializers.IntegerField(allow_null=True)
+    credits_used = serializers.FloatField(allow_null=True)
+
+
+class JobOut(serializers.Serializer):
+    id = serializers.UUIDField()
+    workload_id = serializers.IntegerField()
+    workload_slug = serializers.CharField()
+    status = serializers.ChoiceField(choices=Job.Status.choices)
+    priority = serializers.IntegerField()
+    input = serializers.JSONField()
+    output = serializers.CharField(allow_blank=True)
+    usage = Usage()
+    island_id = serializers.UUIDField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+
+
+class JobResponse(serializers.Serializer):
+    data = JobOut()  # type: ignore[assignment]
+
+
+class JobListResponse(serializers.Serializer):
+    data = JobOut(many=True)  # type: ignore[assignment]
+    meta = PageMeta()
+
+
+class JobOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=Job.Status.choices)
+    output = serializers.CharField(allow_blank=True)
+    images = serializers.ListField(child=serializers.JSONField())
+
+
+class JobOutputResponse(serializers.Serializer):
+    data = JobOutput()  # type: ignore[assignment]
+
+
+class CargoOut(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    category = serializers.ChoiceField(choices=Cargo.Category.choices)
+    runtime_type = serializers.ChoiceField(choices=Cargo.Runtime.choices)
+    onnx_task_type = serializers.CharField(allow_null=True)
+    price_per_job = serializers.FloatField()
+    required_vram_mb = serializers.IntegerField()
+    required_ram_mb = serializers.IntegerField()
+
+
+class CargoListResponse(serializers.Serializer):
+    cargos = CargoOut(many=True)
+    count = serializers.IntegerField()
+
+
+class WorkloadOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    category = serializers.ChoiceField(choices=Cargo.Category.choices)
+    runtime_type = serializers.ChoiceField(choices=Cargo.Runtime.choices)
+    required_vram_mb = serializers.IntegerField()
+    required_ram_mb = serializers.IntegerField()
+    price_per_job = serializers.FloatField()
+    time_limit_seconds = serializers.IntegerField()
+    input_schema = serializers.JSONField(allow_null=True)
+    is_enabled = serializers.BooleanField()
+
+
+class WorkloadResponse(serializers.Serializer):
+    data = WorkloadOut()  # type: ignore[assignment]
+
+
+class WorkloadListResponse(serializers.Serializer):
+    data = WorkloadOut(many=True)  # type: ignore[assignment]
+    meta = PageMeta()
+
+
+class HostOut(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField(allow_blank=True)
+    status = serializers.ChoiceField(choices=Island.Status.choices)
+    region = serializers.CharField(allow_blank=True)
+    capabilities = serializers.DictField()
+    karma_score = serializers.IntegerField()
+    last_heartbeat_at = serializers.DateTimeField(allow_null=True)
+
+
+class HostResponse(serializers.Serializer):
+    data = HostOut()  # type: ignore[assignment]
+
+
+class HostListResponse(serializers.Serializer):
+    data = HostOut(many=True)  # type: ignore[assignment]
+    meta = PageMeta()
+
+
+class KarmaOut(serializers.Serializer):
+    host_id = serializers.UUIDField()
+    karma_score = serializers.IntegerField()
+    pending_minutes = serializers.IntegerField()
+    minutes_per_karma = serializers.IntegerField()
+    monetization_threshold = serializers.IntegerField()
+    monetization_unlocked = serializers.BooleanField()
+    jobs_completed = serializers.IntegerField()
+    jobs_failed = serializers.IntegerField()
+
+
+class KarmaResponse(serializers.Serializer):
+    data = KarmaOut()  # type: ignore[assignment]
+
+
+class KarmaEventOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    delta = serializers.IntegerField()
+    minutes = serializers.IntegerField()
+    reason = serializers.CharField()
+    karma_after = serializers.IntegerField()
+    pending_minutes_after = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class KarmaHistoryResponse(serializers.Serializer):
+    data = KarmaEventOut(many=True)  # type: ignore[assignment]
+    meta = PageMeta()

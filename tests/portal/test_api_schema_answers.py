@@ -1,0 +1,47 @@
+"""Real answers of the job, catalog and host endpoints have the shapes the OpenAPI
+document gives them (a client generated from the document can read them)."""
+
+import schemathesis
+
+from compute.models import KarmaEvent
+from portal import services
+from tests.factories import CargoFactory, IslandFactory
+
+
+def test_the_answers_have_their_documented_shapes(live, user):
+    key = services.create_api_key(user=user, name="documented")[1]
+    CargoFactory(slug="llm-chat", input_schema={"type": "object"})
+    island = IslandFactory(max_concurrent_jobs=0)  # the job waits, queued
+    KarmaEvent.objects.create(island=island, delta=1, reason="uptime", karma_after=1,
+                              pending_minutes_after=0)  # fmt: skip
+    api = schemathesis.openapi.from_url(f"{live.url}/api/v1/schema")
+    checked = []
+
+    with live.client(key) as client:
+
+        def answer(method: str, path: str, template: str | None = None, **kwargs):
+            response = client.request(method, path, **kwargs)
+            assert response.status_code < 300, (path, response.text)
+            api[f"/api/v1{template or path}"][method].validate_response(response)
+            checked.append(f"{method} {template or path}")
+            return response.json()
+
+        job = answer("POST", "/jobs", json={"workload": "llm-chat", "input": {"prompt": "hi"}})
+        job_id = job["data"]["id"]
+        answer("GET", "/jobs")
+        answer("GET", f"/jobs/{job_id}", "/jobs/{job_id}")
+        answer("GET", f"/jobs/{job_id}/output", "/jobs/{job_id}/output")
+        cancelled = answer("DELETE", f"/jobs/{job_id}", "/jobs/{job_id}")
+        answer("GET", "/cargos")
+        answer("GET", "/workloads")
+        answer("GET", "/workloads/llm-chat", "/workloads/{slug}")
+        answer("GET", "/hosts")
+        answer("GET", f"/hosts/{island.pk}", "/hosts/{host_id}")
+        answer("GET", f"/hosts/{island.pk}/karma", "/hosts/{host_id}/karma")
+        history = answer(
+            "GET", f"/hosts/{island.pk}/karma/history", "/hosts/{host_id}/karma/history"
+        )
+
+    assert cancelled["data"]["status"] == "cancelled"
+    assert history["data"][0]["reason"] == "uptime"
+    assert len(checked) == 12
