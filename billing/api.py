@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing import api_schema as out
 from billing import selectors, services
 from billing.models import MONEY, LedgerEntry
 from compute.models import Cargo, Island
@@ -27,7 +28,11 @@ def _cargo(slug: str) -> Cargo:
 
 
 class RatesView(PublicView):
-    @extend_schema(summary="Current market rate of every Cargo", operation_id="market_rates_list")
+    @extend_schema(
+        summary="Current market rate of every Cargo",
+        operation_id="market_rates_list",
+        responses=out.RatesResponse,
+    )
     def get(self, request: Request) -> Response:
         surge = selectors.surge_active()
         snaps = selectors.latest_snapshots().values()
@@ -40,7 +45,7 @@ def _by_slug(row: dict) -> str:
 
 
 class RateView(PublicView):
-    @extend_schema(summary="Current market rate of one Cargo")
+    @extend_schema(summary="Current market rate of one Cargo", responses=out.RateResponse)
     def get(self, request: Request, slug: str) -> Response:
         cargo = _cargo(slug)
         snap = cargo.rates.order_by("-created_at").first()
@@ -59,6 +64,7 @@ class HistoryView(PublicView):
         "hour, hour or day (the average of the averages, the lowest and highest asks, the "
         "most Islands)",
         parameters=[HistoryInput],
+        responses=out.HistoryResponse,
     )
     def get(self, request: Request, slug: str) -> Response:
         window = validated(HistoryInput, request.query_params.dict())["window"]
@@ -69,7 +75,10 @@ class HistoryView(PublicView):
 
 
 class NetworkStatsView(PublicView):
-    @extend_schema(summary="Islands online, their regions and jobs completed")
+    @extend_schema(
+        summary="Islands online, their regions and jobs completed",
+        responses=out.NetworkStatsResponse,
+    )
     def get(self, request: Request) -> Response:
         return Response({"data": selectors.network_stats()})
 
@@ -82,6 +91,7 @@ class RecommendationsView(PublicView):
     @extend_schema(
         summary="Cargos an Island should preload, by network demand",
         parameters=[RecommendationsInput],
+        responses=out.RecommendationsResponse,
     )
     def get(self, request: Request) -> Response:
         host_id = validated(RecommendationsInput, request.query_params.dict())["host_id"]
@@ -99,7 +109,11 @@ class AskingPricesInput(InputSerializer):
 
 
 class AskingPricesView(APIView):
-    @extend_schema(summary="Set your Island's asking price per Cargo", request=AskingPricesInput)
+    @extend_schema(
+        summary="Set your Island's asking price per Cargo",
+        request=AskingPricesInput,
+        responses=out.AskingPricesResponse,
+    )
     def post(self, request: SignedRequest) -> Response:
         data = validated(AskingPricesInput, request.data)
         asks = services.set_asking_prices(
@@ -114,12 +128,16 @@ class BidInput(InputSerializer):
 
 
 class BidsView(APIView):
-    @extend_schema(summary="Your saved bids per Cargo")
+    @extend_schema(summary="Your saved bids per Cargo", responses=out.BidsResponse)
     def get(self, request: SignedRequest) -> Response:
         bids = request.user.bids.select_related("cargo").order_by("cargo__slug")
         return Response({"data": [{"workload": b.cargo.slug, "bid": str(b.bid)} for b in bids]})
 
-    @extend_schema(summary="Save the most you pay per job of a Cargo", request=BidInput)
+    @extend_schema(
+        summary="Save the most you pay per job of a Cargo",
+        request=BidInput,
+        responses=out.BidResponse,
+    )
     def post(self, request: SignedRequest) -> Response:
         data = validated(BidInput, request.data)
         services.save_bid(user=request.user, cargo_slug=data["workload"], bid=data["bid"])
@@ -140,7 +158,11 @@ def present_entry(entry: LedgerEntry) -> dict:
 
 
 class LedgerView(APIView):
-    @extend_schema(summary="Your ledger entries, newest first", parameters=[PageSerializer])
+    @extend_schema(
+        summary="Your ledger entries, newest first",
+        parameters=[PageSerializer],
+        responses=out.LedgerResponse,
+    )
     def get(self, request: SignedRequest) -> Response:
         return Response(
             paginate(request, selectors.ledger_entries(user=request.user), present_entry)

@@ -1,8 +1,9 @@
-"""Real answers of the job, catalog and host endpoints have the shapes the OpenAPI
-document gives them (a client generated from the document can read them)."""
+"""Real answers of the job, catalog, host, market and ledger endpoints have the shapes
+the OpenAPI document gives them (a client generated from the document can read them)."""
 
 import schemathesis
 
+from billing.services import snapshot_rates
 from compute.models import KarmaEvent
 from portal import services
 from tests.factories import CargoFactory, IslandFactory
@@ -11,7 +12,7 @@ from tests.factories import CargoFactory, IslandFactory
 def test_the_answers_have_their_documented_shapes(live, user):
     key = services.create_api_key(user=user, name="documented")[1]
     CargoFactory(slug="llm-chat", input_schema={"type": "object"})
-    island = IslandFactory(max_concurrent_jobs=0)  # the job waits, queued
+    island = IslandFactory(owner=user, max_concurrent_jobs=0)  # the job waits, queued
     KarmaEvent.objects.create(island=island, delta=1, reason="uptime", karma_after=1,
                               pending_minutes_after=0)  # fmt: skip
     api = schemathesis.openapi.from_url(f"{live.url}/api/v1/schema")
@@ -41,7 +42,20 @@ def test_the_answers_have_their_documented_shapes(live, user):
         history = answer(
             "GET", f"/hosts/{island.pk}/karma/history", "/hosts/{host_id}/karma/history"
         )
+        asks = {"host_id": str(island.pk), "prices": {"llm-chat": "0.02"}}
+        answer("POST", "/market/asking-prices", json=asks)
+        snapshot_rates()
+        answer("GET", "/market/rates")
+        answer("GET", "/market/rates/llm-chat", "/market/rates/{slug}")
+        rows = answer("GET", "/market/history/llm-chat", "/market/history/{slug}")
+        answer("POST", "/market/bids", json={"workload": "llm-chat", "bid": "0.05"})
+        answer("GET", "/market/bids")
+        answer("GET", "/network/stats")
+        answer("GET", f"/island/recommendations?host_id={island.pk}", "/island/recommendations")
+        ledger = answer("GET", "/account/ledger")
 
     assert cancelled["data"]["status"] == "cancelled"
     assert history["data"][0]["reason"] == "uptime"
-    assert len(checked) == 12
+    assert rows["data"][0]["avg_price"] == "0.020000"
+    assert {entry["kind"] for entry in ledger["data"]} >= {"grant", "hold", "release"}
+    assert len(checked) == 21

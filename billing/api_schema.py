@@ -1,0 +1,106 @@
+"""The shapes of the market and ledger API's answers, for the OpenAPI document only (the
+views write them with billing.selectors' and billing.api's ``present_*`` functions;
+tests/portal/test_api_schema_answers.py checks real answers against these). Amounts are
+decimal strings."""
+
+from rest_framework import serializers
+
+from billing.models import LedgerEntry
+from compute.models import Cargo
+from portal.api.serializers import PageMeta
+
+
+class Amount(serializers.CharField):
+    """A number of credits, written as a decimal string ("0.010000")."""
+
+
+class RateOut(serializers.Serializer):
+    workload_slug = serializers.CharField()
+    avg_price = Amount()
+    min_price = Amount()
+    max_price = Amount()
+    num_hosts = serializers.IntegerField()
+    suggested_bid = Amount()
+    surge = serializers.BooleanField()
+    timestamp = serializers.DateTimeField()
+
+
+class RatesResponse(serializers.Serializer):
+    data = RateOut(many=True)  # type: ignore[assignment]
+
+
+class RateResponse(serializers.Serializer):
+    data = RateOut()  # type: ignore[assignment]
+
+
+class HistoryMeta(serializers.Serializer):
+    window = serializers.ChoiceField(choices=["1h", "24h", "7d", "30d"])
+    count = serializers.IntegerField()
+
+
+class HistoryResponse(serializers.Serializer):
+    data = RateOut(many=True)  # type: ignore[assignment]
+    meta = HistoryMeta()
+
+
+class NetworkStats(serializers.Serializer):
+    online_islands = serializers.IntegerField()
+    regions = serializers.ListField(child=serializers.CharField())
+    jobs_completed = serializers.IntegerField()
+
+
+class NetworkStatsResponse(serializers.Serializer):
+    data = NetworkStats()  # type: ignore[assignment]
+
+
+class Recommendation(serializers.Serializer):
+    workload_slug = serializers.CharField()
+    model_url = serializers.CharField(allow_null=True)
+    model_hash = serializers.CharField(allow_null=True)
+    runtime_type = serializers.ChoiceField(choices=Cargo.Runtime.choices)
+    estimated_earnings_per_job = Amount()
+    queued_demand = serializers.IntegerField()
+    demand_score = serializers.IntegerField()
+
+
+class RecommendationsResponse(serializers.Serializer):
+    host_id = serializers.UUIDField()
+    recommendations = Recommendation(many=True)
+
+
+class AskingPrices(serializers.Serializer):
+    host_id = serializers.UUIDField()
+    asking_prices = serializers.DictField(child=Amount())
+
+
+class AskingPricesResponse(serializers.Serializer):
+    data = AskingPrices()  # type: ignore[assignment]
+
+
+class Bid(serializers.Serializer):
+    workload = serializers.CharField()
+    bid = Amount()
+
+
+class BidsResponse(serializers.Serializer):
+    data = Bid(many=True)  # type: ignore[assignment]
+
+
+class BidResponse(serializers.Serializer):
+    data = Bid()  # type: ignore[assignment]
+
+
+class LedgerEntryOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=LedgerEntry.Kind.choices)
+    amount = Amount()
+    job_id = serializers.UUIDField(allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+    available_after = Amount()
+    held_after = Amount()
+    created_at = serializers.DateTimeField()
+
+
+class LedgerResponse(serializers.Serializer):
+    data = LedgerEntryOut(many=True)  # type: ignore[assignment]
+    meta = PageMeta()
