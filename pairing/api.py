@@ -72,12 +72,28 @@ def _error(error: services.PairingError) -> Response:
     return Response(error_body(error.message, error.code), status=error.status)
 
 
+class Claimed(serializers.Serializer):
+    """The phone's credentials (for the OpenAPI document)."""
+
+    host_id = serializers.UUIDField()
+    token = serializers.CharField(help_text="Shown once; stored hashed")
+    token_expires_at = serializers.DateTimeField()
+    account_email = serializers.EmailField()
+    nats_url = serializers.CharField(allow_blank=True)
+    runtime = serializers.ChoiceField(choices=sorted(services.MOBILE_RUNTIME.values()))
+
+
+class ClaimedResponse(serializers.Serializer):
+    data = Claimed()  # type: ignore[assignment]
+
+
 class MobileClaimView(PublicView):
     throttle_classes = [ClaimThrottle]
 
     @extend_schema(
         summary="Claim a mobile pairing code (the phone app; no API key)",
         request=ClaimInput,
+        responses={201: ClaimedResponse},
     )
     def post(self, request: Request) -> Response:
         data = validated(ClaimInput, request.data)

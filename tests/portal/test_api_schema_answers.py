@@ -5,6 +5,7 @@ import schemathesis
 
 from billing.services import snapshot_rates
 from compute.models import KarmaEvent
+from pairing.services import start_mobile_session
 from portal import services
 from tests.factories import CargoFactory, IslandFactory
 
@@ -53,9 +54,12 @@ def test_the_answers_have_their_documented_shapes(live, user):
         answer("GET", "/network/stats")
         answer("GET", f"/island/recommendations?host_id={island.pk}", "/island/recommendations")
         ledger = answer("GET", "/account/ledger")
+        code = start_mobile_session(user=user)[1]
+        body = {"code": code, "device_name": "Pixel 8", "platform": "android"}
+        answer("POST", "/pairing/mobile/claim", json=body)
 
     assert cancelled["data"]["status"] == "cancelled"
     assert history["data"][0]["reason"] == "uptime"
     assert rows["data"][0]["avg_price"] == "0.020000"
     assert {entry["kind"] for entry in ledger["data"]} >= {"grant", "hold", "release"}
-    assert len(checked) == 21
+    assert len(checked) == 22
