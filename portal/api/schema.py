@@ -1,5 +1,5 @@
-"""OpenAPI additions: the one error shape, documented once for every operation; input
-that refuses unknown fields; the two endpoints that are not DRF views."""
+"""OpenAPI additions: what the validation refuses (:class:`Schema`), the one error shape
+documented once for every operation, and the two endpoints that are not DRF views."""
 
 from typing import Any
 
@@ -24,8 +24,8 @@ class Schema(AutoSchema):
     """What DRF's validation refuses, said in the schema where drf-spectacular leaves it
     out: undeclared fields of input serializers (InputSerializer), a null JSON value, an
     empty list or object where ``allow_empty`` is false, text of spaces only where blank
-    is refused, a blank or signed decimal. An
-    APIView that names no serializer for its answer answers a JSON object."""
+    is refused, a blank or signed decimal. An APIView that names no serializer for its
+    answer answers a JSON object."""
 
     def _map_serializer_field(self, field: Any, direction: str, bypass_extensions: bool = False):
         result = super()._map_serializer_field(field, direction, bypass_extensions)
