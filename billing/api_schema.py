@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from billing.models import LedgerEntry
 from compute.models import Cargo
-from portal.api.serializers import PageMeta
+from portal.api.serializers import PageMeta, envelope
 
 
 class Amount(serializers.CharField):
@@ -25,12 +25,10 @@ class RateOut(serializers.Serializer):
     timestamp = serializers.DateTimeField()
 
 
-class RatesResponse(serializers.Serializer):
-    data = RateOut(many=True)  # type: ignore[assignment]
+RatesResponse = envelope("RatesResponse", RateOut(many=True))
 
 
-class RateResponse(serializers.Serializer):
-    data = RateOut()  # type: ignore[assignment]
+RateResponse = envelope("RateResponse", RateOut())
 
 
 class HistoryMeta(serializers.Serializer):
@@ -38,9 +36,7 @@ class HistoryMeta(serializers.Serializer):
     count = serializers.IntegerField()
 
 
-class HistoryResponse(serializers.Serializer):
-    data = RateOut(many=True)  # type: ignore[assignment]
-    meta = HistoryMeta()
+HistoryResponse = envelope("HistoryResponse", RateOut(many=True), meta=HistoryMeta())
 
 
 class NetworkStats(serializers.Serializer):
@@ -49,8 +45,7 @@ class NetworkStats(serializers.Serializer):
     jobs_completed = serializers.IntegerField()
 
 
-class NetworkStatsResponse(serializers.Serializer):
-    data = NetworkStats()  # type: ignore[assignment]
+NetworkStatsResponse = envelope("NetworkStatsResponse", NetworkStats())
 
 
 class Recommendation(serializers.Serializer):
@@ -73,8 +68,7 @@ class AskingPrices(serializers.Serializer):
     asking_prices = serializers.DictField(child=Amount())
 
 
-class AskingPricesResponse(serializers.Serializer):
-    data = AskingPrices()  # type: ignore[assignment]
+AskingPricesResponse = envelope("AskingPricesResponse", AskingPrices())
 
 
 class Bid(serializers.Serializer):
@@ -82,12 +76,10 @@ class Bid(serializers.Serializer):
     bid = Amount()
 
 
-class BidsResponse(serializers.Serializer):
-    data = Bid(many=True)  # type: ignore[assignment]
+BidsResponse = envelope("BidsResponse", Bid(many=True))
 
 
-class BidResponse(serializers.Serializer):
-    data = Bid()  # type: ignore[assignment]
+BidResponse = envelope("BidResponse", Bid())
 
 
 class LedgerEntryOut(serializers.Serializer):
@@ -101,6 +93,4 @@ class LedgerEntryOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class LedgerResponse(serializers.Serializer):
-    data = LedgerEntryOut(many=True)  # type: ignore[assignment]
-    meta = PageMeta()
+LedgerResponse = envelope("LedgerResponse", LedgerEntryOut(many=True), meta=PageMeta())

@@ -5,7 +5,7 @@ tests/portal/test_api_schema_answers.py checks real answers against these)."""
 from rest_framework import serializers
 
 from compute.models import Cargo, Island, Job
-from portal.api.serializers import PageMeta
+from portal.api.serializers import PageMeta, envelope
 
 
 class Usage(serializers.Serializer):
@@ -32,13 +32,10 @@ class JobOut(serializers.Serializer):
     error = serializers.CharField(allow_null=True)
 
 
-class JobResponse(serializers.Serializer):
-    data = JobOut()  # type: ignore[assignment]
+JobResponse = envelope("JobResponse", JobOut())
 
 
-class JobListResponse(serializers.Serializer):
-    data = JobOut(many=True)  # type: ignore[assignment]
-    meta = PageMeta()
+JobListResponse = envelope("JobListResponse", JobOut(many=True), meta=PageMeta())
 
 
 class JobOutput(serializers.Serializer):
@@ -48,8 +45,7 @@ class JobOutput(serializers.Serializer):
     images = serializers.ListField(child=serializers.JSONField())
 
 
-class JobOutputResponse(serializers.Serializer):
-    data = JobOutput()  # type: ignore[assignment]
+JobOutputResponse = envelope("JobOutputResponse", JobOutput())
 
 
 class CargoOut(serializers.Serializer):
@@ -84,13 +80,10 @@ class WorkloadOut(serializers.Serializer):
     is_enabled = serializers.BooleanField()
 
 
-class WorkloadResponse(serializers.Serializer):
-    data = WorkloadOut()  # type: ignore[assignment]
+WorkloadResponse = envelope("WorkloadResponse", WorkloadOut())
 
 
-class WorkloadListResponse(serializers.Serializer):
-    data = WorkloadOut(many=True)  # type: ignore[assignment]
-    meta = PageMeta()
+WorkloadListResponse = envelope("WorkloadListResponse", WorkloadOut(many=True), meta=PageMeta())
 
 
 class HostOut(serializers.Serializer):
@@ -103,13 +96,10 @@ class HostOut(serializers.Serializer):
     last_heartbeat_at = serializers.DateTimeField(allow_null=True)
 
 
-class HostResponse(serializers.Serializer):
-    data = HostOut()  # type: ignore[assignment]
+HostResponse = envelope("HostResponse", HostOut())
 
 
-class HostListResponse(serializers.Serializer):
-    data = HostOut(many=True)  # type: ignore[assignment]
-    meta = PageMeta()
+HostListResponse = envelope("HostListResponse", HostOut(many=True), meta=PageMeta())
 
 
 class KarmaOut(serializers.Serializer):
@@ -123,8 +113,7 @@ class KarmaOut(serializers.Serializer):
     jobs_failed = serializers.IntegerField()
 
 
-class KarmaResponse(serializers.Serializer):
-    data = KarmaOut()  # type: ignore[assignment]
+KarmaResponse = envelope("KarmaResponse", KarmaOut())
 
 
 class KarmaEventOut(serializers.Serializer):
@@ -137,6 +126,4 @@ class KarmaEventOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class KarmaHistoryResponse(serializers.Serializer):
-    data = KarmaEventOut(many=True)  # type: ignore[assignment]
-    meta = PageMeta()
+KarmaHistoryResponse = envelope("KarmaHistoryResponse", KarmaEventOut(many=True), meta=PageMeta())

@@ -12,6 +12,7 @@ from rest_framework.throttling import BaseThrottle
 from pairing import codes, services
 from portal.api.base import InputSerializer, PublicView, validated
 from portal.api.errors import error_body
+from portal.api.serializers import envelope
 from portal.api.throttling import charge, client_ip
 
 
@@ -83,8 +84,7 @@ class Claimed(serializers.Serializer):
     runtime = serializers.ChoiceField(choices=sorted(services.MOBILE_RUNTIME.values()))
 
 
-class ClaimedResponse(serializers.Serializer):
-    data = Claimed()  # type: ignore[assignment]
+ClaimedResponse = envelope("ClaimedResponse", Claimed())
 
 
 class MobileClaimView(PublicView):

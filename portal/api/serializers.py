@@ -41,18 +41,10 @@ class ApiKeyListInput(PageSerializer):
     limit = serializers.IntegerField(min_value=1, max_value=100, default=100)
 
 
-# Envelopes, for the schema only (never instantiated: their field ``data`` would hide
-# the serializer's own ``data``).
-class AccountResponse(serializers.Serializer):
-    data = AccountSerializer()  # type: ignore[assignment]
-
-
-class ApiKeyResponse(serializers.Serializer):
-    data = ApiKeySerializer()  # type: ignore[assignment]
-
-
-class CreatedApiKeyResponse(ApiKeyResponse):
-    key = serializers.CharField(help_text="The full key: shown only in this response")
+def envelope(name: str, data: serializers.Field, **more: serializers.Field) -> type:
+    """An answer ``{"data": ..., **more}``, named ``name`` in the OpenAPI document; for
+    the document only (never instantiated: its field ``data`` hides the serializer's)."""
+    return type(name, (serializers.Serializer,), {"data": data, **more})
 
 
 class PageMeta(serializers.Serializer):
@@ -61,9 +53,14 @@ class PageMeta(serializers.Serializer):
     offset = serializers.IntegerField()
 
 
-class ApiKeyListResponse(serializers.Serializer):
-    data = ApiKeySerializer(many=True)  # type: ignore[assignment]
-    meta = PageMeta()
+AccountResponse = envelope("AccountResponse", AccountSerializer())
+ApiKeyResponse = envelope("ApiKeyResponse", ApiKeySerializer())
+CreatedApiKeyResponse = envelope(
+    "CreatedApiKeyResponse",
+    ApiKeySerializer(),
+    key=serializers.CharField(help_text="The full key: shown only in this response"),
+)
+ApiKeyListResponse = envelope("ApiKeyListResponse", ApiKeySerializer(many=True), meta=PageMeta())
 
 
 class HealthResponse(serializers.Serializer):
