@@ -36,8 +36,9 @@ class UserEventsConsumer(AsyncJsonWebsocketConsumer):
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def receive_json(self, content, **kwargs) -> None:
-        """The browser only listens."""
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        """The browser only listens: what it sends is dropped unread (decoding it as JSON
+        would end the connection with an error on anything else)."""
 
     async def island_status(self, event: dict) -> None:
         await self.send_json(event)

@@ -116,3 +116,17 @@ async def test_the_islands_socket_forwards_status_changes_of_the_users_islands(u
     assert received["type"] == "island.status"
     assert received["status"] == "offline"
     await communicator.disconnect()
+
+
+@in_own_loop
+async def test_what_the_browser_sends_is_ignored_and_the_socket_stays_open(user):
+    communicator, connected = await connect("/ws/islands/", user)
+    assert connected is True
+    for text in ("not json", '{"type": "island.status"}', "[" * 10_000):
+        await communicator.send_to(text_data=text)
+    await communicator.send_to(bytes_data=b"\x00\xff")
+    assert await communicator.receive_nothing(timeout=0.3) is True
+    event = IslandStatus(island_id="i-1", status="online", last_heartbeat_at=None)
+    await sync_to_async(send_to_user)(user.pk, event)
+    assert (await communicator.receive_json_from(timeout=5))["status"] == "online"
+    await communicator.disconnect()
