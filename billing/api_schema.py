@@ -6,6 +6,7 @@ decimal strings."""
 from rest_framework import serializers
 
 from billing.models import LedgerEntry
+from billing.selectors import HISTORY_WINDOWS
 from compute.models import Cargo
 from portal.api.serializers import PageMeta, envelope
 
@@ -32,7 +33,7 @@ RateResponse = envelope("RateResponse", RateOut())
 
 
 class HistoryMeta(serializers.Serializer):
-    window = serializers.ChoiceField(choices=["1h", "24h", "7d", "30d"])
+    window = serializers.ChoiceField(choices=list(HISTORY_WINDOWS))
     count = serializers.IntegerField()
 
 

@@ -103,6 +103,17 @@ def ask_overrides(cargo: Cargo) -> dict:
     return dict(ask_rows.rows(cargo=cargo.pk))
 
 
+# Counted over the whole network (every completed job, every queued one): the same for
+# everyone who asks, so counted once per this many seconds for all of them.
+SHARED_COUNTS_SECONDS = 10
+T = TypeVar("T")
+
+
+def _shared(key: str, count: Callable[[], T], *, seconds: int = SHARED_COUNTS_SECONDS) -> T:
+    """``count()``, kept ``seconds`` in the cache for every process that asks."""
+    return cast(T, cache.get_or_set(key, count, timeout=seconds))
+
+
 def surge_active() -> bool:
     """Queued jobs exceed twice the free capacity of the online Islands (cached 30 s)."""
 
@@ -115,7 +126,7 @@ def surge_active() -> bool:
             free += max(0, max_jobs - active)
         return queued > 2 * free
 
-    return bool(cache.get_or_set("market:surge", compute, timeout=30))
+    return _shared("market:surge", compute, seconds=30)
 
 
 def newest_snapshot_id() -> int | None:
@@ -177,26 +188,24 @@ def budget_of(
 
 def present_rate(snap: RateSnapshot, *, surge: bool = False) -> dict:
     factor = SURGE_MULTIPLIER if surge else Decimal(1)
+    prices = (snap.avg_price * factor, snap.min_price * factor, snap.max_price * factor)
+    return _rate_row(snap.cargo.slug, *prices, snap.num_hosts, snap.created_at, surge=surge)
+
+
+def _rate_row(
+    slug: str, avg: Decimal, low: Decimal, high: Decimal, hosts: int, at: Any, *, surge: bool
+) -> dict:
+    """A rate as the API writes it (a snapshot's, or a bucket's of the history)."""
     return {
-        "workload_slug": snap.cargo.slug,
-        "avg_price": str(snap.avg_price * factor),
-        "min_price": str(snap.min_price * factor),
-        "max_price": str(snap.max_price * factor),
-        "num_hosts": snap.num_hosts,
-        "suggested_bid": str(snap.avg_price * factor * SUGGESTED_BID_MULTIPLIER),
+        "workload_slug": slug,
+        "avg_price": str(avg),
+        "min_price": str(low),
+        "max_price": str(high),
+        "num_hosts": hosts,
+        "suggested_bid": str(avg * SUGGESTED_BID_MULTIPLIER),
         "surge": surge,
-        "timestamp": snap.created_at,
+        "timestamp": at,
     }
-
-
-# Counted over the whole network (every completed job, every queued one): the same for
-# everyone who asks, so counted once per this many seconds for all of them.
-SHARED_COUNTS_SECONDS = 10
-T = TypeVar("T")
-
-
-def _shared(key: str, count: Callable[[], T]) -> T:
-    return cast(T, cache.get_or_set(key, count, timeout=SHARED_COUNTS_SECONDS))
 
 
 def network_stats() -> dict:
@@ -287,16 +296,8 @@ def rate_histories(*, window: str, cargo: int | None = None) -> dict[int, list[d
 
 def present_bucket(slug: str, row: dict[str, Any]) -> dict:
     """A row of :func:`rate_histories` in :func:`present_rate`'s shape."""
-    return {
-        "workload_slug": slug,
-        "avg_price": str(row["avg"]),
-        "min_price": str(row["low"]),
-        "max_price": str(row["high"]),
-        "num_hosts": row["hosts"],
-        "suggested_bid": str(row["avg"] * SUGGESTED_BID_MULTIPLIER),
-        "surge": False,
-        "timestamp": row["at"],
-    }
+    prices = (row["avg"], row["low"], row["high"])
+    return _rate_row(slug, *prices, row["hosts"], row["at"], surge=False)
 
 
 # --- Pages: the credit history ------------------------------------------------------------
