@@ -15,7 +15,7 @@ from compute import api_schema as out
 from compute.models import Island, KarmaEvent
 from compute.selectors.islands import karma_history, network_islands
 from compute.services.karma import MINUTES_PER_KARMA
-from portal.api.base import InputSerializer, PageSerializer, paginate, validated
+from portal.api.base import PageSerializer, paginate, validated
 
 
 def present_host(island: Island) -> dict:
@@ -56,10 +56,8 @@ def present_karma_event(event: KarmaEvent) -> dict:
     }
 
 
-class HostFilter(InputSerializer):
+class HostFilter(PageSerializer):
     status = serializers.ChoiceField(choices=Island.Status.choices, required=False)
-    limit = serializers.IntegerField(required=False)
-    offset = serializers.IntegerField(required=False)
 
 
 def _island(host_id: str) -> Island:
