@@ -13,11 +13,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 RUN useradd --create-home --uid 1000 app
 
-# Dependencies first, so that a code change does not reinstall them. The project's own
-# distribution lists only dependencies (its code runs from /app); the CLI is a package.
-COPY pyproject.toml ./
+# Dependencies first, so that a code change does not reinstall them: exactly the lock's
+# pins, their hashes checked (the coordinator's code runs from /app; the CLI is a package,
+# built with the locked setuptools).
+COPY requirements/base.txt requirements/
 COPY cli/ cli/
-RUN pip install . ./cli
+RUN pip install --require-hashes --no-deps -r requirements/base.txt \
+    && pip install --no-deps --no-build-isolation ./cli
 
 COPY . .
 # Static files are served by WhiteNoise from STATE_DIR/staticfiles; the key is build-only.

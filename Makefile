@@ -2,8 +2,12 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# Every package pinned with its hashes (make lock / make upgrade write them).
+LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet \
+	--custom-compile-command "make lock"
+LOCK_SOURCES := pyproject.toml cli/pyproject.toml requirements/tools.in
 
-.PHONY: run test lint format typecheck
+.PHONY: run test lint format typecheck lock upgrade
 run: $(VENV)/.installed
 	$(BIN)/python -m portal.stack run
 
@@ -25,15 +29,32 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+# After a change of the dependency lists: pin what changed, keep every other pin.
+lock: $(BIN)/uv
+	$(BIN)/uv pip compile $(LOCK_FLAGS) $(LOCK_SOURCES) -o requirements/base.txt
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --extra dev -c requirements/base.txt \
+		$(LOCK_SOURCES) -o requirements/dev.txt
 
-# Reinstall only when a dependency list changed, so a second run starts in seconds.
-$(VENV)/.installed: $(BIN)/python pyproject.toml cli/pyproject.toml
-	$(BIN)/python -m pip install -q -e . -e ./cli
+# Every pin to the newest release the dependency lists allow.
+upgrade: $(BIN)/uv
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --upgrade $(LOCK_SOURCES) -o requirements/base.txt
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --upgrade --extra dev -c requirements/base.txt \
+		$(LOCK_SOURCES) -o requirements/dev.txt
+
+# uv itself comes from the lock, its hashes checked by pip.
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	awk '/^uv==/{p=1} p{print} p&&!/\\$$/{exit}' requirements/base.txt > $(VENV)/uv.txt
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(VENV)/uv.txt
+
+# Reinstall only when a lock file changed, so a second run starts in seconds.
+$(VENV)/.installed: requirements/base.txt cli/pyproject.toml | $(BIN)/uv
+	$(BIN)/uv pip install -q --python $(BIN)/python --require-hashes -r requirements/base.txt
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e ./cli
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e '.[dev]'
+# The test set exactly as locked (sync removes what the lock does not list).
+$(VENV)/.installed-dev: requirements/dev.txt $(VENV)/.installed
+	$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes requirements/dev.txt
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e ./cli
 	touch $@

@@ -118,6 +118,7 @@ CHAT_INPUT = {
             "type": "string",
             "minLength": 1,
             "maxLength": 100,
+            "pattern": NOT_ONLY_SPACES,
             "description": "A Cargo slug",
         },
         "messages": {
@@ -146,7 +147,12 @@ CHAT_INPUT = {
                             },
                         ],
                     },
-                    "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "name": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 100,
+                        "pattern": NOT_ONLY_SPACES,
+                    },
                 },
             },
         },

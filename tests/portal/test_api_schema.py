@@ -120,3 +120,42 @@ def test_the_document_is_made_once_per_process_and_format(anon, db, monkeypatch)
     assert yaml.safe_load(yaml_answer.content) == json.loads(first.content)
     assert len(made) == 2  # JSON once, YAML once
     document.cache_clear()
+
+
+def _request_strings(schema: dict, node, path: str = "") -> list[tuple[str, dict]]:
+    """Every string in a request body of the document, with where it is."""
+    if isinstance(node, dict) and "$ref" in node:
+        return _request_strings(
+            schema, schema["components"]["schemas"][node["$ref"].split("/")[-1]], path
+        )
+    if not isinstance(node, dict):
+        return []
+    found = [(path, node)] if node.get("type") == "string" else []
+    for key in ("properties",):
+        for name, child in node.get(key, {}).items():
+            found += _request_strings(schema, child, f"{path}.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            found += _request_strings(schema, node[key], f"{path}[]")
+    for key in ("oneOf", "anyOf", "allOf"):
+        for child in node.get(key, []):
+            found += _request_strings(schema, child, path)
+    return found
+
+
+def test_no_request_text_the_document_allows_is_only_whitespace_that_the_api_trims(schema):
+    """GIVEN every text field of a request body that may not be empty
+    THEN the document refuses text of whitespace or control characters only ("\\r", a
+    space, a tab), which the validation trims to nothing and refuses as blank."""
+    allowed = []
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            for where, field in _request_strings(schema, body and body["schema"]):
+                if field.get("minLength", 0) < 1 or field.get("enum") or field.get("format"):
+                    continue
+                pattern = field.get("pattern")
+                for blank in ("\r", " ", "\t\n", "\x1f"):
+                    if not pattern or re.search(pattern, blank):
+                        allowed.append(f"{method.upper()} {path} {where}: {blank!r}")
+    assert not allowed
