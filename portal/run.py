@@ -118,6 +118,8 @@ def prepare() -> str:
     collect_static()
     if "seed_cargos" in get_commands():
         call_command("seed_cargos", stdout=io.StringIO())
+    # Before any process starts: an Island's first registration must find its stream.
+    call_command("sail_setup", stdout=io.StringIO())
     out = io.StringIO()
     call_command("demo_account", stdout=out)
     connections.close_all()  # the processes below open their own

@@ -145,12 +145,15 @@ async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> str:
     return "updated"
 
 
-async def ensure_all(js: JetStreamContext) -> None:
+async def ensure_all(js: JetStreamContext, *, strict: bool = False) -> None:
+    """Every stream and consumer; ``strict`` raises when a stream cannot be set up, else
+    the bridge keeps serving with what exists (e.g. a retention change the server refuses)."""
     for stream in STREAMS:
         try:
             await ensure_stream(js, stream)
         except Exception:
-            # e.g. a retention change the server refuses: keep serving with what exists.
+            if strict:
+                raise
             logger.exception("could not create or update stream %s", stream.name)
     for consumer in CONSUMERS.values():
         await js.add_consumer(consumer.stream, consumer.config())

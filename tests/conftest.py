@@ -161,7 +161,10 @@ def _no_session_left_on_the_test_database(django_db_setup, django_db_blocker) ->
     yield
     from django.db import connection
 
-    if connection.vendor != "postgresql":
+    # pytest-django makes the test database only when a selected test uses it.
+    if connection.vendor != "postgresql" or not connection.settings_dict["NAME"].startswith(
+        "test_"
+    ):
         return
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute(

@@ -20,8 +20,10 @@ from django.utils import timezone
 from compute.events import IslandStatus, send_to_user
 from compute.models import Island
 from compute.selectors.islands import OFFLINE, ONLINE, live_status, offline_cutoff
+from sail import subjects
 
 logger = logging.getLogger(__name__)
+REREGISTER_EVERY_SECONDS = 60
 REGISTERED_FIELDS = ["capabilities", "region", "agent_version"]
 HEARTBEAT_FIELDS = [
     "status", "active_jobs", "agent_version", "metrics", "warm_workloads", "asking_prices",
@@ -86,10 +88,12 @@ def ingest_heartbeats(*, records: list[dict] | str) -> int:
     updated (unknown hosts and heartbeats older than the stored one are skipped).
 
     ``records`` may also come as one JSON array (what the bridge sends): Postgres reads
-    it as it is, and the worker never parses it.
+    it as it is, and the worker never parses it. An Island that heartbeats although the
+    coordinator holds no registration of it (the registration was lost: a stream or
+    bridge outage, a coordinator reset) is asked to register again.
     """
     with transaction.atomic():
-        rows = _store_batch(records)
+        rows, unregistered = _store_batch(records)
         changes = _changes(rows)
         if changes:
             transaction.on_commit(partial(notify_owners, changes), robust=True)
@@ -98,7 +102,22 @@ def ingest_heartbeats(*, records: list[dict] | str) -> int:
             from compute.services.dispatch import request_dispatch
 
             transaction.on_commit(request_dispatch, robust=True)
+        if unregistered:
+            transaction.on_commit(partial(ask_to_register, unregistered), robust=True)
     return len(rows)
+
+
+def ask_to_register(host_ids: list[str]) -> None:
+    """Publish ``host.{id}.reregister`` (an extension: our agent registers again at once),
+    at most once per ``REREGISTER_EVERY_SECONDS`` per Island however many workers see
+    its heartbeats."""
+    from portal.api.throttling import redis_client
+    from sail.client import sail
+
+    client = redis_client()
+    for host_id in host_ids:
+        if client.set(f"reregister:{host_id}", 1, nx=True, ex=REREGISTER_EVERY_SECONDS):
+            sail.publish(subjects.host(str(host_id), "reregister"), {"host_id": str(host_id)})
 
 
 def _came_online(rows: list[tuple]) -> bool:
@@ -110,16 +129,23 @@ def _came_online(rows: list[tuple]) -> bool:
     )
 
 
-def _store_batch(records: list[dict] | str) -> list[tuple]:
-    if isinstance(records, str):
-        if connection.vendor == "postgresql":
-            try:
-                with transaction.atomic():
-                    return _update_postgres(records)
-            except (DataError, IntegrityError):
-                pass  # find the culprit below
-        return _store_isolating(_newest(orjson.loads(records)))
-    return _store_isolating(_newest(records))
+def _store_batch(records: list[dict] | str) -> tuple[list[tuple], list[str]]:
+    """The rows updated, and the hosts of the batch without a registration."""
+    if connection.vendor == "postgresql":
+        document = records if isinstance(records, str) else orjson.dumps(records).decode()
+        try:
+            with transaction.atomic():
+                return _update_postgres(document)
+        except (DataError, IntegrityError):
+            pass  # find the culprit below
+    batch = _newest(orjson.loads(records) if isinstance(records, str) else records)
+    return _store_isolating(batch), _unregistered([r["host_id"] for r in batch])
+
+
+def _unregistered(host_ids: list[str]) -> list[str]:
+    known = Island.objects.filter(id__in=host_ids).exclude(capabilities={})
+    registered = {str(pk) for pk in known.values_list("id", flat=True)}
+    return [host_id for host_id in host_ids if str(uuid.UUID(host_id)) not in registered]
 
 
 def _store_isolating(batch: list[dict]) -> list[tuple]:
@@ -140,14 +166,15 @@ def _store_isolating(batch: list[dict]) -> list[tuple]:
 
 def _store(batch: list[dict]) -> list[tuple]:
     if connection.vendor == "postgresql":
-        return _update_postgres(orjson.dumps(batch).decode())
+        return _update_postgres(orjson.dumps(batch).decode())[0]
     return _store_portable(batch)
 
 
 # The batch travels as one JSON document that Postgres unpacks into rows: much cheaper
 # than ten array parameters (adapting those costs more than the UPDATE itself). JSON
 # null (a section the Island left out) becomes SQL NULL, so COALESCE keeps the old value;
-# DISTINCT ON keeps the newest heartbeat of each host.
+# DISTINCT ON keeps the newest heartbeat of each host. The same statement names the
+# hosts without a registration (no row, or a row that pairing made before it).
 _UPDATE = """
 WITH v AS (
     SELECT DISTINCT ON (host_id) * FROM jsonb_to_recordset(%s::jsonb) AS v(
@@ -155,7 +182,7 @@ WITH v AS (
         agent_version text, metrics jsonb, warm_workloads jsonb, asking_prices jsonb,
         runtimes jsonb, max_concurrent_jobs integer)
     ORDER BY host_id, received_at DESC
-)
+), u AS (
 UPDATE {table} AS i SET
     status = v.status,
     active_jobs = v.active_jobs,
@@ -173,13 +200,19 @@ FROM v, {table} AS old
 WHERE i.id = v.host_id AND old.id = v.host_id
   AND (i.last_heartbeat_at IS NULL OR i.last_heartbeat_at < to_timestamp(v.received_at))
 RETURNING i.id, i.owner_id, old.status, old.last_heartbeat_at, i.status, i.last_heartbeat_at
+), missing AS (
+    SELECT v.host_id FROM v LEFT JOIN {table} AS m ON m.id = v.host_id
+    WHERE m.id IS NULL OR m.capabilities = '{{}}'::jsonb
+)
+SELECT *, false FROM u UNION ALL SELECT host_id, NULL, NULL, NULL, NULL, NULL, true FROM missing
 """
 
 
-def _update_postgres(document: str) -> list[tuple]:
+def _update_postgres(document: str) -> tuple[list[tuple], list[str]]:
     with connection.cursor() as cursor:
         cursor.execute(_UPDATE.format(table=Island._meta.db_table), [document])
-        return cursor.fetchall()
+        rows = cursor.fetchall()
+    return [row[:6] for row in rows if not row[6]], [str(row[0]) for row in rows if row[6]]
 
 
 def _store_portable(batch: list[dict]) -> list[tuple]:

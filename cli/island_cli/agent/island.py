@@ -132,6 +132,8 @@ class Island:
     async def start(self) -> None:
         if self.interactive:
             self._subs.append(await self.nc.subscribe(self.subject("paired"), cb=self._on_paired))
+        # The coordinator lost this Island's registration (an outage, a reset): again.
+        self._subs.append(await self.nc.subscribe(self.subject("reregister"), cb=self._again))
         await self.jobs.start()
         await self.register()
         self._tasks.append(asyncio.create_task(self._heartbeats()))
@@ -176,6 +178,10 @@ class Island:
             "name": self.config.name,  # extension: the name shown when pairing
         }
         await publish(self.nc, REGISTER, payload)
+
+    async def _again(self, msg: Msg) -> None:
+        logger.info("the coordinator asked for a new registration")
+        await self.register()
 
     async def heartbeat(self, *, status: str = "online") -> dict[str, Any]:
         system_metrics, gpus = await self.machine.sample()
