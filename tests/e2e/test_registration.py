@@ -5,7 +5,7 @@ reference agent does so at once."""
 
 from compute.models import Island
 from pairing.models import PairingCode
-from tests.e2e.conftest import eventually, pair, registered
+from tests.e2e.conftest import pair, registered
 
 
 def test_an_island_whose_registration_was_lost_registers_again_by_itself(e2e, account, agent):
