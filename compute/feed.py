@@ -45,7 +45,7 @@ from sail.job_events import parse_output
 from sail.registry import Incoming
 from sail.schemas import Invalid
 from sail.streams import JOB_UPDATES, JOB_UPDATES_STREAM
-from sail.subjects import host as host_subject
+from sail.subjects import kind_of
 
 logger = logging.getLogger(__name__)
 KINDS = frozenset({"token", "progress", "status", "image", "done", "error"})
@@ -247,7 +247,7 @@ class _IslandOutputs:
         island_id, job_id = assignment.island_id, str(assignment.job_id)
         if island_id not in self.islands:
             nc = await loop_connection()
-            sub = await nc.subscribe(host_subject(island_id, "output"), cb=self._receive)
+            sub = await nc.subscribe(assignment.island_subject("output"), cb=self._receive)
             self.islands[island_id] = (sub, {})
         self.islands[island_id][1][job_id] = (assignment.attempt, inbox)
 
@@ -265,7 +265,7 @@ class _IslandOutputs:
                 logger.debug("could not unsubscribe", exc_info=True)
 
     async def _receive(self, msg: Any) -> None:
-        island_id = msg.subject.split(".")[1]
+        island_id = kind_of(msg.subject)[0] or ""
         jobs = self.islands.get(island_id, (None, {}))[1]
         try:
             record = parse_output(Incoming(msg.subject, island_id, "output", msg.data, None))  # type: ignore[arg-type]

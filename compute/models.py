@@ -103,7 +103,11 @@ class Island(models.Model):
     went_offline_at = models.DateTimeField(null=True, blank=True)
     offline_graceful = models.BooleanField(default=False)
     disconnect_penalized = models.BooleanField(default=False)
-    # Per-Island credential (mobile token, later NATS credentials): hash only.
+    # The public half of the key this Island signs its NATS connections with (sail.keys):
+    # bound by its first pairing request, or made at a mobile claim. None for a field
+    # Island (the shared user:password of upstream agents).
+    nkey = models.CharField(max_length=56, unique=True, null=True, blank=True)
+    # Per-Island credential (mobile token): hash only.
     token_hash = models.CharField(max_length=64, blank=True)
     token_expires_at = models.DateTimeField(null=True, blank=True)
 

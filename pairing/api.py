@@ -2,6 +2,8 @@
 endpoint takes no API key; it is limited per IP, and wrong codes count against the
 pairing limits (pairing/limits.py)."""
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -14,6 +16,7 @@ from portal.api.base import InputSerializer, PublicView, validated
 from portal.api.errors import error_body
 from portal.api.serializers import envelope
 from portal.api.throttling import charge, client_ip
+from sail import keys
 
 
 class ClaimThrottle(BaseThrottle):
@@ -44,6 +47,23 @@ class QrCode(serializers.CharField):
     pass
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "nkey",
+        "pattern": "^U[A-Z2-7]{55}$",
+        "description": "A NATS user public key (an nkey): 'U' and 55 base32 characters "
+        "that end with the key's checksum",
+    }
+)
+class NatsKey(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not keys.is_user_key(value):
+            raise serializers.ValidationError("Not a NATS user public key (nkey).")
+        return value
+
+
 class ClaimInput(InputSerializer):
     code = QrCode(max_length=20)
     device_name = serializers.CharField(max_length=100)
@@ -56,6 +76,12 @@ class ClaimInput(InputSerializer):
         default=list,
     )
     app_version = serializers.CharField(max_length=50, required=False, default="")
+    nkey = NatsKey(
+        required=False,
+        help_text="The device's own NATS public key (an nkey, U…): it signs its NATS "
+        "connections with the seed it keeps. Without one, the answer brings a new key's "
+        "seed, made for the device and never stored.",
+    )
 
     def validate_code(self, value: str) -> str:
         code = codes.normalize(value)
@@ -81,6 +107,14 @@ class Claimed(serializers.Serializer):
     token_expires_at = serializers.DateTimeField()
     account_email = serializers.EmailField()
     nats_url = serializers.CharField(allow_blank=True)
+    nats_key = serializers.CharField(
+        help_text="The public key the device's NATS connections sign with"
+    )
+    nats_seed = serializers.CharField(
+        required=False,
+        help_text="Only when the claim sent no key: the seed of the key made for the device. "
+        "Shown once; the coordinator keeps only the public key",
+    )
     runtime = serializers.ChoiceField(choices=sorted(services.MOBILE_RUNTIME.values()))
 
 
@@ -98,8 +132,9 @@ class MobileClaimView(PublicView):
     def post(self, request: Request) -> Response:
         data = validated(ClaimInput, request.data)
         try:
-            island, token, session = services.claim_mobile_session(
+            island, token, session, seed = services.claim_mobile_session(
                 code=data["code"],
+                nkey=data.get("nkey"),
                 device_name=data["device_name"],
                 platform=data["platform"],
                 hardware=dict(data["hardware"]),
@@ -116,6 +151,8 @@ class MobileClaimView(PublicView):
                 "token_expires_at": island.token_expires_at,
                 "account_email": session.user.email,
                 "nats_url": settings.NATS_PUBLIC_URL,
+                "nats_key": island.nkey,
+                **({"nats_seed": seed} if seed else {}),
                 "runtime": island.runtimes[0],
             }
         }

@@ -24,10 +24,11 @@ from django.utils import timezone
 
 from compute.events import IslandPaired, send_to_user
 from compute.models import Island
-from pairing import codes, limits
+from pairing import codes, identities, limits
 from pairing.models import MobilePairingSession, PairingAttempt, PairingCode
+from portal.api.throttling import hit
 from portal.models import User
-from sail import subjects
+from sail import keys, subjects
 from sail.client import sail
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ Kind = PairingAttempt.Kind
 MOBILE_SESSION_TTL = timedelta(minutes=10)
 MAX_LIVE_MOBILE_SESSIONS = 5
 MOBILE_RUNTIME = {"ios": "coreml", "android": "onnx"}
+# How long an Island that a key asked a code for stays when nobody pairs it.
+UNPAIRED_KEY_TTL = timedelta(hours=1)
 COUNTED = {Outcome.WRONG, Outcome.EXPIRED, Outcome.USED, Outcome.ALREADY_PAIRED, Outcome.LOCKED}
 
 
@@ -53,7 +56,7 @@ class PairingError(Exception):
         self.retry_after = retry_after
 
 
-def _after_commit(callback: Callable[[], None]) -> None:
+def _after_commit(callback: Callable[[], object]) -> None:
     # robust: a NATS or Redis hiccup is logged and never turns a done pairing into a 500.
     transaction.on_commit(callback, robust=True)
 
@@ -101,18 +104,44 @@ def _check_limits(*, user: User | None, ip: str) -> None:
 # --- Desktop Islands: the code over NATS, then /pair.
 
 
-def request_pairing_code(host_id: str) -> dict:
-    """The reply to ``coordinator.hosts.pairing``: a live code for an unpaired Island."""
+def request_pairing_code(
+    host_id: str, *, key: str | None = None, registration: dict | None = None
+) -> dict:
+    """The reply to a pairing request: a live code for an unpaired Island.
+
+    ``key``: the public key the request came with (``coordinator.hosts.pairing.{key}``,
+    which only that key may publish on): a host_id is bound to the first key that asks
+    for it, and no other key gets its code or its Island. ``registration``: what such an
+    Island says of itself (it may not register before it is paired). Without a key (a
+    field Island on the shared user) the host_id is all there is.
+    """
     try:
         island_id = uuid.UUID(str(host_id))
     except (ValueError, TypeError, AttributeError):
         return {"success": False, "error": "invalid host_id: expected a UUID"}
+    if not hit(
+        f"sail-pairing:{key or island_id}", settings.SAIL_PAIRING_REQUESTS_PER_MINUTE
+    ).allowed:
+        return {"success": False, "error": "too many pairing requests: try again in a minute"}
     with transaction.atomic():
-        # Islands register before asking, but a missing row must not lose the pairing.
-        island, _ = Island.objects.get_or_create(id=island_id)
-        island = Island.objects.select_for_update(no_key=True).get(pk=island.pk)
+        island = Island.objects.select_for_update(no_key=True).filter(pk=island_id).first()
+        if island is None:
+            if key is not None and Island.objects.filter(nkey=key).exists():
+                return {"success": False, "error": "this key belongs to another Island"}
+            island = Island.objects.create(id=island_id, nkey=key, **_registered(registration))
+        elif island.nkey != key:
+            return {"success": False, "error": "this host_id belongs to another key"}
         if island.owner_id is not None:
-            return {"success": False, "error": "already paired"}
+            return {
+                "success": False,
+                "error": "already paired",
+                "account_id": str(island.owner_id),
+                "paired_at": island.paired_at.isoformat() if island.paired_at else None,
+            }
+        if registration:  # the Island says it anew each time it asks
+            for name, value in _registered(registration).items():
+                setattr(island, name, value)
+            island.save(update_fields=list(_registered(registration)))
         now = timezone.now()
         live = island.pairing_codes.filter(used_at__isnull=True, expires_at__gt=now).first()
         if live is None:
@@ -123,6 +152,32 @@ def request_pairing_code(host_id: str) -> dict:
         "expires_in_seconds": math.ceil((live.expires_at - now).total_seconds()),
         "pair_url": f"{settings.PUBLIC_URL}/pair",
     }
+
+
+def _registered(registration: dict | None) -> dict:
+    """The Island fields of a registration (sail.handlers.islands.parse_register's)."""
+    if not registration:
+        return {}
+    fields = {
+        "capabilities": registration["capabilities"],
+        "region": registration["region"] or "",
+        "agent_version": registration["agent_version"] or "",
+    }
+    if registration.get("name"):
+        fields["name"] = registration["name"]
+    return fields
+
+
+def forget_unpaired_keys(*, older_than: timedelta = UNPAIRED_KEY_TTL) -> int:
+    """Delete the Islands that a key asked a code for and nobody paired, once their codes
+    are long dead: strangers' requests leave nothing behind. Returns how many."""
+    cutoff = timezone.now() - older_than
+    stale = Island.objects.filter(
+        owner__isnull=True, paired_at__isnull=True, nkey__isnull=False, registered_at__lt=cutoff
+    ).exclude(pairing_codes__expires_at__gt=cutoff)
+    ids = list(stale.values_list("pk", flat=True)[:10_000])
+    # Their codes go with them; their audited attempts stay (without the Island).
+    return Island.objects.filter(pk__in=ids).delete()[1].get("compute.Island", 0)
 
 
 def _new_pairing_code(*, island: Island, now) -> PairingCode:
@@ -263,9 +318,20 @@ def _bind(*, code: str, user: User, ip: str) -> Island:
         used_at=now, used_by=spent_by
     )
     payload = {"host_id": str(island.pk), "account_id": str(user.pk), "paired_at": now.isoformat()}
-    _after_commit(lambda: sail.publish(subjects.host(str(island.pk), "paired"), payload))
+    _tell_island(island, "paired", payload)
     _after_commit(lambda: send_to_user(user.pk, _paired_event(island)))
     return island
+
+
+def _tell_island(island: Island, kind: str, payload: dict) -> None:
+    """On commit: ``host.{id}.{kind}`` to the Island; then, for an Island with a key, end
+    its connections, which authenticate again at once with what the key may do now
+    (the Island's permissions after a pairing, a pairing code's after an unpairing)."""
+    subject = subjects.to_island(str(island.pk), kind, field=island.nkey is None)
+    _after_commit(lambda: sail.publish(subject, payload))
+    if island.nkey:
+        key = island.nkey
+        _after_commit(lambda: identities.cut_off(key))
 
 
 def _paired_event(island: Island, session_id: str | None = None) -> IslandPaired:
@@ -333,10 +399,14 @@ def claim_mobile_session(
     hardware: dict,
     runtimes: Iterable[str],
     app_version: str = "",
+    nkey: str | None = None,
     ip: str,
-) -> tuple[Island, str, MobilePairingSession]:
-    """Create the phone's Island for the session's account; returns it with its token."""
+) -> tuple[Island, str, MobilePairingSession, str]:
+    """Create the phone's Island for the session's account; returns it with its token
+    and, when the phone sent no key of its own, the seed of the key made for it."""
     code = codes.normalize(code)
+    # A key made here is new to the world; one the phone sent may be taken already.
+    seed = "" if nkey else keys.new_seed()
     island, token, session = _attempt(
         Kind.MOBILE,
         code,
@@ -349,6 +419,8 @@ def claim_mobile_session(
             hardware=hardware,
             runtimes=runtimes,
             app_version=app_version,
+            nkey=nkey or keys.public_key(seed),
+            check_key=not seed,
             ip=ip,
         ),
     )
@@ -356,7 +428,7 @@ def claim_mobile_session(
         kind=Kind.MOBILE, user=session.user, ip=ip, code=code, outcome=Outcome.CLAIMED,
         island_id=island.pk,
     )  # fmt: skip
-    return island, token, session
+    return island, token, session, seed
 
 
 def hash_token(token: str) -> str:
@@ -373,9 +445,13 @@ def _claim(
     hardware: dict,
     runtimes: Iterable[str],
     app_version: str,
+    nkey: str,
+    check_key: bool,
     ip: str,
 ) -> tuple[Island, str, MobilePairingSession]:
     session = _find_mobile_session(code=code, ip=ip, lock=True)
+    if check_key and Island.objects.filter(nkey=nkey).exists():
+        raise _refuse("This key belongs to another Island", Outcome.USED, "key_in_use", 409)
     now = timezone.now()
     runtime = MOBILE_RUNTIME[platform]
     token = secrets.token_urlsafe(32)
@@ -389,6 +465,7 @@ def _claim(
         runtimes=list(dict.fromkeys([runtime, *runtimes])),
         registered_at=now,
         paired_at=now,
+        nkey=nkey,
         token_hash=hash_token(token),
         token_expires_at=now + settings.MOBILE_TOKEN_TTL,
     )
@@ -419,5 +496,4 @@ def unpair_island(*, island: Island) -> None:
     island.token_expires_at = None
     island.save(update_fields=["owner", "paired_at", "token_hash", "token_expires_at"])
     island.pairing_codes.filter(used_at__isnull=True).update(used_at=now)
-    payload = {"host_id": str(island.pk), "unpaired_at": now.isoformat()}
-    _after_commit(lambda: sail.publish(subjects.host(str(island.pk), "unpaired"), payload))
+    _tell_island(island, "unpaired", {"host_id": str(island.pk), "unpaired_at": now.isoformat()})

@@ -5,6 +5,7 @@ variable's name, instead of surfacing later as a confusing runtime error.
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from environs import Env
 
@@ -12,3 +13,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = Env(eager=True)
 env.read_env(BASE_DIR / ".env", recurse=False)
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part (a URL handed to others)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))

@@ -4,7 +4,7 @@
 from datetime import timedelta
 from decimal import Decimal
 
-from portal.env import BASE_DIR, env
+from portal.env import BASE_DIR, env, without_credentials
 
 STATE_DIR = env.path("STATE_DIR", BASE_DIR / ".state")
 DEBUG = env.bool("DEBUG", False)
@@ -143,7 +143,18 @@ CELERY_BEAT_SCHEDULE: dict = {
 
 # --- NATS (the Sail).
 NATS_URL = env.str("NATS_URL", "nats://127.0.0.1:4222")
-NATS_PUBLIC_URL = env.str("NATS_PUBLIC_URL", NATS_URL)
+# What Islands are told to connect to; never the internal URL's credentials.
+NATS_PUBLIC_URL = env.str("NATS_PUBLIC_URL", "") or without_credentials(NATS_URL)
+# The coordinator's keys on the Sail derive from it (sail.keys); make run and make test
+# keep one in STATE_DIR/sail_secret, docker-compose requires it.
+SAIL_SECRET = env.str("SAIL_SECRET", "")
+# How long the credentials the auth callout gives an Island last: it authenticates again
+# then (a revoked Island is also disconnected at once: pairing.identities).
+SAIL_CREDENTIAL_SECONDS = env.int("SAIL_CREDENTIAL_SECONDS", 3600)
+# New connections per minute per address from keys that no Island is paired with.
+SAIL_UNPAIRED_CONNECTS_PER_IP = env.int("SAIL_UNPAIRED_CONNECTS_PER_IP", 30)
+# Pairing requests per minute per key (or, for field Islands, per host_id).
+SAIL_PAIRING_REQUESTS_PER_MINUTE = env.int("SAIL_PAIRING_REQUESTS_PER_MINUTE", 10)
 # An Island is offline once its last heartbeat is older than this (3 missed beats).
 HEARTBEAT_OFFLINE_SECONDS = env.int("HEARTBEAT_OFFLINE_SECONDS", 30)
 # Islands liveness and karma (compute/services/islands.py, karma.py; sail/bridge.py).

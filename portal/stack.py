@@ -27,7 +27,6 @@ VENV_BIN = Path(sys.executable).parent
 TEST_DEFAULTS = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/archipelago",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
-    "NATS_URL": "nats://127.0.0.1:4222",
 }
 
 
@@ -102,22 +101,41 @@ def embedded_redis(state: Path) -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
-def embedded_nats(state: Path) -> str:
+def embedded_nats(state: Path, secret: str, field_password: str = "") -> str:
+    """A nats-server of our own, with the Sail's accounts and auth callout
+    (sail.server_config): the same configuration as docker-compose's."""
+    from sail import keys, server_config
+
     binary = shutil.which("nats-server", path=str(VENV_BIN)) or shutil.which("nats-server")
     if binary is None:
         raise SystemExit("[stack] nats-server not found: reinstall with `make run`")
     port = free_port()
     data = state / "nats"
     data.mkdir(parents=True, exist_ok=True)
-    cmd = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data)]
-    _spawn(cmd, state / "logs" / "nats.log")
+    config = state / "nats.conf"
+    config.write_text(
+        server_config.render(
+            server_config.Server("127.0.0.1", port, str(data)),
+            keys.CoordinatorKeys.from_secret(secret),
+            field_password_hash=server_config.field_password_hash(field_password)
+            if field_password
+            else "",
+        )
+    )
+    _spawn([binary, "-c", str(config)], state / "logs" / "nats.log")
     wait_for_port(port, "nats-server")
     return f"nats://127.0.0.1:{port}"
 
 
 def resolve_services(state: Path, *, try_local: bool) -> dict[str, str]:
-    """Pick each backing service and return the environment that points at them."""
-    env: dict[str, str] = {}
+    """Pick each backing service and return the environment that points at them.
+
+    ``try_local`` (the tests) tries the standard local ports for Postgres and Redis; the
+    Sail is always a nats-server of our own configuration there, since a server without
+    the Sail's accounts and auth callout is not what production runs."""
+    env: dict[str, str] = {
+        "SAIL_SECRET": os.environ.get("SAIL_SECRET") or secret_key(state, "sail_secret")
+    }
     candidates = {
         name: os.environ.get(name) or (TEST_DEFAULTS[name] if try_local else "")
         for name in TEST_DEFAULTS
@@ -139,21 +157,29 @@ def resolve_services(state: Path, *, try_local: bool) -> dict[str, str]:
         env["REDIS_URL"] = embedded_redis(state)
         say(f"redis: embedded redis-server at {env['REDIS_URL']}")
 
-    nats_url = candidates["NATS_URL"]
-    if nats_url and reachable(nats_url, 4222):
-        env["NATS_URL"] = nats_url
+    nats_url = os.environ.get("NATS_URL", "")
+    if nats_url and not try_local and reachable(nats_url, 4222):
+        env["NATS_URL"] = nats_url  # configured by its operator (python -m sail.server_config)
         say(f"nats: {nats_url}")
     else:
-        env["NATS_URL"] = embedded_nats(state)
-        say(f"nats: embedded nats-server with JetStream at {env['NATS_URL']}")
+        if try_local:  # the tests: field Islands too (a password of this state folder)
+            env["SAIL_FIELD_PASSWORD"] = os.environ.get("SAIL_FIELD_PASSWORD") or secret_key(
+                state, "sail_field_password"
+            )
+        password = env.get("SAIL_FIELD_PASSWORD") or os.environ.get("SAIL_FIELD_PASSWORD", "")
+        env["NATS_URL"] = embedded_nats(state, env["SAIL_SECRET"], password)
+        say(f"nats: embedded nats-server with JetStream and the Sail's auth at {env['NATS_URL']}")
     return env
 
 
-def secret_key(state: Path) -> str:
-    path = state / "secret_key"
+def secret_key(state: Path, name: str = "secret_key") -> str:
+    """A secret kept in the state folder (mode 0600), made on first use."""
+    state.mkdir(parents=True, exist_ok=True)
+    path = state / name
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        # Created readable by its owner only, never for a moment by anyone else.
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 

@@ -31,7 +31,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from portal import tx
 from sail import registry, streams, subjects
+from sail.callout import run_callout
+from sail.client import credentials
 from sail.handlers.islands import pairing_reply, ping_reply
 from sail.pull import Puller
 from sail.registry import Incoming, Kind
@@ -65,7 +68,7 @@ def received_at(msg: Msg) -> datetime:
 
 
 def parse_one(msg: Msg, kinds: dict[str, Kind]) -> tuple[Kind, Any]:
-    host_id, name = subjects.kind_of(msg.subject)
+    host_id, name, _ = subjects.kind_of(msg.subject)
     kind = kinds.get(name)
     if kind is None:
         raise Invalid(f"no handler for {name!r}")
@@ -91,6 +94,41 @@ def sort_batch(msgs: list[Msg], kinds: dict[str, Kind]) -> Sorted:
             batch.records[kind].append(record)
             batch.msgs[kind].append(msg)
     return batch
+
+
+def keyed_hosts_of_field_messages(batch: Sorted) -> set[str]:
+    """The host_ids that the shared field user spoke for in ``batch``."""
+    return {
+        record["host_id"]
+        for kind, records in batch.records.items()
+        for record, msg in zip(records, batch.msgs[kind], strict=True)
+        if msg.subject.startswith(subjects.FIELD)
+    }
+
+
+def drop_impersonations(batch: Sorted, keyed: set[str]) -> None:
+    """Move to the rejects what the shared field user said for an Island with a key of
+    its own (``keyed``): only that key may speak for it."""
+    for kind in list(batch.records):
+        kept: list[tuple[Any, Msg]] = []
+        for record, msg in zip(batch.records[kind], batch.msgs[kind], strict=True):
+            if msg.subject.startswith(subjects.FIELD) and record["host_id"] in keyed:
+                batch.rejected.append(
+                    (msg, "the field user may not speak for an Island with a key")
+                )
+            else:
+                kept.append((record, msg))
+        batch.records[kind] = [record for record, _ in kept]
+        batch.msgs[kind] = [msg for _, msg in kept]
+        if not kept:
+            del batch.records[kind], batch.msgs[kind]
+
+
+def _keyed(host_ids: set[str]) -> set[str]:
+    from compute.models import Island
+
+    rows = Island.objects.filter(pk__in=host_ids, nkey__isnull=False).values_list("pk", flat=True)
+    return {str(pk) for pk in rows}
 
 
 @dataclass
@@ -162,12 +200,19 @@ class Bridge:
         if self.nc is None:
             return
         try:
+            # First: no Island can connect while nobody answers the server's questions.
             js = self.nc.jetstream()
+            consumers = [asyncio.create_task(run_callout(self.nats_url, self.stopping, js))]
             await self._ensure_streams(js)
-            await self.nc.subscribe(subjects.PAIRING, queue=QUEUE_GROUP, cb=self._on_pairing)
-            await self.nc.subscribe(subjects.host("*", "ping"), queue=QUEUE_GROUP, cb=self._on_ping)
+            for subject in (subjects.pairing("*"), subjects.FIELD + subjects.PAIRING):
+                await self.nc.subscribe(subject, queue=QUEUE_GROUP, cb=self._on_pairing)
+            for subject in (
+                subjects.host("*", "ping"),
+                subjects.FIELD + subjects.host("*", "ping"),
+            ):
+                await self.nc.subscribe(subject, queue=QUEUE_GROUP, cb=self._on_ping)
             await self.nc.flush()
-            consumers = [
+            consumers += [
                 asyncio.create_task(self._consume(streams.CONSUMERS[stream]))
                 for stream in sorted(registry.streams_with_handlers())
             ]
@@ -195,6 +240,7 @@ class Bridge:
                 return await nats.connect(
                     self.nats_url,
                     name="coordinator-bridge",
+                    **credentials(),
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
                     ping_interval=10,
@@ -266,7 +312,14 @@ class Bridge:
                 if len(msg.data) > MAX_REQUEST_BYTES:
                     reply = {"success": False, "error": "invalid pairing request: too large"}
                 else:
-                    reply = await sync_to_async(call_sync)(pairing_reply, msg.data)
+                    # The key of ``coordinator.hosts.pairing.{key}``: only its holder may
+                    # publish there. The field user's requests come without one.
+                    key = (
+                        None
+                        if msg.subject.startswith(subjects.FIELD)
+                        else msg.subject.rsplit(".", 1)[1]
+                    )
+                    reply = await sync_to_async(call_sync)(pairing_reply, msg.data, key)
                 await msg.respond(orjson.dumps(reply))
             except Exception:
                 logger.exception("could not answer a pairing request")
@@ -297,6 +350,8 @@ class Bridge:
 
     async def _handle(self, msgs: list[Msg]) -> None:
         batch = sort_batch(msgs, self.kinds)
+        if field_hosts := keyed_hosts_of_field_messages(batch):
+            drop_impersonations(batch, await tx.in_thread(_keyed, field_hosts))
         for send in plan(batch):
             try:
                 await sync_to_async(call_sync)(import_string(send.task).apply_async, args=send.args)

@@ -6,10 +6,12 @@
   prefork).
 - :func:`loop_connection`, for async code on the web server's event loop (the API's
   fast lane, SSE): one connection per process, on that loop.
-The bridge keeps a connection of its own.
+The bridge keeps a connection of its own. Every one of them authenticates as one of the
+coordinator's identities (:func:`credentials`, from ``SAIL_SECRET``).
 """
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -19,14 +21,35 @@ import nats
 import nats.errors
 import orjson
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from nats.aio.client import Client
+
+from sail.keys import CoordinatorKeys
 
 logger = logging.getLogger(__name__)
 TIMEOUT = 5.0
 
 
+@functools.cache
+def _keys(secret: str) -> CoordinatorKeys:
+    return CoordinatorKeys.from_secret(secret)
+
+
+def coordinator_keys() -> CoordinatorKeys:
+    if not settings.SAIL_SECRET:
+        raise ImproperlyConfigured("SAIL_SECRET is not set: the Sail admits no one without it")
+    return _keys(settings.SAIL_SECRET)
+
+
+def credentials(role: str = "coordinator") -> dict[str, Any]:
+    """nats-py's connect options for one of the coordinator's identities: ``coordinator``
+    (every process), ``callout`` (the auth callout), ``system`` (disconnects Islands)."""
+    return {"nkeys_seed_str": getattr(coordinator_keys(), role)}
+
+
 class SyncNats:
-    def __init__(self) -> None:
+    def __init__(self, role: str = "coordinator") -> None:
+        self.role = role
         self._lock = threading.Lock()
         self._pid = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -48,9 +71,10 @@ class SyncNats:
             if self._nc is None or self._nc.is_closed:
                 connect = nats.connect(
                     settings.NATS_URL,
-                    name=f"coordinator-{os.getpid()}",
+                    name=f"coordinator-{self.role}-{os.getpid()}",
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
+                    **credentials(self.role),
                 )
                 self._nc = asyncio.run_coroutine_threadsafe(connect, self._loop).result(TIMEOUT)
             return self._loop
@@ -82,6 +106,8 @@ class SyncNats:
 
 
 sail = SyncNats()
+# The system account's connection, opened on first use (rare: a revocation).
+system = SyncNats("system")
 
 
 class _LoopConnection:
@@ -119,6 +145,7 @@ class _LoopConnection:
                     reconnect_time_wait=1,
                     disconnected_cb=self._lost,
                     error_cb=self._on_error,
+                    **credentials(),
                 )
         return self.nc
 

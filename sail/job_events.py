@@ -27,6 +27,7 @@ import msgspec
 import orjson
 
 from compute.services import jobs
+from sail import subjects
 from sail.registry import Incoming
 from sail.schemas import Invalid, decode
 
@@ -180,13 +181,17 @@ class TokenRelay:
         self.held: dict[str, dict[int, str]] = {}
 
     async def subscribe(self, queue: str = "") -> list[Any]:
-        """Listen on ``host.*.output``, ``.jobs`` and ``.cancel`` (core NATS; the durable
-        path and the Islands' own consumers are unaffected)."""
-        return [
-            await self.nc.subscribe("host.*.jobs", cb=self.on_assignment),
-            await self.nc.subscribe("host.*.cancel", cb=self.on_cancel),
-            await self.nc.subscribe("host.*.output", queue=queue, cb=self.on_msg),
-        ]
+        """Listen on ``host.*.output``, ``.jobs`` and ``.cancel``, and the same of field
+        Islands (core NATS; the durable path and the Islands' own consumers are
+        unaffected)."""
+        subs = []
+        for prefix in ("", subjects.FIELD):
+            subs += [
+                await self.nc.subscribe(f"{prefix}host.*.jobs", cb=self.on_assignment),
+                await self.nc.subscribe(f"{prefix}host.*.cancel", cb=self.on_cancel),
+                await self.nc.subscribe(f"{prefix}host.*.output", queue=queue, cb=self.on_msg),
+            ]
+        return subs
 
     def _remember(self, job_id: str, until: float, host_id: str | None, attempt: int) -> None:
         if max(len(self.owners), len(self.next_seq), len(self.held)) >= self.max_jobs:
@@ -205,7 +210,7 @@ class TokenRelay:
     async def on_assignment(self, msg: Any) -> None:
         job_id, _, attempt = (msg.headers or {}).get("Nats-Msg-Id", "").rpartition(":")
         if job_id and attempt.isdigit():
-            self._remember(job_id, math.inf, msg.subject.split(".")[1], int(attempt))
+            self._remember(job_id, math.inf, sender(msg.subject), int(attempt))
 
     async def on_cancel(self, msg: Any) -> None:
         try:
@@ -216,9 +221,9 @@ class TokenRelay:
 
     async def on_msg(self, msg: Any) -> None:
         try:
-            host_id = msg.subject.split(".")[1]
+            host_id = subjects.kind_of(msg.subject)[0]
             record = parse_output(Incoming(msg.subject, host_id, "output", msg.data, None))  # type: ignore[arg-type]
-            await self.relay(record)
+            await self.relay(record, sender(msg.subject))
         except Invalid:
             return  # the durable path logs it
         except Exception:
@@ -235,11 +240,12 @@ class TokenRelay:
         self._remember(job_id, now + self.ttl, *row)
         return row
 
-    async def relay(self, record: dict) -> int:
-        """Publish what ``record`` makes publishable, in order; returns how many tokens."""
+    async def relay(self, record: dict, sent_by: str) -> int:
+        """Publish what ``record`` makes publishable, in order; returns how many tokens.
+        ``sent_by`` (:func:`sender`) must be the Island the job runs on."""
         job_id, seq = record["job_id"], record["seq"]
-        island_id, attempt = await self._owner(job_id)
-        if island_id != record["host_id"]:
+        island, attempt = await self._owner(job_id)
+        if island != sent_by:
             return 0
         key = f"{job_id}:{attempt}"
         expected = self.next_seq.get(key, 1)
@@ -260,6 +266,12 @@ class TokenRelay:
         return published
 
 
+def sender(subject: str) -> str:
+    """Who a ``host.{id}.…`` subject speaks for: ``host.{id}``, or ``field.host.{id}``
+    for the shared field user, who may never speak for an Island with a key."""
+    return subject.rsplit(".", 1)[0]
+
+
 def _running_on(job_id: str) -> tuple[str | None, int]:
     from django.db import close_old_connections
 
@@ -268,10 +280,12 @@ def _running_on(job_id: str) -> tuple[str | None, int]:
     close_old_connections()
     row = (
         Job.objects.filter(pk=job_id, status=Job.Status.RUNNING)
-        .values_list("island_id", "attempts")
+        .values_list("island_id", "attempts", "island__nkey")
         .first()
     )
-    return (str(row[0]), row[1]) if row and row[0] else (None, 0)
+    if not row or not row[0]:
+        return None, 0
+    return subjects.to_island(str(row[0]), "", field=row[2] is None).rstrip("."), row[1]
 
 
 async def run_relay(nc: Any, stop: asyncio.Event) -> None:  # pragma: no cover - process glue

@@ -38,6 +38,11 @@ class Register(msgspec.Struct):
 
 class PairingRequest(msgspec.Struct):
     host_id: Id
+    # Extension: an Island with a key of its own may not register before it is paired,
+    # so its pairing request says what a registration would.
+    capabilities: Capabilities | None = None
+    version: Annotated[str, msgspec.Meta(max_length=50)] | None = None
+    name: Annotated[str, msgspec.Meta(max_length=100)] | None = None
 
 
 class System(msgspec.Struct, omit_defaults=True):

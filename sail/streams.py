@@ -25,7 +25,14 @@ MB = 1024 * 1024
 ISLANDS = StreamConfig(
     name=subjects.ISLANDS_STREAM,
     description="Island registrations and heartbeats, kept until the coordinator stored them",
-    subjects=[subjects.REGISTER, subjects.host("*", "heartbeat")],
+    # An Island with a key registers on its own subject; the field user's registrations
+    # and heartbeats arrive under ``field.`` (sail.server_config).
+    subjects=[
+        subjects.host("*", "register"),
+        subjects.host("*", "heartbeat"),
+        subjects.FIELD + subjects.REGISTER,
+        subjects.FIELD + subjects.host("*", "heartbeat"),
+    ],
     # Interest: a message goes once every consumer acked it; with no consumer at all
     # (first start) nothing piles up. Heartbeats lose their worth in minutes.
     retention=RetentionPolicy.INTEREST,
@@ -41,7 +48,9 @@ JOB_EVENTS = StreamConfig(
     name=subjects.JOB_EVENTS_STREAM,
     description="What Islands report about their jobs: status, output, progress, images, leases",
     subjects=[
-        subjects.host("*", kind) for kind in ("status", "output", "progress", "image", "lease")
+        prefix + subjects.host("*", kind)
+        for prefix in ("", subjects.FIELD)
+        for kind in ("status", "output", "progress", "image", "lease")
     ],
     retention=RetentionPolicy.INTEREST,
     storage=StorageType.FILE,
@@ -51,9 +60,10 @@ JOB_EVENTS = StreamConfig(
     duplicate_window=120.0,
 )
 
-# Coordinator → Island job assignments. Each field Island reads its own subject through
-# a durable consumer ``host-{id}`` that it creates itself; a work queue hands each
-# assignment to exactly one reader and forgets it once acked.
+# Coordinator → Island job assignments. Each Island reads its own subject through a
+# durable consumer ``host-{id}`` (the coordinator creates it: an Island may only read it);
+# a work queue hands each assignment to exactly one reader and forgets it once acked.
+# Field Islands have no JetStream: theirs go on core NATS (``field.host.{id}.jobs``).
 JOBS = StreamConfig(
     name=subjects.JOBS_STREAM,
     description="Job assignments, one subject per Island (host.{id}.jobs)",
@@ -107,6 +117,25 @@ class Consumer:
             max_ack_pending=100_000,
             max_waiting=16,
         )
+
+
+def island_consumer(host_id: str) -> ConsumerConfig:
+    """The durable consumer an Island with a key reads its assignments with (the
+    protocol's ``host-{id}``: explicit ack, on receipt; ``max_deliver`` 5, ``ack_wait``
+    60 s). Made by the coordinator: the Island may read it, not make or change it."""
+    return ConsumerConfig(
+        durable_name=f"host-{host_id}",
+        name=f"host-{host_id}",
+        filter_subject=subjects.host(host_id, "jobs"),
+        ack_policy=AckPolicy.EXPLICIT,
+        max_deliver=5,
+        ack_wait=60.0,
+        max_ack_pending=64,
+    )
+
+
+async def ensure_island_consumer(js: JetStreamContext, host_id: str) -> None:
+    await js.add_consumer(subjects.JOBS_STREAM, island_consumer(host_id))
 
 
 CONSUMERS = {

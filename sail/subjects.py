@@ -13,11 +13,30 @@ def host(host_id: str, kind: str) -> str:
     return f"host.{host_id}.{kind}"
 
 
-def kind_of(subject: str) -> tuple[str | None, str]:
-    """``(host_id, kind)`` of a subject: ``host.{id}.{kind}`` or the register subject."""
+FIELD = "field."
+
+
+def to_island(host_id: str, kind: str, *, field: bool) -> str:
+    """What the coordinator publishes to one Island: ``host.{id}.{kind}``, or for a field
+    Island (no key of its own, sail.server_config) the same under ``field.``, which only
+    the field account hears."""
+    return f"{FIELD if field else ''}host.{host_id}.{kind}"
+
+
+def kind_of(subject: str) -> tuple[str | None, str, bool]:
+    """``(host_id, kind, field)`` of a subject: ``host.{id}.{kind}`` or the register
+    subject, ``field`` when it came from the shared field user (under ``field.``)."""
+    field = subject.startswith(FIELD)
+    subject = subject.removeprefix(FIELD)
     if subject == REGISTER:
-        return None, "register"
+        return None, "register", field
     parts = subject.split(".")
     if len(parts) == 3 and parts[0] == "host":
-        return parts[1], parts[2]
-    return None, subject
+        return parts[1], parts[2], field
+    return None, subject, field
+
+
+def pairing(key: str) -> str:
+    """``coordinator.hosts.pairing.{key}``: the pairing requests of an Island that holds
+    ``key`` (only that key may publish there, so the coordinator knows who asks)."""
+    return f"{PAIRING}.{key}"

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from compute.models import Cargo, Island, Job
 from portal.models import User
+from sail import keys
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -49,6 +50,8 @@ class IslandFactory(factory.django.DjangoModelFactory):
 
     id = factory.LazyFunction(uuid.uuid4)
     owner = factory.SubFactory(UserFactory)
+    # Its own key, as the reference agent has (None: a field Island on the shared user).
+    nkey = factory.LazyFunction(lambda: keys.public_key(keys.new_seed()))
     name = factory.Sequence(lambda n: f"island-{n}")
     status = Island.Status.ONLINE
     region = "eu-west"

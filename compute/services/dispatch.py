@@ -103,10 +103,11 @@ _lock_island = Prepared(
     lambda island, now, cutoff: Island.objects.filter(
         Q(cooldown_until__isnull=True) | Q(cooldown_until__lte=now),
         pk=island,
+        owner__isnull=False,
         status=Island.Status.ONLINE,
         suspended=False,
         last_heartbeat_at__gte=cutoff,
-    ).values_list("max_concurrent_jobs", "asking_prices", "name"),
+    ).values_list("max_concurrent_jobs", "asking_prices", "name", "nkey"),
     lock=True,
     island=uuid.UUID,
     now=datetime,
@@ -164,7 +165,7 @@ async def claim(
         if not locked:
             index.note_unavailable(candidate.island_id)
             return "busy"
-        max_jobs, asking_prices, name = locked[0]
+        max_jobs, asking_prices, name, nkey = locked[0]
         running = counted[0][0] if counted else 0
         budget = job.budget if job.budget is not None else job.cargo.price_per_job
         price = ask_of(Island(pk=island_id, asking_prices=asking_prices), job.cargo, asks)
@@ -193,6 +194,7 @@ async def claim(
                 attempt=attempt,
                 payload=assignment(job, lease_ms=int(lease.timestamp() * 1000)),
                 island_name=name,
+                field=nkey is None,
             )
         )
     index.note_load(candidate.island_id, running + 1)

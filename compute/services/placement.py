@@ -1,6 +1,6 @@
 """Placement: which Island should run a job (product-notes, "Placement").
 
-Filters: online (by heartbeat age), not suspended, not in cooldown, runtime supported,
+Filters: paired, online (by heartbeat age), not suspended, not in cooldown, runtime supported,
 RAM and VRAM fit, ask within the budget, a free job slot, not excluded for this job.
 Score 0-100: speed, fit and headroom weighted per runtime, times 0.9, plus up to 10 for
 karma. Order: the job's region first, then score, then a warm Cargo, then headroom.
@@ -153,7 +153,7 @@ class IslandIndex:
         """Only what placement reads: scalar JSON keys extracted by the database, whole
         JSON documents as text for orjson (several times faster than Django's decoding)."""
         return islands.values(
-            "id", "status", "suspended", "cooldown_until", "last_heartbeat_at", "region",
+            "id", "status", "owner_id", "suspended", "cooldown_until", "last_heartbeat_at", "region",
             "max_concurrent_jobs", "karma",
             ram_mb=KT("capabilities__ram_mb"), gpu_vram_mb=KT("capabilities__gpu_vram_mb"),
             cpu_cores=KT("capabilities__cpu_cores"), caps_region=KT("capabilities__region"),
@@ -236,7 +236,9 @@ class IslandIndex:
             values["hb"].append(_epoch(row["last_heartbeat_at"]))
             values["cooldown"].append(_epoch(row["cooldown_until"]))
             values["online"].append(row["status"] == Island.Status.ONLINE)
-            values["suspended"].append(row["suspended"])
+            # An Island nobody paired never takes a job (its owner would earn nothing,
+            # and anyone could run one): it counts as suspended.
+            values["suspended"].append(row["suspended"] or row["owner_id"] is None)
             values["rt"].append(
                 sum(RUNTIME_BIT.get(r, 0) for r in set(runtimes) if isinstance(r, str))
             )

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from nats.js.errors import NoStreamResponseError, NotFoundError
 
+from compute.models import Island
 from sail import subjects
 from sail.client import sail
 from sail.streams import JOB_UPDATES, JOBS
@@ -69,10 +70,14 @@ class Assignment:
     attempt: int
     payload: dict
     island_name: str = ""
+    field: bool = False  # a field Island: no key of its own, no JetStream (sail.permissions)
 
     @property
     def subject(self) -> str:
-        return subjects.host(self.island_id, "jobs")
+        return self.island_subject("jobs")
+
+    def island_subject(self, kind: str) -> str:
+        return subjects.to_island(self.island_id, kind, field=self.field)
 
     def event(self) -> tuple[str, dict]:
         """The job's ``assigned`` client event, published once the assignment is stored."""
@@ -128,16 +133,22 @@ async def _publish_assignment(nc: Any, item: Assignment) -> None:
     """``host.{id}.jobs`` through JetStream; once the server has stored it, the job's
     ``assigned`` event. Only a failure of the first is the caller's to handle."""
     body, headers = orjson.dumps(item.payload), {"Nats-Msg-Id": f"{item.job_id}:{item.attempt}"}
-    await nc.jetstream().publish(item.subject, body, headers=headers)
+    if item.field:  # its account has no JetStream: core NATS, as the protocol allows
+        await nc.publish(item.subject, body, headers=headers)
+        await nc.flush()
+    else:
+        await nc.jetstream().publish(item.subject, body, headers=headers)
     try:  # the assignment is stored: nothing here may make the caller retry it
         await _publish_events(nc, item.job_id, [item.event()], flush=False)
     except Exception:
         logger.exception("could not publish events of job %s", item.job_id)
 
 
-def publish_cancel(host_id: object, job_id: object) -> None:
+def publish_cancel(host_id: uuid.UUID | str, job_id: object) -> None:
     try:
-        sail.publish(subjects.host(str(host_id), "cancel"), {"job_id": str(job_id)})
+        keyless = Island.objects.filter(pk=host_id, nkey__isnull=True).exists()
+        subject = subjects.to_island(str(host_id), "cancel", field=keyless)
+        sail.publish(subject, {"job_id": str(job_id)})
     except Exception:
         # The lease sweep and the Island's own time limit still end the job.
         logger.exception("could not publish cancel of job %s to %s", job_id, host_id)

@@ -97,16 +97,27 @@ def parse_heartbeat(msg: Incoming) -> dict:
     }
 
 
-def pairing_reply(data: bytes) -> dict[str, Any]:
-    """The reply body of ``coordinator.hosts.pairing`` (blocking: call it off the loop)."""
+def pairing_reply(data: bytes, key: str | None = None) -> dict[str, Any]:
+    """The reply body of a pairing request (blocking: call it off the loop); ``key``: the
+    requester's public key (``coordinator.hosts.pairing.{key}``), None for the field
+    user's requests (``coordinator.hosts.pairing``)."""
     try:
-        host_id = host_uuid(decode(data, PairingRequest).host_id)
+        request = decode(data, PairingRequest)
+        host_id = host_uuid(request.host_id)
     except Invalid as exc:
         return {"success": False, "error": f"invalid pairing request: {exc}"}
+    registration = None
+    if key is not None and request.capabilities is not None:
+        registration = {
+            "capabilities": to_builtins(request.capabilities),
+            "region": request.capabilities.region,
+            "agent_version": request.version,
+            "name": request.name,
+        }
     try:
         from pairing.services import request_pairing_code
 
-        return request_pairing_code(host_id)
+        return request_pairing_code(host_id, key=key, registration=registration)
     except Exception:
         logger.exception("pairing request of %s failed", host_id)
         return {"success": False, "error": "pairing is unavailable right now, try again later"}

@@ -10,14 +10,21 @@ import nats
 import pytest
 from django.conf import settings
 
+from sail.client import credentials
+
 
 @pytest.fixture
 def subscribe(home):
     """Start `island sail subscribe ARGS` and wait until it listens."""
     procs: list[subprocess.Popen] = []
 
+    seed = home / "coordinator.seed"  # the Sail admits nobody anonymously
+    seed.write_text(credentials()["nkeys_seed_str"])
+    seed.chmod(0o600)
+
     def start(*args: str) -> subprocess.Popen:
-        env = {**os.environ, "HOME": str(home), "ARCHIPELAG_NATS_URL": settings.NATS_URL}
+        env = {**os.environ, "HOME": str(home), "ARCHIPELAG_NATS_URL": settings.NATS_URL,
+               "ARCHIPELAG_NKEY": str(seed)}  # fmt: skip
         cmd = [sys.executable, "-m", "island_cli", "sail", "subscribe", *args]
         proc = subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -35,7 +42,7 @@ def subscribe(home):
 
 def publish(*messages: tuple[str, bytes]) -> None:
     async def send() -> None:
-        nc = await nats.connect(settings.NATS_URL)
+        nc = await nats.connect(settings.NATS_URL, **credentials())
         for subject, payload in messages:
             await nc.publish(subject, payload)
         await nc.flush()

@@ -21,6 +21,7 @@ import orjson
 from django.conf import settings
 from nats.aio.msg import Msg
 
+from sail.client import credentials
 from sail.pull import Puller
 
 Reply = Callable[[dict], list[str]]
@@ -80,7 +81,11 @@ class FakeIsland:
         self._loop = asyncio.get_running_loop()
         self._release = asyncio.Event()
         self._stop = asyncio.Event()
-        self.nc = await nats.connect(settings.NATS_URL, name=f"island-{self.host_id[:8]}")
+        # The coordinator's credentials: this plays the protocol, not the permissions
+        # (tests/sail/test_security.py holds those).
+        self.nc = await nats.connect(
+            settings.NATS_URL, name=f"island-{self.host_id[:8]}", **credentials()
+        )
         js = self.nc.jetstream()
         durable = f"host-{self.host_id}"
         await js.pull_subscribe(self._subject("jobs"), durable=durable, stream="JOBS")

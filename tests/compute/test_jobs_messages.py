@@ -14,6 +14,7 @@ from django.utils import timezone
 from compute.models import Job
 from compute.services import jobs
 from sail import job_events as handlers
+from sail.client import credentials
 from sail.registry import Incoming
 from sail.schemas import Invalid
 from tests.compute import jobs_support
@@ -316,16 +317,22 @@ def test_the_token_relay_publishes_at_once_in_order_and_drops_strangers(
     hid, stranger_id = str(host.pk), str(island().pk)
 
     async def scenario():
-        nc = await nats.connect(settings.NATS_URL)
+        nc = await nats.connect(settings.NATS_URL, **credentials())
         relay = handlers.TokenRelay(nc)
-        sent = [await relay.relay({"host_id": hid, "job_id": str(job.pk), "seq": s, "chunk": c})
+        sent = [await relay.relay({"host_id": hid, "job_id": str(job.pk), "seq": s, "chunk": c},
+                                  f"host.{hid}")
                 for s, c in [(2, "b"), (1, "a"), (3, "c")]]  # fmt: skip
         stranger = await relay.relay(
-            {"host_id": stranger_id, "job_id": str(job.pk), "seq": 4, "chunk": "!"}
+            {"host_id": stranger_id, "job_id": str(job.pk), "seq": 4, "chunk": "!"},
+            f"host.{stranger_id}",
+        )
+        # The shared field user may never speak for an Island with a key of its own.
+        impostor = await relay.relay(
+            {"host_id": hid, "job_id": str(job.pk), "seq": 4, "chunk": "!"}, f"field.host.{hid}"
         )
         await nc.flush()
         await nc.close()
-        return sent, stranger
+        return sent, stranger + impostor
 
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(r=asyncio.run(scenario())))
@@ -354,7 +361,7 @@ def test_the_token_relay_learns_the_island_from_the_assignment_and_forgets_it_on
     job_id, host_id = str(uuid.uuid4()), str(uuid.uuid4())
 
     async def scenario():
-        nc = await nats.connect(settings.NATS_URL)
+        nc = await nats.connect(settings.NATS_URL, **credentials())
         relay = handlers.TokenRelay(nc)
         subs = await relay.subscribe()
         await nc.flush()
@@ -362,12 +369,14 @@ def test_the_token_relay_learns_the_island_from_the_assignment_and_forgets_it_on
         await nc.publish(f"host.{host_id}.jobs", b"{}", headers=headers)
         await nc.flush()
         await asyncio.sleep(0.2)
-        sent = await relay.relay({"host_id": host_id, "job_id": job_id, "seq": 1, "chunk": "a"})
+        record = {"host_id": host_id, "job_id": job_id, "seq": 1, "chunk": "a"}
+        sent = await relay.relay(record, f"host.{host_id}")
         await nc.publish(f"host.{host_id}.cancel", orjson.dumps({"job_id": job_id}))
         await nc.flush()
         await asyncio.sleep(0.2)
         kept = (job_id in relay.owners, dict(relay.next_seq))
-        after = await relay.relay({"host_id": host_id, "job_id": job_id, "seq": 2, "chunk": "b"})
+        record = {"host_id": host_id, "job_id": job_id, "seq": 2, "chunk": "b"}
+        after = await relay.relay(record, f"host.{host_id}")
         for sub in subs:
             await sub.unsubscribe()
         await nc.close()

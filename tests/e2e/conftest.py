@@ -147,7 +147,7 @@ class Agent:
         )
         for stream, into in ((self.proc.stdout, self.lines), (self.proc.stderr, self.errors)):
             threading.Thread(target=self._read, args=(stream, into), daemon=True).start()
-        self.wait_for_line("Connected and registered")
+        self.wait_for_line(r"^Connected")  # and registered, or waiting to be paired
         return self
 
     def _read(self, stream: Any, into: list[str]) -> None:
@@ -249,6 +249,14 @@ def agent(e2e, tmp_path) -> Iterator[Callable[..., Agent]]:
                 process.stop(signal.SIGTERM, timeout=10)
         if process.running:
             process.kill()
+
+
+@pytest.fixture
+def field_url() -> str:
+    """The NATS URL of the shared field user (upstream agents' way in)."""
+    user = os.environ.get("SAIL_FIELD_USER") or "island"
+    password = os.environ["SAIL_FIELD_PASSWORD"]
+    return django_settings.NATS_URL.replace("nats://", f"nats://{user}:{password}@", 1)
 
 
 def registered(agent: Agent) -> Island:

@@ -30,6 +30,7 @@ def test_heartbeats_take_an_island_online_and_a_killed_agent_offline_then_online
 ):
     user, key = account
     witness = agent("witness")  # keeps the coordinator "hearing" Islands during the test
+    pair(witness, user)
     island_agent = agent("flaky")
     pair(island_agent, user)
     host_id = island_agent.host_id
@@ -63,6 +64,7 @@ def test_heartbeats_take_an_island_online_and_a_killed_agent_offline_then_online
 def test_a_graceful_stop_goes_offline_at_once_without_a_penalty(e2e, account, agent):
     user, key = account
     witness = agent("witness")
+    pair(witness, user)
     island_agent = agent("tidy")
     pair(island_agent, user)
     host_id = island_agent.host_id

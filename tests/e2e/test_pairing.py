@@ -81,9 +81,10 @@ def test_an_island_is_paired_through_the_pair_page_and_the_agent_learns_it(e2e, 
     outcomes = set(PairingAttempt.objects.values_list("outcome", flat=True))
     assert {"previewed", "paired"} <= outcomes
 
+    before = eventually(lambda: island_agent.island().last_heartbeat_at)
     island_agent.restart()
     island_agent.wait_for_line("Connected and registered")
-    eventually(lambda: island_agent.island().last_heartbeat_at > island.last_heartbeat_at)
+    eventually(lambda: island_agent.island().last_heartbeat_at > before)
     assert not island_agent.printed("Pairing code")
     assert island_agent.state()["paired"] is True
 
@@ -112,18 +113,19 @@ def test_a_restarted_agent_whose_state_was_lost_hears_already_paired(e2e, accoun
     assert Island.objects.get(pk=state["host_id"]).owner_id == user.pk
 
 
-def test_an_island_whose_pairing_request_overtook_its_registration_shows_its_name(
-    e2e, account, agent
+def test_a_field_island_whose_pairing_request_overtook_its_registration_shows_its_name(
+    e2e, account, agent, field_url
 ):
-    """The pairing request is answered at once; the registration goes through JetStream
-    and a worker. The row the request created must still get the Island's name."""
+    """A field Island (the shared user) registers and asks for a code separately: the
+    request is answered at once, the registration goes through JetStream and a worker.
+    The row the request created must still get the Island's name."""
     user, _ = account
     host_id = str(uuid.uuid4())
-    reply = sail.request("coordinator.hosts.pairing", {"host_id": host_id}, timeout=5)
+    reply = sail.request("field.coordinator.hosts.pairing", {"host_id": host_id}, timeout=5)
     assert reply["success"] is True
     assert Island.objects.get(pk=host_id).name == ""
 
-    island_agent = agent("attic-server", host_id=host_id)
+    island_agent = agent("attic-server", host_id=host_id, coordinator={"nats_url": field_url})
     assert island_agent.pairing_code() == reply["code"]  # the same live code
     eventually(lambda: Island.objects.filter(pk=host_id, name="attic-server").exists())
     browser = signed_in(e2e.url, user.email)

@@ -9,7 +9,7 @@ from django.utils import timezone
 from island_cli.agent.recommendations import describe
 
 from compute.models import Cargo, Job
-from tests.e2e.conftest import online, registered
+from tests.e2e.conftest import online, pair, registered
 
 
 def recommendations(e2e, host_id: str) -> list[dict]:
@@ -22,6 +22,7 @@ def recommendations(e2e, host_id: str) -> list[dict]:
 def test_the_agent_polls_recommendations_and_prints_one_line_per_cargo(e2e, account, agent):
     user, _ = account
     island_agent = agent("preloader", recommendations_interval=0.5)
+    pair(island_agent, user)
     online(island_agent)  # its runtimes (from heartbeats) say which Cargos it serves
 
     served = recommendations(e2e, island_agent.host_id)

@@ -20,7 +20,7 @@ def test_an_island_whose_registration_was_lost_registers_again_by_itself(e2e, ac
     assert island.region == "eu-west"
     assert island.capabilities["cpu_cores"] >= 1
     assert island_agent.running
-    assert island_agent.printed("Connected and registered")
+    assert island_agent.printed("Paired with account")
 
 
 def test_an_island_the_coordinator_never_heard_register_registers_when_it_heartbeats(

@@ -7,13 +7,16 @@ from django.test import Client
 
 from compute.models import Island
 from pairing import services
+from sail import keys
 
 
 @pytest.fixture
 def island(db) -> Island:
-    """A registered, unpaired desktop Island with real-looking capabilities."""
+    """An unpaired desktop Island with its own key that asked for a code (with
+    real-looking capabilities)."""
     return Island.objects.create(
         id=uuid.uuid4(),
+        nkey=keys.public_key(keys.new_seed()),
         name="workstation",
         region="eu-west",
         agent_version="0.4.2",
@@ -30,7 +33,7 @@ def island(db) -> Island:
 @pytest.fixture
 def code(island) -> str:
     """The live pairing code ``island`` received over NATS."""
-    return services.request_pairing_code(str(island.pk))["code"]
+    return services.request_pairing_code(str(island.pk), key=island.nkey)["code"]
 
 
 @pytest.fixture

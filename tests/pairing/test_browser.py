@@ -40,7 +40,7 @@ def in_thread(function, *args) -> None:
 
 
 def test_pairing_a_desktop_island_with_a_lowercase_code(live, page, user, island):
-    code = services.request_pairing_code(str(island.pk))["code"]
+    code = services.request_pairing_code(str(island.pk), key=island.nkey)["code"]
     sign_in(page, live, user)
     page.goto(f"{live.url}/pair")
     field = page.get_by_label("Pairing code")

@@ -48,7 +48,7 @@ def test_confirming_spends_every_live_code_of_the_island_but_credits_only_the_ty
 def test_claiming_locks_only_the_session_with_the_lookup(user):
     session, code = services.start_mobile_session(user=user)
     with CaptureQueriesContext(connection) as queries:
-        island, _, claimed = services.claim_mobile_session(
+        island, _, claimed, _ = services.claim_mobile_session(
             code=code, device_name="Pixel 8", platform="android", hardware={}, runtimes=[],
             ip="10.0.0.1",
         )  # fmt: skip

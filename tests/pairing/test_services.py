@@ -20,7 +20,7 @@ def test_the_alphabet_has_32_symbols_without_lookalikes():
 
 
 def test_it_replies_with_a_six_character_code_and_the_pair_url(island, settings):
-    reply = services.request_pairing_code(str(island.pk))
+    reply = services.request_pairing_code(str(island.pk), key=island.nkey)
     assert reply["success"] is True
     assert CODE.fullmatch(reply["code"])
     assert 595 <= reply["expires_in_seconds"] <= 600
@@ -42,14 +42,14 @@ def test_it_never_stores_the_code_in_clear(island, code):
 
 
 def test_it_returns_the_same_live_code_on_a_repeated_request(island, code):
-    again = services.request_pairing_code(str(island.pk))
+    again = services.request_pairing_code(str(island.pk), key=island.nkey)
     assert again["code"] == code
     assert PairingCode.objects.filter(island=island).count() == 1
 
 
 def test_it_issues_a_new_code_once_the_old_one_expired(island, code):
     PairingCode.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
-    again = services.request_pairing_code(str(island.pk))
+    again = services.request_pairing_code(str(island.pk), key=island.nkey)
     assert again["code"] != code
     assert again["expires_in_seconds"] > 590
 
@@ -57,9 +57,11 @@ def test_it_issues_a_new_code_once_the_old_one_expired(island, code):
 def test_it_answers_already_paired_for_a_bound_island(island, user):
     island.owner = user
     island.save()
-    assert services.request_pairing_code(str(island.pk)) == {
+    assert services.request_pairing_code(str(island.pk), key=island.nkey) == {
         "success": False,
         "error": "already paired",
+        "account_id": str(user.pk),  # extension: what the Island keeps in its state
+        "paired_at": None,
     }
 
 
@@ -87,7 +89,7 @@ def test_confirming_binds_the_island_and_spends_the_code(
     row = PairingCode.objects.get(island=island)
     assert row.used_at is not None
     assert row.used_by == user
-    assert len(callbacks) == 2  # host.{id}.paired and the island.paired event
+    assert len(callbacks) == 3  # host.{id}.paired, its key's new connection, island.paired
     assert PairingAttempt.objects.filter(outcome="paired", island=island, ip="10.0.0.1").exists()
 
 
@@ -110,7 +112,9 @@ def test_an_expired_code_is_refused(island, code, user):
 
 def test_a_paired_island_gets_already_paired_on_its_next_request(island, code, user):
     services.confirm_pairing(code=code, user=user, ip="10.0.0.1")
-    assert services.request_pairing_code(str(island.pk))["error"] == "already paired"
+    assert (
+        services.request_pairing_code(str(island.pk), key=island.nkey)["error"] == "already paired"
+    )
 
 
 def test_unpairing_frees_the_island_for_a_new_pairing(island, code, user):
@@ -120,6 +124,6 @@ def test_unpairing_frees_the_island_for_a_new_pairing(island, code, user):
     island.refresh_from_db()
     assert island.owner is None
     assert island.paired_at is None
-    reply = services.request_pairing_code(str(island.pk))
+    reply = services.request_pairing_code(str(island.pk), key=island.nkey)
     assert reply["success"] is True
     assert reply["code"] != code

@@ -135,7 +135,7 @@ def test_unpairing_unbinds_the_island_and_revokes_its_token(
     island.refresh_from_db()
     assert (island.owner, island.paired_at, island.token_hash) == (None, None, "")
     assert PairingCode.objects.get().used_at is not None
-    assert len(callbacks) == 1  # host.{id}.unpaired
+    assert len(callbacks) == 2  # host.{id}.unpaired and its key's new connection
 
 
 def test_nobody_can_rename_or_unpair_another_users_island(browser_client, other_user):

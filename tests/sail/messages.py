@@ -77,6 +77,6 @@ def heartbeat(host_id: str, **extra) -> dict:
 
 
 def incoming(subject: str, payload: dict | bytes, at: datetime | None = None) -> Incoming:
-    host_id, kind = subjects.kind_of(subject)
+    host_id, kind, _ = subjects.kind_of(subject)
     data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     return Incoming(subject, host_id, kind, data, at or datetime.now(UTC))

@@ -20,8 +20,9 @@ from nats.js.errors import NotFoundError
 
 from compute.models import Island
 from portal.celery import app as celery_app
-from sail import streams
+from sail import keys, streams
 from sail.bridge import Bridge, call_sync
+from sail.client import credentials
 from tests.conftest import BASE_DIR, server_env
 from tests.sail import messages
 
@@ -39,7 +40,7 @@ def eager() -> None:
 @pytest.fixture
 async def nc() -> AsyncIterator[nats.NATS]:
     """A client connection, like an Island's; the streams start empty."""
-    client = await nats.connect(settings.NATS_URL)
+    client = await nats.connect(settings.NATS_URL, **credentials())
     js = client.jetstream()
     for name in (streams.ISLANDS.name, streams.JOB_EVENTS.name):
         with contextlib.suppress(NotFoundError):
@@ -89,7 +90,7 @@ async def publish(nc, subject: str, payload: dict | bytes) -> None:
 
 async def test_registration_and_heartbeat_reach_the_database(bridge, nc):
     host_id = str(uuid.uuid4())
-    await publish(nc, "coordinator.hosts.register", messages.register(host_id))
+    await publish(nc, f"host.{host_id}.register", messages.register(host_id))
     assert await eventually(lambda: island(host_id))
     await publish(nc, f"host.{host_id}.heartbeat", messages.heartbeat(host_id))
     assert await eventually(lambda: island(host_id).status == "online")
@@ -100,7 +101,7 @@ async def test_it_acks_messages_only_once_they_are_stored(bridge, nc):
     js = nc.jetstream()
     consumer = streams.CONSUMERS["ISLANDS"].durable
     host_id = str(uuid.uuid4())
-    await publish(nc, "coordinator.hosts.register", messages.register(host_id))
+    await publish(nc, f"host.{host_id}.register", messages.register(host_id))
     await eventually(lambda: island(host_id))
     info = await js.consumer_info("ISLANDS", consumer)
     assert info.num_ack_pending == 0
@@ -129,7 +130,7 @@ async def test_a_bridge_restart_loses_nothing(eager, nc):
     bridge, task = await start_bridge()
     await stop_bridge(bridge, task)
     host_id = str(uuid.uuid4())
-    await publish(nc, "coordinator.hosts.register", messages.register(host_id))
+    await publish(nc, f"host.{host_id}.register", messages.register(host_id))
     await publish(nc, f"host.{host_id}.heartbeat", messages.heartbeat(host_id))
     await asyncio.sleep(0.2)
     assert not await sync_to_async(call_sync)(island, host_id)
@@ -147,16 +148,24 @@ async def test_ping_is_answered_at_once(bridge, nc):
     assert time.monotonic() - started < 0.5
 
 
-async def test_pairing_is_answered_with_a_code(bridge, nc):
-    host_id = str(uuid.uuid4())
-    await publish(nc, "coordinator.hosts.register", messages.register(host_id))
-    await eventually(lambda: island(host_id))
-    reply = await nc.request(
-        "coordinator.hosts.pairing", orjson.dumps({"host_id": host_id}), timeout=5
-    )
+async def test_pairing_is_answered_with_a_code_bound_to_the_key_that_asked(bridge, nc):
+    host_id, key = str(uuid.uuid4()), keys.public_key(keys.new_seed())
+    request = orjson.dumps({"host_id": host_id, **messages.register(host_id)})
+    reply = await nc.request(f"coordinator.hosts.pairing.{key}", request, timeout=5)
     body = orjson.loads(reply.data)
     assert body["success"] is True
     assert len(body["code"]) == 6
+    assert (await sync_to_async(call_sync)(island, host_id)).nkey == key
+
+
+async def test_a_field_islands_pairing_is_answered_without_a_key(bridge, nc):
+    host_id = str(uuid.uuid4())
+    await publish(nc, "field.coordinator.hosts.register", messages.register(host_id))
+    await eventually(lambda: island(host_id))
+    request = orjson.dumps({"host_id": host_id})
+    reply = await nc.request("field.coordinator.hosts.pairing", request, timeout=5)
+    assert orjson.loads(reply.data)["success"] is True
+    assert (await sync_to_async(call_sync)(island, host_id)).nkey is None
 
 
 MALFORMED = [
@@ -168,8 +177,9 @@ MALFORMED = [
     b'{"host_id": "%(id)s", "name": "\\u0000"}',
     b'{"host_id": "%(id)s", "junk": "' + b"x" * 70_000 + b'"}',
 ]
+KEY = keys.public_key(keys.new_seed())
 SUBJECTS = [
-    "coordinator.hosts.register",
+    "host.%(id)s.register",
     "host.%(id)s.heartbeat",
     "host.%(id)s.status",
     "host.%(id)s.output",
@@ -177,7 +187,11 @@ SUBJECTS = [
     "host.%(id)s.image",
     "host.%(id)s.lease",
     "host.%(id)s.ping",
-    "coordinator.hosts.pairing",
+    f"coordinator.hosts.pairing.{KEY}",
+    "field.coordinator.hosts.register",
+    "field.host.%(id)s.heartbeat",
+    "field.host.%(id)s.status",
+    "field.coordinator.hosts.pairing",
 ]
 
 
@@ -198,7 +212,7 @@ async def test_malformed_messages_on_every_subject_leave_the_bridge_running(brid
     await nc.flush()
 
     host_id = str(uuid.uuid4())
-    await publish(nc, "coordinator.hosts.register", messages.register(host_id))
+    await publish(nc, f"host.{host_id}.register", messages.register(host_id))
     await publish(nc, f"host.{host_id}.heartbeat", messages.heartbeat(host_id))
     assert await eventually(lambda: island(host_id) and island(host_id).status == "online")
     assert not await sync_to_async(call_sync)(island, bad_id)
@@ -216,7 +230,7 @@ def test_the_command_stops_cleanly_on_sigterm():
         deadline = time.monotonic() + 20
 
         async def ping() -> bool:
-            client = await nats.connect(settings.NATS_URL)
+            client = await nats.connect(settings.NATS_URL, **credentials())
             try:
                 await client.request(f"host.{uuid.uuid4()}.ping", b"", timeout=0.5)
                 return True

@@ -132,7 +132,7 @@ def test_it_answers_a_malformed_pairing_request_with_an_error():
 def test_it_passes_a_pairing_request_to_the_pairing_service(host_id, monkeypatch):
     calls = []
 
-    def fake_request_pairing_code(host: str) -> dict:
+    def fake_request_pairing_code(host: str, *, key=None, registration=None) -> dict:
         calls.append(host)
         return {"success": True, "code": "A3X9K2"}
 
@@ -143,7 +143,7 @@ def test_it_passes_a_pairing_request_to_the_pairing_service(host_id, monkeypatch
 
 
 def test_a_failing_pairing_service_gets_a_polite_error(host_id, monkeypatch):
-    def broken(host: str) -> dict:
+    def broken(host: str, **_) -> dict:
         raise RuntimeError("database down")
 
     monkeypatch.setattr("pairing.services.request_pairing_code", broken)

@@ -48,6 +48,7 @@ async def connect(
     ping_interval: float = 10.0,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
     on_attempt_failed: Callable[[Exception, float], None] | None = None,
+    **options: Any,
 ) -> Client:
     """Connect, retrying forever with backoff; later disconnections are retried by
     nats-py with the same backoff (``reconnect_to_server_handler``)."""
@@ -88,6 +89,7 @@ async def connect(
                 disconnected_cb=disconnected_cb,
                 reconnected_cb=reconnected_cb,
                 connect_timeout=5,
+                **options,  # the Island's identity (identity.Identity.connect_options)
             )
         except Exception as exc:
             with contextlib.suppress(Exception):

@@ -21,10 +21,11 @@ from . import AGENT_VERSION, recommendations, system
 from . import state as state_file
 from .config import AgentConfig, ConfigError
 from .connection import backoff_delay
+from .identity import Identity
 from .jobs import JobRunner
 from .runtimes import Runtime
 from .state import State
-from .wire import PAIRING, REGISTER, decode, encode, host_subject, now_ms, publish
+from .wire import decode, encode, host_subject, now_ms, publish
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class Island:
         nc: Client,
         config: AgentConfig,
         state: State,
+        identity: Identity,
         runtimes: dict[str, Runtime],
         machine: Machine,
         rtt: RttMeter,
@@ -104,6 +106,7 @@ class Island:
         self.nc = nc
         self.config = config
         self.state = state
+        self.identity = identity
         self.machine = machine
         self.rtt = rtt
         self.say = say
@@ -115,7 +118,10 @@ class Island:
             config=config,
             runtimes=runtimes,
             use_jetstream=interactive,
+            bind=identity.keyed,
         )
+        self.ready = False  # registered, heartbeating, taking jobs
+        self._showed_code = False
         self._tasks: list[asyncio.Task] = []
         self._pairing: asyncio.Task | None = None
         self._subs: list[Any] = []
@@ -130,8 +136,23 @@ class Island:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        """A field Island registers and works at once, and asks for a code while it is
+        not paired. One with its own key may do nothing before it is paired: it asks
+        first, and gets ready when the coordinator answers that it is paired."""
+        if self.identity.keyed:
+            self._pairing = asyncio.create_task(self._pair(first=await self._ask()))
+            return
+        await self._get_ready()
+        if self.interactive and not self.state.paired:
+            self._pairing = asyncio.create_task(self._pair())
+
+    async def _get_ready(self) -> None:
+        if self.ready:
+            return
+        self.ready = True
         if self.interactive:
             self._subs.append(await self.nc.subscribe(self.subject("paired"), cb=self._on_paired))
+            self._subs.append(await self.nc.subscribe(self.subject("unpaired"), cb=self._unpaired))
         # The coordinator lost this Island's registration (an outage, a reset): again.
         self._subs.append(await self.nc.subscribe(self.subject("reregister"), cb=self._again))
         await self.jobs.start()
@@ -145,8 +166,20 @@ class Island:
                 say=self.say,
             )
             self._tasks.append(asyncio.create_task(poll))
-        if self.interactive and not self.state.paired:
-            self._pairing = asyncio.create_task(self._pair())
+
+    async def _stand_down(self) -> None:
+        """No longer paired (an Island with a key): stop working until paired again."""
+        if not self.ready:
+            return
+        self.ready = False
+        await self.jobs.stop_intake()
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
 
     async def stop(self, *, grace: float, force: asyncio.Event | None = None) -> None:
         """Graceful stop: no new jobs, wait for running ones, then the offline heartbeat."""
@@ -159,25 +192,38 @@ class Island:
         self.rtt.cancel()
         if stopped and self.interactive:
             self.say(f"Stopped {stopped} job(s) that did not finish in {grace:g}s")
-        await publish(self.nc, self.subject("heartbeat"), await self.heartbeat(status="offline"))
+        if self.ready:
+            await publish(
+                self.nc, self.subject("heartbeat"), await self.heartbeat(status="offline")
+            )
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
     async def reconnected(self) -> None:
+        if self.identity.keyed:
+            # The connection may have been ended because the Island was paired or
+            # unpaired: what it may do now is the coordinator's answer.
+            if self._pairing is not None:
+                self._pairing.cancel()
+            self._pairing = asyncio.create_task(self._pair(first=await self._ask()))
+            if not self.ready:
+                return
         await self.register()
         await self.jobs.restart_intake()
 
     # -- registration and heartbeats --------------------------------------------------
 
     async def register(self) -> None:
-        payload = {
-            "host_id": self.host_id,
+        payload = {"host_id": self.host_id, **await self._description()}
+        await publish(self.nc, self.identity.register_subject(self.host_id), payload)
+
+    async def _description(self) -> dict[str, Any]:
+        return {
             "capabilities": await self.machine.capabilities(),
             "version": AGENT_VERSION,
             "name": self.config.name,  # extension: the name shown when pairing
         }
-        await publish(self.nc, REGISTER, payload)
 
     async def _again(self, msg: Msg) -> None:
         logger.info("the coordinator asked for a new registration")
@@ -234,27 +280,49 @@ class Island:
 
     # -- pairing -----------------------------------------------------------------------
 
-    async def _pair(self) -> None:
+    async def _ask(self) -> float | None:
+        """One pairing request, acted upon; how long to wait before the next one, or
+        None when the coordinator did not answer."""
+        request = {"host_id": self.host_id}
+        if self.identity.keyed:  # it may not register before it is paired: say it here
+            request |= await self._description()
+        try:
+            reply = await self.nc.request(
+                self.identity.pairing_subject(), encode(request), timeout=PAIRING_TIMEOUT
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            logger.info("pairing request: %s", exc or type(exc).__name__)
+            return None
+        return await self._on_pairing_reply(decode(reply.data) or {})
+
+    async def _pair(self, first: float | None = None) -> None:
+        """Ask for a code until paired (an Island with a key: and then, until told that
+        it is no longer paired, which only a new connection can bring)."""
         failures = 0
-        while not self.state.paired:
-            try:
-                reply = await self.nc.request(
-                    PAIRING, encode({"host_id": self.host_id}), timeout=PAIRING_TIMEOUT
-                )
-            except (nats.errors.Error, TimeoutError) as exc:
+        wait = first
+        while self.identity.keyed or not self.state.paired:
+            if wait is None:
                 if failures == 0:
                     self.say("Waiting for the coordinator to answer the pairing request…")
-                logger.info("pairing request: %s", exc or type(exc).__name__)
                 await asyncio.sleep(backoff_delay(failures))
                 failures += 1
-                continue
-            failures = 0
-            await asyncio.sleep(self._on_pairing_reply(decode(reply.data) or {}))
+            else:
+                failures = 0
+                if self.ready and self.identity.keyed:
+                    return  # paired; a reconnection asks again
+                await asyncio.sleep(wait)
+            wait = await self._ask()
 
-    def _on_pairing_reply(self, reply: dict[str, Any]) -> float:
+    async def _on_pairing_reply(self, reply: dict[str, Any]) -> float:
         """Act on a pairing reply; returns how long to wait before asking again."""
         if reply.get("success") is True and isinstance(reply.get("code"), str):
+            if self.identity.keyed:  # a code is for a key nobody has paired: wait for it
+                await self._stand_down()
+            if self.state.paired:
+                self._mark_paired(False, account_id=None, paired_at=None)
+                self.say("This Island is no longer paired with an account")
             url = reply.get("pair_url") or _pair_url(self.config.api_url)
+            self._showed_code = True
             self.say(f"Pairing code: {reply['code']}")
             self.say(f"Enter this code at {url}")
             expires = reply.get("expires_in_seconds")
@@ -263,8 +331,15 @@ class Island:
             )
             return float(expires) if valid else 600.0  # type: ignore[arg-type]
         if reply.get("error") == "already paired":
-            self._mark_paired(account_id=self.state.account_id, paired_at=self.state.paired_at)
-            self.say("This Island is already paired with an account — it is ready")
+            if not self.state.paired:
+                account = reply.get("account_id", self.state.account_id)
+                paired_at = reply.get("paired_at") or self.state.paired_at or _now_iso()
+                self._mark_paired(True, account_id=account, paired_at=paired_at)
+                if self._showed_code:  # someone just entered it
+                    self.say(f"Paired with account {account} — this Island is ready")
+                else:
+                    self.say("This Island is already paired with an account — it is ready")
+            await self._get_ready()
             return 0.0
         self.say(f"Pairing failed: {reply.get('error') or 'unexpected reply'}; retrying")
         return self.config.pairing_retry
@@ -275,13 +350,25 @@ class Island:
             logger.warning("ignored a paired message: %.200r", msg.data)
             return
         account = payload.get("account_id")
-        self._mark_paired(account_id=account, paired_at=payload.get("paired_at") or _now_iso())
+        paired_at = payload.get("paired_at") or _now_iso()
+        self._mark_paired(True, account_id=account, paired_at=paired_at)
         if self._pairing is not None and asyncio.current_task() is not self._pairing:
             self._pairing.cancel()
         self.say(f"Paired with account {account} — this Island is ready")
 
-    def _mark_paired(self, *, account_id: Any, paired_at: Any) -> None:
-        self.state.paired = True
+    async def _unpaired(self, msg: Msg) -> None:
+        """Unpaired by its owner: ask for a new code at once (an Island with a key
+        learns it from its next connection instead)."""
+        payload = decode(msg.data)
+        if payload is None or payload.get("host_id") not in (None, self.host_id):
+            return
+        self._mark_paired(False, account_id=None, paired_at=None)
+        self.say("This Island is no longer paired with an account")
+        if not self.identity.keyed and (self._pairing is None or self._pairing.done()):
+            self._pairing = asyncio.create_task(self._pair())
+
+    def _mark_paired(self, paired: bool, *, account_id: Any, paired_at: Any) -> None:
+        self.state.paired = paired
         self.state.account_id = account_id
         self.state.paired_at = paired_at
         try:

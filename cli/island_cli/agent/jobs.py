@@ -84,12 +84,16 @@ class JobRunner:
         config: AgentConfig,
         runtimes: dict[str, Runtime],
         use_jetstream: bool = True,
+        bind: bool = False,
     ):
         self.nc = nc
         self.host_id = host_id
         self.config = config
         self.runtimes = runtimes
         self.use_jetstream = use_jetstream
+        # An Island with its own key reads the consumer the coordinator made for it, and
+        # may do nothing else of JetStream; a field Island makes its own if it can.
+        self.bind = bind
         self.running: dict[str, RunningJob] = {}
         self.warm = _Remembered(WARM_WORKLOADS)
         self._seen = _Remembered(REMEMBERED_JOBS)
@@ -214,9 +218,15 @@ class JobRunner:
     async def _pull_subscription(self) -> Any:
         js = self.nc.jetstream()
         stream = self.config.jobs_stream
+        if self.bind:
+            return await js.pull_subscribe_bind(durable=f"host-{self.host_id}", stream=stream)
         try:
             await js.stream_info(stream)
-        except (nats.js.errors.NotFoundError, nats.errors.NoRespondersError) as exc:
+        except (
+            nats.js.errors.NotFoundError,
+            nats.js.errors.ServiceUnavailableError,  # an account without JetStream
+            nats.errors.NoRespondersError,
+        ) as exc:
             raise StreamMissing(stream) from exc
         config = ConsumerConfig(
             ack_policy=AckPolicy.EXPLICIT,

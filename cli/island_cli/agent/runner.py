@@ -16,6 +16,8 @@ from nats.aio.client import Client
 from . import state as state_file
 from .config import SUPPORTED_RUNTIMES, AgentConfig, ConfigError
 from .connection import connect, redact
+from .identity import Identity
+from .identity import load as load_identity
 from .island import Island, Machine, RttMeter
 from .runtimes import Runtime
 from .runtimes.mock import MockRuntime
@@ -72,6 +74,12 @@ async def run(config: AgentConfig, *, simulate: int = 0, say: Callable[[str], No
         config = _simulated_config(config)
     runtimes = build_runtimes(config)
     state = state_file.load(config.state_dir, host_id=config.host_id)
+    identity = load_identity(config.nats_url, config.state_dir)
+    if simulate and identity.keyed:
+        raise ConfigError(
+            "--simulate speaks for many Islands on one connection: it needs the shared "
+            "field user (user:password in nats_url)"
+        )
     stop, force = asyncio.Event(), asyncio.Event()
     _handle_signals(stop, force, say)
     islands: list[Island] = []
@@ -96,6 +104,7 @@ async def run(config: AgentConfig, *, simulate: int = 0, say: Callable[[str], No
             on_attempt_failed=lambda exc, delay: say(
                 f"Cannot reach NATS ({exc or type(exc).__name__}); retrying in {delay:.1f}s"
             ),
+            **identity.connect_options(),
         )
     )
     stopping = asyncio.create_task(stop.wait())
@@ -108,7 +117,7 @@ async def run(config: AgentConfig, *, simulate: int = 0, say: Callable[[str], No
 
     machine = Machine(region=config.region, disk_path=config.state_dir)
     if simulate:
-        islands.extend(_simulated(nc, config, state, runtimes, machine, simulate, say))
+        islands.extend(_simulated(nc, config, state, identity, runtimes, machine, simulate, say))
     else:
         rtt = RttMeter(nc, state.host_id)
         islands.append(
@@ -116,6 +125,7 @@ async def run(config: AgentConfig, *, simulate: int = 0, say: Callable[[str], No
                 nc=nc,
                 config=config,
                 state=state,
+                identity=identity,
                 runtimes=runtimes,
                 machine=machine,
                 rtt=rtt,
@@ -127,11 +137,12 @@ async def run(config: AgentConfig, *, simulate: int = 0, say: Callable[[str], No
         if number % FLUSH_EVERY == 0:
             await nc.flush()
     await nc.flush()
-    say(
-        f"Connected; registered {len(islands)} Island(s)"
-        if simulate
-        else "Connected and registered"
-    )
+    if simulate:
+        say(f"Connected; registered {len(islands)} Island(s)")
+    elif islands[0].ready:
+        say("Connected and registered")
+    else:
+        say("Connected; waiting to be paired")
 
     await stopping
     say("Shutting down: no new jobs; waiting for running jobs…")
@@ -165,6 +176,7 @@ def _simulated(
     nc: Client,
     config: AgentConfig,
     state: State,
+    identity: Identity,
     runtimes: dict[str, Runtime],
     machine: Machine,
     count: int,
@@ -182,6 +194,7 @@ def _simulated(
                 nc=nc,
                 config=replace(config, name=f"{config.name}-sim-{index}"),
                 state=State(host_id=host_id),
+                identity=identity,
                 runtimes=runtimes,
                 machine=machine,
                 rtt=rtt,

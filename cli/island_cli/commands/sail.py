@@ -37,7 +37,19 @@ def render(seq: int, subject: str, payload: bytes, *, as_json: bool) -> str:
     return f"[{seq}] {subject} {shown}"
 
 
-async def connect(url: str) -> Client:
+def key_options(seed_file: str | None) -> dict[str, Any]:
+    """nats-py's options to sign the connection with the nkey seed in ``seed_file`` (the
+    Sail admits nobody anonymously; ``user:password`` in the URL works too)."""
+    if not seed_file:
+        return {}
+    try:
+        with open(seed_file, encoding="ascii") as handle:
+            return {"nkeys_seed_str": handle.read().strip()}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"Cannot read the nkey seed file {seed_file}: {exc}") from exc
+
+
+async def connect(url: str, **options: Any) -> Client:
     """Connect once, without reconnecting, reporting the cause of a failure."""
     errors: list[Exception] = []
 
@@ -53,14 +65,17 @@ async def connect(url: str) -> Client:
             max_reconnect_attempts=1,  # 0 would mean "retry forever" while connecting
             reconnect_time_wait=0.1,
             error_cb=remember,
+            **options,
         )
     except (OSError, TimeoutError, NatsError) as exc:
         cause = errors[-1] if errors else exc
         raise NetworkError(f"Cannot reach NATS at {url}: {cause or type(cause).__name__}") from exc
 
 
-async def _subscribe(url: str, subject: str, limit: int | None, as_json: bool) -> None:
-    nc = await connect(url)
+async def _subscribe(
+    url: str, subject: str, limit: int | None, as_json: bool, seed_file: str | None
+) -> None:
+    nc = await connect(url, **key_options(seed_file))
     try:
         sub = await nc.subscribe(subject)
         await nc.flush()  # the server has the subscription: nothing published from now is missed
@@ -80,9 +95,16 @@ async def _subscribe(url: str, subject: str, limit: int | None, as_json: bool) -
 @sail.command()
 @click.argument("subject")
 @click.option("--max", "limit", type=click.IntRange(1), help="Stop after N messages.")
+@click.option(
+    "--nkey",
+    "seed_file",
+    envvar="ARCHIPELAG_NKEY",
+    metavar="FILE",
+    help="Sign the connection with the nkey seed in FILE [env ARCHIPELAG_NKEY].",
+)
 @global_options
 @pass_state
-def subscribe(state: State, subject: str, limit: int | None) -> None:
+def subscribe(state: State, subject: str, limit: int | None, seed_file: str | None) -> None:
     """Print the messages published on SUBJECT (wildcards * and > allowed), one per line.
 
     Each line holds the message's sequence number, its subject and its payload
@@ -90,4 +112,4 @@ def subscribe(state: State, subject: str, limit: int | None) -> None:
     object {"seq", "subject", "data"}.
     """
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop
-        asyncio.run(_subscribe(state.nats_url, subject, limit, state.json))
+        asyncio.run(_subscribe(state.nats_url, subject, limit, state.json, seed_file))

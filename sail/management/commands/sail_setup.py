@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from sail import streams
+from sail.client import credentials
 
 # JetStream answers a moment after the server accepts connections.
 ATTEMPTS = 20
@@ -28,7 +29,9 @@ class Command(BaseCommand):
         self.stdout.write("streams ready")
 
     async def setup(self) -> None:
-        nc = await nats.connect(settings.NATS_URL, name="coordinator-setup", allow_reconnect=False)
+        nc = await nats.connect(
+            settings.NATS_URL, name="coordinator-setup", allow_reconnect=False, **credentials()
+        )
         try:
             for attempt in range(ATTEMPTS):
                 try:

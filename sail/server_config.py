@@ -1,0 +1,188 @@
+"""The nats-server configuration of the Sail: accounts, users and the auth callout.
+
+One function renders it for every place that runs a server: ``make run``'s embedded
+server, the test suite's own server and docker-compose's (``python -m
+sail.server_config``, below). It holds public keys and a bcrypt hash only.
+
+- Account ``APP`` (JetStream): the coordinator's processes and the auth callout, as
+  static nkey users; every Island with a key, placed here by the callout with the
+  permissions of sail.permissions.
+- Account ``FIELD`` (no JetStream): the shared ``user:password`` of upstream agents, when
+  ``SAIL_FIELD_PASSWORD`` is set. What it publishes reaches ``APP`` as ``field.…``; it
+  hears only what the coordinator publishes under ``field.`` for field Islands.
+- Account ``SYS``: the coordinator's system user, which disconnects revoked Islands.
+
+Nobody connects anonymously: a client that is none of the static users is handed to the
+auth callout (sail.callout), which admits a valid key signature or refuses.
+
+Imports no Django: the launcher renders it before Django starts.
+"""
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import bcrypt
+
+from sail import keys, permissions
+from sail.permissions import FIELD_REPORTS, TO_ISLAND
+from sail.subjects import PAIRING, REGISTER
+
+APP, FIELD, SYS = "APP", "FIELD", "SYS"
+FIELD_PREFIX = "field"
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where one nats-server listens and keeps its JetStream data."""
+
+    host: str
+    port: int
+    store_dir: str
+    http_port: int | None = None
+    name: str = "sail"
+
+
+def field_password_hash(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=11)).decode()
+
+
+def render(
+    server: Server,
+    coordinator: keys.CoordinatorKeys,
+    *,
+    field_user: str = "island",
+    field_password_hash: str = "",
+) -> str:
+    """The configuration text (JSON, which nats-server reads as its own syntax)."""
+    config: dict[str, Any] = {
+        "server_name": server.name,
+        "listen": f"{server.host}:{server.port}",
+        "jetstream": {"store_dir": server.store_dir},
+        "accounts": {
+            APP: _app(coordinator),
+            FIELD: _field(field_user, field_password_hash),
+            SYS: {"users": [{"nkey": keys.public_key(coordinator.system)}]},
+        },
+        "system_account": SYS,
+        "authorization": {
+            "auth_callout": {
+                "issuer": keys.public_key(coordinator.issuer),
+                "account": APP,
+                # Static users never wait for the callout (they work while it is down).
+                "auth_users": _static_users(coordinator, field_user if field_password_hash else ""),
+                # Only APP's users are the callout's to judge; a wrong field password is
+                # refused by the server itself and never reaches the callout.
+                "allowed_accounts": [APP],
+            }
+        },
+    }
+    if server.http_port:
+        config["http"] = f"{server.host}:{server.http_port}"
+    return json.dumps(config, indent=2) + "\n"
+
+
+def _static_users(coordinator: keys.CoordinatorKeys, field_user: str) -> list[str]:
+    users = [keys.public_key(seed) for seed in (coordinator.coordinator, coordinator.callout)]
+    users.append(keys.public_key(coordinator.system))
+    return [*users, field_user] if field_user else users
+
+
+def _app(coordinator: keys.CoordinatorKeys) -> dict[str, Any]:
+    field_in = [
+        *(f"host.*.{kind}" for kind in FIELD_REPORTS),
+        REGISTER,
+    ]
+    return {
+        "jetstream": "enabled",
+        "users": [
+            {
+                "nkey": keys.public_key(coordinator.coordinator),
+                # The callout's requests carry other clients' credentials.
+                "permissions": {"subscribe": {"deny": [permissions.AUTH_REQUESTS]}},
+            },
+            {
+                "nkey": keys.public_key(coordinator.callout),
+                # Answers auth requests, and nothing else (allow_responses alone
+                # denies every other publish).
+                "permissions": {
+                    "subscribe": {"allow": [permissions.AUTH_REQUESTS]},
+                    "allow_responses": True,
+                },
+            },
+        ],
+        "imports": [
+            {"stream": {"account": FIELD, "subject": subject}, "prefix": FIELD_PREFIX}
+            for subject in field_in
+        ],
+        "exports": [
+            *(
+                {"stream": f"{FIELD_PREFIX}.host.*.{kind}", "accounts": [FIELD]}
+                for kind in TO_ISLAND
+            ),
+            {"service": f"{FIELD_PREFIX}.{PAIRING}", "accounts": [FIELD]},
+            {"service": f"{FIELD_PREFIX}.host.*.ping", "accounts": [FIELD]},
+        ],
+    }
+
+
+def _field(user: str, password_hash: str) -> dict[str, Any]:
+    account: dict[str, Any] = {
+        "exports": [
+            *({"stream": f"host.*.{kind}", "accounts": [APP]} for kind in FIELD_REPORTS),
+            {"stream": REGISTER, "accounts": [APP]},
+        ],
+        "imports": [
+            *(
+                {
+                    "stream": {"account": APP, "subject": f"{FIELD_PREFIX}.host.*.{kind}"},
+                    "to": f"host.*.{kind}",
+                }
+                for kind in TO_ISLAND
+            ),
+            {"service": {"account": APP, "subject": f"{FIELD_PREFIX}.{PAIRING}"}, "to": PAIRING},
+            {
+                "service": {"account": APP, "subject": f"{FIELD_PREFIX}.host.*.ping"},
+                "to": "host.*.ping",
+            },
+        ],
+    }
+    if password_hash:
+        account["users"] = [
+            {"user": user, "password": password_hash, "permissions": permissions.field_user()}
+        ]
+    return account
+
+
+def main(argv: list[str]) -> int:
+    """``python -m sail.server_config --out FILE``: the configuration for docker-compose's
+    nats service, from SAIL_SECRET and SAIL_FIELD_USER / SAIL_FIELD_PASSWORD."""
+    parser = argparse.ArgumentParser(prog="python -m sail.server_config")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - inside its container
+    parser.add_argument("--port", type=int, default=4222)
+    parser.add_argument("--http-port", type=int, default=8222)
+    parser.add_argument("--store-dir", default="/data")
+    options = parser.parse_args(argv)
+    secret = os.environ.get("SAIL_SECRET", "")
+    if not secret:
+        print("SAIL_SECRET is not set (see .env.example)", file=sys.stderr)  # noqa: T201
+        return 2
+    password = os.environ.get("SAIL_FIELD_PASSWORD", "")
+    text = render(
+        Server(options.host, options.port, options.store_dir, options.http_port),
+        keys.CoordinatorKeys.from_secret(secret),
+        field_user=os.environ.get("SAIL_FIELD_USER") or "island",
+        field_password_hash=field_password_hash(password) if password else "",
+    )
+    with open(options.out, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(options.out, 0o644)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
