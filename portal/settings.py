@@ -168,6 +168,10 @@ SAIL_BATCH_WAIT_SECONDS = env.float("SAIL_BATCH_WAIT_SECONDS", 0.2)  # then sent
 SAIL_JOB_EVENTS_WAIT_SECONDS = env.float("SAIL_JOB_EVENTS_WAIT_SECONDS", 0.01)
 # Memory of the JOB_UPDATES stream (client events, a replay buffer): oldest dropped first.
 JOB_UPDATES_MAX_MB = env.int("JOB_UPDATES_MAX_MB", 512)
+CELERY_BEAT_SCHEDULE["forget-unpaired-keys"] = {
+    "task": "pairing.tasks.forget_unpaired_keys",
+    "schedule": 600.0,
+}
 CELERY_BEAT_SCHEDULE["sweep-liveness"] = {
     "task": "compute.tasks.sweep_liveness",
     "schedule": LIVENESS_SWEEP_SECONDS,

@@ -117,6 +117,7 @@ def embedded_nats(state: Path, secret: str, field_password: str = "") -> str:
         server_config.render(
             server_config.Server("127.0.0.1", port, str(data)),
             keys.CoordinatorKeys.from_secret(secret),
+            field_user=os.environ.get("SAIL_FIELD_USER") or "island",
             field_password_hash=server_config.field_password_hash(field_password)
             if field_password
             else "",

@@ -2,7 +2,8 @@
 
 The module comes from the assignment's ``wasm_url``: ``builtin:<name>`` (or no URL) runs
 a module shipped with the agent (``wasm/<name>.wat``, by default ``wordcount``); an
-``http(s)`` URL is downloaded once, checked against ``wasm_hash`` (sha256) and cached.
+``http(s)`` URL runs only with the Cargo's ``wasm_hash`` (sha256): it is downloaded once,
+checked against that hash and cached; without one it is refused unfetched.
 The job input goes to the module's stdin: a string as is, ``{"text": ...}`` as its text,
 anything else as JSON. Its stdout is the job's output.
 
@@ -13,6 +14,7 @@ job (an epoch tick) while it runs in a worker thread.
 import asyncio
 import hashlib
 import json
+import re
 import tempfile
 import threading
 from collections.abc import AsyncIterator
@@ -25,6 +27,7 @@ import wasmtime
 from . import Event, JobFailed
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "wasm"
+HASH = re.compile(r"[0-9a-f]{64}")
 DEFAULT_MODULE = "wordcount"
 MAX_MODULE_BYTES = 50 * 1024 * 1024
 MAX_OUTPUT_BYTES = 1024 * 1024
@@ -139,12 +142,16 @@ class WasmRuntime:
         if not url.startswith(("https://", "http://")):
             raise JobFailed(f"Unsupported wasm_url: {url}")
         expected = str(job.get("wasm_hash") or "").removeprefix("sha256:").lower()
+        if not HASH.fullmatch(expected):
+            # Without the Cargo's hash nothing says what the URL should hold: fetching it
+            # would let whoever names the URL make this machine request it.
+            raise JobFailed("A remote WASM module needs the Cargo's wasm_hash (sha256)")
         cached = self.cache_dir / f"{expected}.wasm"
-        if expected and cached.is_file():
+        if cached.is_file():
             return cached.read_bytes()
         data = await _download(url)
         digest = hashlib.sha256(data).hexdigest()
-        if expected and digest != expected:
+        if digest != expected:
             raise JobFailed(f"WASM module hash mismatch: expected {expected}, got {digest}")
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         (self.cache_dir / f"{digest}.wasm").write_bytes(data)
