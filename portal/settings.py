@@ -118,10 +118,14 @@ REDIS_URL = env.str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
 }
+# A consumer waits for its events with BZPOPMIN, 5 s at a time (channels_redis'
+# brpop_timeout); redis-py 8 gives up on a read after 5 s by default (socket_timeout), so
+# every idle websocket died in a race between the two, with "TimeoutError: Timeout reading
+# from ..." (channels_redis#422). The read has to outlast the blocking pop.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
     }
 }
 CELERY_BROKER_URL = REDIS_URL
