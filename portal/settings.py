@@ -274,6 +274,9 @@ STATIC_ROOT = STATE_DIR / "staticfiles"
 # Serve from the source folders too, so pages are styled without a collectstatic step
 # (the run command and the test servers start straight from the checkout).
 WHITENOISE_USE_FINDERS = True
+# Files served at the site's root: /favicon.ico, which browsers ask for on every page
+# that names no icon (the admin, the API's documents).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
