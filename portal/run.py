@@ -109,7 +109,7 @@ def collect_static() -> None:
     stamp.write_text(fingerprint)
 
 
-def prepare() -> str:
+def prepare(*, new_demo_key: bool = False) -> str:
     """Migrate, collect static files, seed the catalog; returns the demo account's lines."""
     from django.core.management import call_command, get_commands
     from django.db import connections
@@ -119,7 +119,7 @@ def prepare() -> str:
     if "seed_cargos" in get_commands():
         call_command("seed_cargos", stdout=io.StringIO())
     out = io.StringIO()
-    call_command("demo_account", stdout=out)
+    call_command("demo_account", new_key=new_demo_key, stdout=out)
     connections.close_all()  # the processes below open their own
     return out.getvalue()
 
@@ -178,6 +178,9 @@ def start(procs: dict[str, str], env: dict[str, str]) -> int:
 def run(base_env: Callable[..., dict[str, str]], args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m portal.stack run")
     parser.add_argument("--no-island", action="store_true", help="do not start the demo Island")
+    parser.add_argument(
+        "--new-demo-key", action="store_true", help="replace the demo account's API key"
+    )
     options = parser.parse_args(args)
     # SIGTERM before honcho takes over must still run the atexit clean-up of portal.stack.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -187,9 +190,10 @@ def run(base_env: Callable[..., dict[str, str]], args: list[str]) -> int:
     env = base_env(state, try_local=False)
     url = configure(env)
     setup_django(env)
-    demo = prepare()
+    demo = prepare(new_demo_key=options.new_demo_key)
     procs = processes(state, env, url, island=not options.no_island)
     say(f"ready in {time.monotonic() - started:.1f}s; starting {', '.join(procs)}")
-    banner = "Demo account (make run refreshes its API key):\n" + demo.rstrip()
+    banner = "Demo account (its API key lasts across runs; --new-demo-key replaces it):\n"
+    banner += demo.rstrip()
     announce_when_up(url, int(env["PORT"]), banner)
     return start(procs, env)
