@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from portal.console import ConsolePrinter
 from portal.stack import BASE_DIR, VENV_BIN, reachable, say
 
 PROCFILE = BASE_DIR / "Procfile"
@@ -150,7 +151,23 @@ def processes(state: Path, env: dict[str, str], url: str, *, island: bool) -> di
     return procs
 
 
-def announce_when_up(url: str, port: int, banner: str) -> None:
+def banner(url: str, demo: str, logs: Path, names: list[str]) -> str:
+    """What the console shows once the web process answers."""
+    shown = logs.relative_to(BASE_DIR) if logs.is_relative_to(BASE_DIR) else logs
+    files = ", ".join(f"{name}.log" for name in names)
+    return f"""
+Demo account (its API key lasts across runs; --new-demo-key replaces it):
+{demo.rstrip()}
+
+Logs: {shown}/ holds {files}
+  This console shows only warnings, errors and the Island's pairing code;
+  to follow everything: tail -f {shown}/*.log (or make run ARGS=--verbose)
+
+  Open {url}/  (Ctrl-C stops everything)
+"""
+
+
+def announce_when_up(port: int, text: str, console: ConsolePrinter) -> None:
     def wait() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -159,18 +176,21 @@ def announce_when_up(url: str, port: int, banner: str) -> None:
                     break
             except OSError:
                 time.sleep(0.2)
-        print(f"\n{banner}\n  Open {url}/  (Ctrl-C stops everything)\n", flush=True)
+        console.announce(text)
 
     threading.Thread(target=wait, daemon=True).start()
 
 
-def start(procs: dict[str, str], env: dict[str, str]) -> int:
+def start(procs: dict[str, str], env: dict[str, str], console: ConsolePrinter) -> int:
     from honcho.manager import Manager
 
-    manager = Manager()
+    manager = Manager(printer=console)
     for name, cmd in procs.items():
         manager.add_process(name, cmd, env=env, cwd=str(BASE_DIR))
-    manager.loop()
+    try:
+        manager.loop()
+    finally:
+        console.close()
     # Stopped by Ctrl-C or SIGTERM: a clean exit, not an error.
     return 0 if manager.returncode in (130, 143) else (manager.returncode or 0)
 
@@ -180,6 +200,11 @@ def run(base_env: Callable[..., dict[str, str]], args: list[str]) -> int:
     parser.add_argument("--no-island", action="store_true", help="do not start the demo Island")
     parser.add_argument(
         "--new-demo-key", action="store_true", help="replace the demo account's API key"
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="echo every line of every process (not only warnings)",
     )
     options = parser.parse_args(args)
     # SIGTERM before honcho takes over must still run the atexit clean-up of portal.stack.
@@ -193,7 +218,7 @@ def run(base_env: Callable[..., dict[str, str]], args: list[str]) -> int:
     demo = prepare(new_demo_key=options.new_demo_key)
     procs = processes(state, env, url, island=not options.no_island)
     say(f"ready in {time.monotonic() - started:.1f}s; starting {', '.join(procs)}")
-    banner = "Demo account (its API key lasts across runs; --new-demo-key replaces it):\n"
-    banner += demo.rstrip()
-    announce_when_up(url, int(env["PORT"]), banner)
-    return start(procs, env)
+    logs = state / "logs"
+    console = ConsolePrinter(logs, verbose=options.verbose)
+    announce_when_up(int(env["PORT"]), banner(url, demo, logs, list(procs)), console)
+    return start(procs, env, console)

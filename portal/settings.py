@@ -289,5 +289,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    # Django's own handler for its loggers prints them a second time under DEBUG (without
+    # time or level); ours, on the root logger, has them once.
+    "loggers": {"django": {"handlers": [], "level": "INFO"}, "django.server": {"level": "WARNING"}},
 }

@@ -192,8 +192,8 @@ def free_port() -> int:
 
 def test_make_run_serves_the_landing_page_on_embedded_services_and_stops_on_ctrl_c(tmp_path):
     """GIVEN no service URLs WHEN the run command starts THEN the printed URL serves the
-    landing page and the demo key works; Ctrl-C stops every process and the embedded
-    servers."""
+    landing page and the demo key works, the processes' INFO lines go to their log files
+    and not to the console; Ctrl-C stops every process and the embedded servers."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY")}
     env.update(
@@ -241,9 +241,14 @@ def test_make_run_serves_the_landing_page_on_embedded_services_and_stops_on_ctrl
         }
         assert {n for cmd, n in niceness.items() if "celery -A portal worker" in cmd} == {10}
         assert {n for cmd, n in niceness.items() if "granian" in cmd} == {0}
+        assert f"tail -f {tmp_path}/logs/*.log" in output
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
     assert code == 0
+    console = "".join(lines)
+    assert " INFO" not in console
+    assert "celery beat v" not in console
+    assert "celery beat v" in (tmp_path / "logs" / "beat.log").read_text()  # its banner
     assert not stack.reachable(f"tcp://127.0.0.1:{port}", port, timeout=0.5)
     assert not stack.reachable(redis_url, 6379, timeout=0.5)
