@@ -49,7 +49,6 @@ def configure(env: dict[str, str]) -> str:
     """Fill in the settings ``make run`` decides; returns the URL to open."""
     host, port, url = web_address(env)
     env["HOST"], env["PORT"] = host, str(port)
-    env.setdefault("DEBUG", "true")  # a developer's machine; docker-compose runs with it off
     env.setdefault("PUBLIC_URL", url)
     public_host = url.split("//", 1)[1].rsplit(":", 1)[0]
     if "ALLOWED_HOSTS" not in env and public_host not in LOCAL_HOSTS:

@@ -192,10 +192,12 @@ def free_port() -> int:
 
 def test_make_run_serves_the_landing_page_on_embedded_services_and_stops_on_ctrl_c(tmp_path):
     """GIVEN no service URLs WHEN the run command starts THEN the printed URL serves the
-    landing page and the demo key works, the processes' INFO lines go to their log files
+    landing page (and the site's 404 page: DEBUG is off) and the demo key works, the
+    processes' INFO lines go to their log files
     and not to the console; Ctrl-C stops every process and the embedded servers."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY")}
+    unset = ("DATABASE_URL", "SECRET_KEY", "DEBUG")  # make run's own defaults
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         STATE_DIR=str(tmp_path),
         PORT=str(port),
@@ -228,6 +230,11 @@ def test_make_run_serves_the_landing_page_on_embedded_services_and_stops_on_ctrl
         key = next(line.split()[-1] for line in lines if "API key:  ak_" in line)
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/", timeout=10).status_code == 200
+        # DEBUG is off: a newcomer's typo gets the site's 404 page, not every URL pattern.
+        missing = httpx.get(f"{base}/no-such-page", timeout=10)
+        assert missing.status_code == 404
+        assert "Page not found" in missing.text
+        assert "URLconf" not in missing.text
         account = httpx.get(
             f"{base}/api/v1/account", headers={"Authorization": f"Bearer {key}"}, timeout=10
         )
