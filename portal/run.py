@@ -159,7 +159,7 @@ Demo account (its API key lasts across runs; --new-demo-key replaces it):
 {demo.rstrip()}
 
 Logs: {shown}/ holds {files}
-  This console shows only warnings, errors and the Island's pairing code;
+  This console shows warnings, errors, the emails sent and the Island's pairing code;
   to follow everything: tail -f {shown}/*.log (or make run ARGS=--verbose)
 
   Open {url}/  (Ctrl-C stops everything)

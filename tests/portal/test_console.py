@@ -93,6 +93,20 @@ def test_an_exception_nobody_logged_and_python_warnings_reach_the_console(consol
     assert console.shown() == crash + warning
 
 
+def test_an_email_the_worker_prints_reaches_the_console_whole(console):
+    """The console email backend prints it; Celery logs what a task prints as warnings."""
+    email = [
+        '[2026-12-06 05:11:46,248: WARNING/ForkPoolWorker-2] Content-Type: text/plain; charset="utf-8"',
+        "Subject: Your Archipelago sign-in link",
+        "",
+        "http://127.0.0.1:8000/login/magic/JIOx4MRL4g5c21sZSX8JBgn5rVUAJEUDLyE8zZFIu90",
+        "[2026-12-06 05:11:46,248: WARNING/ForkPoolWorker-2] " + "-" * 79,
+    ]
+    console.feed("worker", email)
+    console.feed("worker", ["[2026-12-06 05:11:46,250: INFO/ForkPoolWorker-2] Task succeeded"])
+    assert console.shown() == email
+
+
 def test_the_islands_pairing_lines_reach_the_console_but_not_its_other_lines(console):
     console.feed(
         "island",
