@@ -11,6 +11,7 @@ files. With ``verbose`` every line is echoed too.
 import re
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
@@ -55,13 +56,22 @@ def loudness(line: str) -> bool | None:
 
 
 class ConsolePrinter(Printer):
-    def __init__(self, logs: Path, *, output: TextIO = sys.stdout, verbose: bool = False):
+    def __init__(
+        self,
+        logs: Path,
+        names: Iterable[str] = (),
+        *,
+        output: TextIO = sys.stdout,
+        verbose: bool = False,
+    ):
         super().__init__(output)
         self.logs = logs
         self.verbose = verbose
         self.files: dict[str, TextIO] = {}
         self.showing: dict[str, bool] = {}  # per process: the console shows its record
         self.lock = threading.Lock()  # the banner is written from another thread
+        for name in (*names, SYSTEM):  # a quiet process's file is this run's too
+            self.file(name)
 
     def write(self, message: Message) -> None:
         data = message.data
@@ -91,8 +101,7 @@ class ConsolePrinter(Printer):
             print(text, file=self.output, flush=True)
 
     def file(self, name: str) -> TextIO:
-        """The process's log file, opened on its first line; the previous run's file is
-        kept as ``<name>.log.1``."""
+        """The process's log file; the previous run's is kept as ``<name>.log.1``."""
         if name not in self.files:
             self.logs.mkdir(parents=True, exist_ok=True)
             path = self.logs / f"{name}.log"

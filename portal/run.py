@@ -218,6 +218,6 @@ def run(base_env: Callable[..., dict[str, str]], args: list[str]) -> int:
     procs = processes(state, env, url, island=not options.no_island)
     say(f"ready in {time.monotonic() - started:.1f}s; starting {', '.join(procs)}")
     logs = state / "logs"
-    console = ConsolePrinter(logs, verbose=options.verbose)
+    console = ConsolePrinter(logs, list(procs), verbose=options.verbose)
     announce_when_up(int(env["PORT"]), banner(url, demo, logs, list(procs)), console)
     return start(procs, env, console)

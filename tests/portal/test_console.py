@@ -146,6 +146,15 @@ def test_each_line_of_the_log_file_has_its_time_once(console):
     ]
 
 
+def test_a_process_that_printed_nothing_has_an_empty_log_of_this_run(tmp_path):
+    (tmp_path / "web.log").write_text("a line of the previous run\n")
+    printer = ConsolePrinter(tmp_path, ["web", "worker"], output=io.StringIO())
+    printer.close()
+    assert (tmp_path / "web.log").read_text() == ""
+    assert (tmp_path / "web.log.1").read_text() == "a line of the previous run\n"
+    assert (tmp_path / "worker.log").exists()
+
+
 def test_the_previous_runs_log_is_kept_once(tmp_path):
     for run in ("first", "second", "third"):
         console = Console(tmp_path)
