@@ -118,10 +118,14 @@ REDIS_URL = env.str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
 }
+# A consumer waits for its events with BZPOPMIN, 5 s at a time (channels_redis'
+# brpop_timeout); redis-py 8 gives up on a read after 5 s by default (socket_timeout), so
+# every idle websocket died in a race between the two, with "TimeoutError: Timeout reading
+# from ..." (channels_redis#422). The read has to outlast the blocking pop.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
     }
 }
 CELERY_BROKER_URL = REDIS_URL
@@ -270,6 +274,9 @@ STATIC_ROOT = STATE_DIR / "staticfiles"
 # Serve from the source folders too, so pages are styled without a collectstatic step
 # (the run command and the test servers start straight from the checkout).
 WHITENOISE_USE_FINDERS = True
+# Files served at the site's root: /favicon.ico, which browsers ask for on every page
+# that names no icon (the admin, the API's documents).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -282,5 +289,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    # Django's own handler for its loggers prints them a second time under DEBUG (without
+    # time or level); ours, on the root logger, has them once.
+    "loggers": {"django": {"handlers": [], "level": "INFO"}, "django.server": {"level": "WARNING"}},
 }
