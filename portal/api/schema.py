@@ -206,6 +206,12 @@ PATHS = {
             "operationId": "jobs_stream",
             "summary": "A job's events as server-sent events (token, progress, status, image, "
             "done, error): what was produced so far, then live; ends after done or error",
+            "description": "A job that waits for an Island starts with `status {state: "
+            '"queued", reason, message, timeout_seconds, expires_at}` (reason: `no_island`, '
+            "`over_budget` or `busy`, the `queue` of the job's answer) and gets another "
+            "such event when the reason changes (after a requeue with `cause`: what took "
+            "it back from its Island). A wait past its limit ends with `status {state: "
+            '"timeout"}` and an `error` that says why.',
             "tags": ["jobs"],
             "parameters": [
                 {
