@@ -4,6 +4,8 @@ Filters: online (by heartbeat age), not suspended, not in cooldown, runtime supp
 RAM and VRAM fit, ask within the budget, a free job slot, not excluded for this job.
 Score 0-100: speed, fit and headroom weighted per runtime, times 0.9, plus up to 10 for
 karma. Order: the job's region first, then score, then a warm Cargo, then headroom.
+When no Island passes, the same filters say why the job waits
+(:meth:`IslandIndex.waiting_reason`: none can run it, too dear, or all busy).
 
 Speed matters (a decision among 10,000 online Islands must stay far under 10 ms), so
 decisions run vectorized with numpy over :class:`IslandIndex`, a per-process columnar

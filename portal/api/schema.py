@@ -181,6 +181,12 @@ PATHS = {
             "operationId": "chat_completions_create",
             "summary": "OpenAI-compatible chat: a chat.completion, or with stream true its "
             "chat.completion.chunk events and a final data: [DONE]",
+            "description": "A job that waits for an Island: with stream true, chunks with an "
+            'empty content delta carry the extension `status {state: "queued", reason, '
+            "message, timeout_seconds, expires_at}` (as the job stream's status events; one "
+            "more when the wait ends); without, the answer waits. A wait past the "
+            "coordinator's JOB_QUEUE_TIMEOUT_SECONDS ends with a 504 `job_timeout` error "
+            "whose message says why (in a stream: an error chunk).",
             "tags": ["chat"],
             "requestBody": {
                 "required": True,
