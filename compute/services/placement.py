@@ -295,10 +295,12 @@ class IslandIndex:
     # --- loading from the database
     def refresh(self, *, full: bool = False) -> int:
         """Load the Islands heard from since the last refresh (all recent ones if
-        ``full``); returns how many rows were read."""
+        ``full``, and those it does not find are forgotten: deleted since, or silent);
+        returns how many rows were read."""
         with self.lock:
             now = time.time()
-            if full or not self.full_at:
+            whole = full or not self.full_at
+            if whole:
                 since = now - settings.HEARTBEAT_OFFLINE_SECONDS - REFRESH_SLACK_SECONDS
                 self.full_at = now
             else:
@@ -307,10 +309,21 @@ class IslandIndex:
         recent = Island.objects.filter(last_heartbeat_at__gte=datetime.fromtimestamp(since, tz=UTC))
         rows = list(self.rows(recent))
         self.put_many(rows)
+        if whole:
+            self._forget_all_but({str(row["id"]) for row in rows})
         self._load_running()
         if full:
             self.loaded.set()
         return len(rows)
+
+    def _forget_all_but(self, seen: set[str]) -> None:
+        """Rows a full reload did not find leave the decisions (as after a refused claim,
+        until a heartbeat brings them back): an Island deleted from the database would
+        otherwise look online here until its last heartbeat aged out, and mark its
+        Cargos as servable (compute.services.waiting.unservable)."""
+        with self.lock:
+            gone = [i for i, island_id in enumerate(self.ids) if island_id not in seen]
+            self.cols["hb"][gone] = 0.0
 
     def _load_running(self) -> None:
         """An Island's load is the number of our jobs running on it: exact at once after
