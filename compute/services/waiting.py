@@ -110,7 +110,8 @@ def explain(job_ids: list[uuid.UUID]) -> int:
         .select_related("cargo")
         .defer("input", "output", "pending_chunks", "images")
     )
-    asks: dict[int, dict] = {}
+    index, asks = placement.index(), {}
+    index.maybe_refresh()
     reasons: dict[placement.Need, str] = {}
     changed: dict[str, list[uuid.UUID]] = defaultdict(list)
     for job in jobs:
@@ -118,7 +119,7 @@ def explain(job_ids: list[uuid.UUID]) -> int:
             asks[job.cargo_id] = ask_overrides(job.cargo)
         need = placement.Need.for_job(job, asks=asks[job.cargo_id])
         if need not in reasons:
-            reasons[need] = placement.waiting_reason(need)
+            reasons[need] = index.waiting_reason(need)
         if reasons[need] != job.queue_reason:
             changed[reasons[need]].append(job.pk)
     return sum(note_reason(ids, reason) for reason, ids in changed.items())
@@ -126,14 +127,13 @@ def explain(job_ids: list[uuid.UUID]) -> int:
 
 def unservable(cargos: Iterable[Cargo]) -> set[str]:
     """The slugs of those ``cargos`` that no online Island can run now, at any price."""
-    return {
-        cargo.slug
-        for cargo in cargos
-        if placement.waiting_reason(
-            placement.Need.of(cargo, budget=math.inf, region="", excluded=(), asks={})
-        )
-        == Reason.NO_ISLAND
-    }
+    index = placement.index()
+    index.maybe_refresh()
+
+    def need(cargo: Cargo) -> placement.Need:
+        return placement.Need.of(cargo, budget=math.inf, region="", excluded=(), asks={})
+
+    return {c.slug for c in cargos if index.waiting_reason(need(c)) == Reason.NO_ISLAND}
 
 
 # --- the end of a wait ------------------------------------------------------------------
