@@ -4,6 +4,8 @@
 from datetime import timedelta
 from decimal import Decimal
 
+from environs import validate
+
 from portal.env import BASE_DIR, env
 
 STATE_DIR = env.path("STATE_DIR", BASE_DIR / ".state")
@@ -223,6 +225,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "compute.models.Job.Status",
         "IslandStatusEnum": "compute.models.Island.Status",
+        "JobQueueReasonEnum": "compute.models.Job.QueueReason",
     },
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -252,6 +255,12 @@ JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", 3)  # Islands tried before a job 
 KARMA_FAILURE_PENALTY = env.int("KARMA_FAILURE_PENALTY", env.int("JOB_FAILURE_KARMA_PENALTY", 1))
 KARMA_TIMEOUT_PENALTY = env.int("KARMA_TIMEOUT_PENALTY", KARMA_FAILURE_PENALTY)
 IDEMPOTENCY_TTL_SECONDS = env.int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
+# How long a job waits for an Island before it ends (timeout, its hold released), unless
+# its submission asks for another limit (queue_timeout_seconds, up to a day).
+JOB_QUEUE_TIMEOUT_MAX_SECONDS = 24 * 3600
+JOB_QUEUE_TIMEOUT_SECONDS = env.int(
+    "JOB_QUEUE_TIMEOUT_SECONDS", 300, validate=validate.Range(1, JOB_QUEUE_TIMEOUT_MAX_SECONDS)
+)
 # SSE (compute/streaming.py): open streams per account, and the keep-alive comment period.
 STREAM_CONCURRENT_LIMIT = env.int("STREAM_CONCURRENT_LIMIT", 5)
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", 15.0)
