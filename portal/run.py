@@ -10,6 +10,7 @@ portal/stack.py).
 import argparse
 import hashlib
 import io
+import logging
 import os
 import signal
 import socket
@@ -64,6 +65,9 @@ def setup_django(env: dict[str, str]) -> None:
     import django
 
     django.setup()
+    # This process only prepares (migrations, streams, the demo account) before the
+    # others start: its console shows warnings and errors, as theirs does.
+    logging.disable(logging.INFO)
 
 
 def migrate() -> None:
