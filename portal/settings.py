@@ -1,6 +1,7 @@
 """Django settings: everything that varies between machines comes from the environment
 (see ``.env.example``), read through :mod:`portal.env`."""
 
+import sys
 from datetime import timedelta
 from decimal import Decimal
 
@@ -18,8 +19,12 @@ PUBLIC_URL = env.str("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [PUBLIC_URL])
 VERSION = "1.0.0"
 
+# daphne makes `manage.py runserver` an ASGI server (websockets included); its app
+# installs the twisted reactor on import (half a second), which no other process needs:
+# they run under granian, Celery or the bridge.
+RUNSERVER = ["daphne"] if sys.argv[1:2] == ["runserver"] else []
 INSTALLED_APPS = [
-    "daphne",
+    *RUNSERVER,
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

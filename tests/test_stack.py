@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -240,6 +241,12 @@ def test_make_run_serves_the_landing_page_on_embedded_services_and_stops_on_ctrl
         )
         assert account.json()["data"]["email"] == "demo@example.com"
         redis_url = next(line.split()[-1] for line in lines if "embedded redis-server at" in line)
+        # The other processes start once the web one answers; beat prints its banner.
+        beat_log = tmp_path / "logs" / "beat.log"
+        deadline = time.monotonic() + 60
+        while "celery beat v" not in (beat_log.read_text() if beat_log.exists() else ""):
+            assert time.monotonic() < deadline, "beat did not start"
+            time.sleep(0.2)
         # The worker yields the CPU to the web process (Procfile, WORKER_NICE).
         niceness = {
             " ".join(p.cmdline()): p.nice()
