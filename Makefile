@@ -8,8 +8,9 @@ LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet \
 LOCK_SOURCES := pyproject.toml cli/pyproject.toml requirements/tools.in
 
 .PHONY: run test lint format typecheck lock upgrade
+# Options of the run command: make run ARGS="--verbose --new-demo-key --no-island"
 run: $(VENV)/.installed
-	$(BIN)/python -m portal.stack run
+	$(BIN)/python -m portal.stack run $(ARGS)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -15,6 +15,15 @@ class Usage(serializers.Serializer):
     credits_used = serializers.FloatField(allow_null=True)
 
 
+class QueueOut(serializers.Serializer):
+    """Why a waiting job (pending or queued) waits, and when it gives up."""
+
+    reason = serializers.ChoiceField(choices=Job.QueueReason.choices, allow_null=True)
+    message = serializers.CharField()
+    timeout_seconds = serializers.IntegerField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
 class JobOut(serializers.Serializer):
     id = serializers.UUIDField()
     workload_id = serializers.IntegerField()
@@ -30,6 +39,12 @@ class JobOut(serializers.Serializer):
     completed_at = serializers.DateTimeField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
     error = serializers.CharField(allow_null=True)
+    queue = QueueOut(
+        allow_null=True,
+        help_text="Extension. While the job waits for an Island: why (no online Island can "
+        "run its Cargo, those that can ask more than its budget, or all are busy) and when "
+        "it gives up (status timeout, hold released); null once it left the queue.",
+    )
 
 
 JobResponse = envelope("JobResponse", JobOut())

@@ -21,8 +21,11 @@ token relay and the Celery worker publish each token with the same ``Nats-Msg-Id
   have left the stream is replayed from its row: the whole output as one token, then
   ``done`` or ``error``.
 
-Were the last events never published (a crashed publisher), a heartbeat that finds the
-job finished in the database twice in a row ends the feed from its row.
+A job that waits for an Island starts its feed with its row's ``status`` (queued, and
+why: compute.services.waiting), put first before anything is read; a change of reason
+follows as an event of the stream. Were the last events never published (a crashed
+publisher), a heartbeat that finds the job finished in the database twice in a row ends
+the feed from its row.
 """
 
 import asyncio
@@ -37,8 +40,9 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from compute.models import Job
-from compute.services.jobs import event_token, usage_of
+from compute.services.jobs import WAITING, event_token, usage_of
 from compute.services.publish import Assignment, job_events_subject
+from compute.services.waiting import queued_event
 from portal.tx import in_thread
 from sail.client import loop_connection, loop_epoch
 from sail.job_events import parse_output
@@ -308,6 +312,8 @@ class Feed:
         feed = cls(job)
         if job.status in Job.FINAL:
             return feed
+        if job.status in WAITING and job.queue_reason:  # first, before any event is read
+            feed.inbox.add(queued_event(job)[1], None)
         if assignment is not None:
             nc = await loop_connection()
             feed.live_since = loop_epoch()

@@ -5,6 +5,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -15,7 +16,7 @@ from compute import api_schema as out
 from compute.models import Cargo, Job
 from compute.selectors import cargos as cargo_selectors
 from compute.selectors.jobs import job_of, jobs_of
-from compute.services import dispatch, idempotency, jobs, submission
+from compute.services import dispatch, idempotency, jobs, submission, waiting
 from compute.services.publish import Outbox
 from portal import tx
 from portal.api.base import (
@@ -87,6 +88,7 @@ def present_job(job: Job) -> dict:
         "completed_at": iso(job.completed_at),
         "duration_ms": jobs.duration_ms(job),
         "error": job.error or None,
+        "queue": waiting.queue_of(job),  # extension: why a waiting job waits, until when
     }
 
 
@@ -136,23 +138,43 @@ class JobInput(InputSerializer):
     bid = serializers.DecimalField(
         max_digits=20, decimal_places=6, min_value=Decimal(0), required=False, allow_null=True
     )
+    # Extension: how long the job may wait for an Island (compute.services.waiting).
+    queue_timeout_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=settings.JOB_QUEUE_TIMEOUT_MAX_SECONDS,
+        required=False,
+        help_text="Extension. Seconds the job may wait for an Island; then it ends with "
+        "status timeout, an error that says why, and its hold released. Default: the "
+        f"coordinator's JOB_QUEUE_TIMEOUT_SECONDS ({settings.JOB_QUEUE_TIMEOUT_SECONDS}). "
+        "Counted again after a requeue; checked every 5 s.",
+    )
 
     @staticmethod
     def quick(data: Any) -> dict | None:
         """The validated data of a usual submission (portal.api.base.validated)."""
-        if not isinstance(data, dict) or not data.keys() <= {"workload", "input", "priority",
-                                                             "region"}:  # fmt: skip
+        if not isinstance(data, dict) or not data.keys() <= QUICK_FIELDS:
             return None
         priority, region = data.get("priority", 0), data.get("region", "")
+        timeout = data.get("queue_timeout_seconds")  # absent: None
         if (
             data.get("input") is None  # absent, or null: the serializer's errors
             or not plain_text(data.get("workload"), 100)
             or not plain_int(priority, 0, 100)
             or not ((region == "" and "region" not in data) or plain_text(region, 50))
+            or (
+                "queue_timeout_seconds" in data
+                and not plain_int(timeout, 1, settings.JOB_QUEUE_TIMEOUT_MAX_SECONDS)
+            )
         ):
             return None
-        return {"workload": data["workload"], "input": data["input"], "priority": priority,
-                "region": region}  # fmt: skip
+        fields = {"workload": data["workload"], "input": data["input"], "priority": priority,
+                  "region": region}  # fmt: skip
+        if timeout is not None:
+            fields["queue_timeout_seconds"] = timeout
+        return fields
+
+
+QUICK_FIELDS = frozenset({"workload", "input", "priority", "region", "queue_timeout_seconds"})
 
 
 async def submit(
@@ -191,6 +213,7 @@ async def _create(
         region=fields["region"],
         idempotency_key=key,
         bid=fields.get("bid"),
+        queue_timeout=fields.get("queue_timeout_seconds"),
         outbox=outbox,
     )
     return status.HTTP_201_CREATED, {"data": present_job(job)}

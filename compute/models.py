@@ -130,6 +130,15 @@ class Job(models.Model):
 
     FINAL = frozenset({"completed", "failed", "cancelled", "timeout"})
 
+    class QueueReason(models.TextChoices):
+        """Why a waiting job has no Island, from placement's own filters
+        (compute.services.placement.IslandIndex.waiting_reason); the labels are what
+        clients are told."""
+
+        NO_ISLAND = "no_island", "no online Island can run this Cargo"
+        OVER_BUDGET = "over_budget", "the Islands that can run this Cargo ask more than its budget"
+        BUSY = "busy", "all the Islands that can run this Cargo are busy"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
@@ -166,6 +175,12 @@ class Job(models.Model):
     images = models.JSONField(default=list, blank=True)
     # Over this instant a running job becomes ``timeout`` (assigned_at + Cargo time limit).
     deadline_at = models.DateTimeField(null=True, blank=True)
+    # While it waits (pending or queued): why, as placement last found it, and the instant
+    # it gives up (``timeout``, its hold released): queue_timeout_seconds after it was
+    # queued, again after each requeue (compute.services.waiting).
+    queue_reason = models.CharField(max_length=16, choices=QueueReason.choices, blank=True)
+    queue_timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
+    queue_deadline_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -313,9 +313,15 @@ def _data(obj: dict) -> bytes:
 
 async def _chunks(chat: Chat, feed: Feed) -> Any:
     """``chat.completion.chunk`` events: the role, each token, the finish reason (and the
-    usage when asked), then ``data: [DONE]``."""
+    usage when asked), then ``data: [DONE]``.
+
+    While the job waits for an Island, chunks with an empty content carry its ``status``
+    (extension: the job stream's event without ``type`` and ``job_id``: queued, why,
+    until when), and one more the status that ends the wait: a client that reads only
+    OpenAI's fields sees an empty delta, as in the first chunk."""
     head, answer = _head(chat, "chat.completion.chunk"), Answer(chat)
     extra = {"usage": None} if chat.include_usage else {}
+    waited = False
 
     def chunk(delta: dict, finish: str | None = None, **more: Any) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
@@ -329,7 +335,11 @@ async def _chunks(chat: Chat, feed: Feed) -> Any:
         out = []
         for event in batch:
             answer.take(event)
-            if event["type"] == "token":
+            if event["type"] == "status" and (waited or event.get("state") == "queued"):
+                waited = event.get("state") == "queued"
+                status = {k: v for k, v in event.items() if k not in ("type", "job_id")}
+                out.append(chunk({"content": ""}, status=status))
+            elif event["type"] == "token":
                 out.append(chunk({"content": event["content"]}))
             elif event["type"] == "done":
                 island = answer.island or await _island_of(chat.job.pk)

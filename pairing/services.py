@@ -84,6 +84,11 @@ def _audit(
     )
 
 
+def _minutes(duration: timedelta) -> str:
+    minutes = math.ceil(duration.total_seconds() / 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
 def _refuse(message: str, outcome: str, code: str, status: int = 400) -> PairingError:
     return PairingError(message, outcome=outcome, code=code, status=status)
 
@@ -91,9 +96,8 @@ def _refuse(message: str, outcome: str, code: str, status: int = 400) -> Pairing
 def _check_limits(*, user: User | None, ip: str) -> None:
     wait = limits.retry_after(user_id=user.pk if user else None, ip=ip)
     if wait is not None:
-        minutes = math.ceil(wait / 60)
         raise PairingError(
-            f"Too many wrong codes. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+            f"Too many wrong codes. Try again in {_minutes(timedelta(seconds=wait))}.",
             outcome=Outcome.RATE_LIMITED,
             code="rate_limited",
             status=429,
@@ -237,9 +241,10 @@ def _find_desktop_code(*, code: str, user: User, ip: str, lock: bool = False) ->
             409,
         )
     if row.expires_at <= now:
+        # The agent asks for a new code by itself the moment its code expires.
         raise _refuse(
-            "This code has expired (codes last 10 minutes). Restart the Island software "
-            "to get a new one.",
+            f"This code has expired (codes last {_minutes(settings.PAIRING_CODE_TTL)}). "
+            "Your Island has shown a new code by itself: enter the newest code it shows.",
             Outcome.EXPIRED,
             "code_expired",
             410,

@@ -17,7 +17,7 @@ view in **one** call on a pool of long-lived threads, with ``request_started`` /
   thread-sensitive database calls come back to that thread). They get a pool of their own
   (``WEB_WAITING_THREADS``), since a non-streaming chat completion holds its thread until
   the job ends. A streamed body is sent from the event loop, and is cancelled when the
-  client goes away, as Django does.
+  client goes away, as Django does; a synchronous one (a static file) is read in a thread.
 bench/README.md has the measurements.
 """
 
@@ -31,6 +31,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django.setup(set_prefix=False)
 
+from collections.abc import AsyncIterator, Iterator  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from functools import lru_cache  # noqa: E402
 
@@ -43,11 +44,14 @@ from django.core import signals  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.core.handlers.base import BaseHandler  # noqa: E402
+from django.http import FileResponse  # noqa: E402
 from django.urls import Resolver404, get_resolver, set_script_prefix  # noqa: E402
 
 from portal.api import lane  # noqa: E402
 from portal.api.asgi import limit_api_body  # noqa: E402
 from portal.routing import websocket_urlpatterns  # noqa: E402
+
+STATIC_BLOCK_SIZE = 64 * 1024  # bytes of a file read per trip to a thread
 
 
 @lru_cache(maxsize=4096)
@@ -109,6 +113,12 @@ class Handler(ASGIHandler):
     async def _stream(self, response, receive, send) -> None:
         """Send a streamed body until it ends or the client goes away (then the body's
         iterator is cancelled, so that its ``finally`` blocks run at once)."""
+        if not response.is_async:
+            # A file (WhiteNoise's static files): read block by block in a thread, instead
+            # of Django's fallback, which warns and reads it whole first.
+            if isinstance(response, FileResponse):
+                response.block_size = STATIC_BLOCK_SIZE
+            response.streaming_content = _read_in_thread(response.streaming_content)
         sending = asyncio.create_task(self.send_response(response, send))
         listening = asyncio.create_task(self.listen_for_disconnect(receive))
         try:
@@ -135,6 +145,12 @@ class Handler(ASGIHandler):
         if not response.streaming:
             response.close()
         return response
+
+
+async def _read_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    read = sync_to_async(lambda: next(chunks, None), thread_sensitive=False)
+    while (chunk := await read()) is not None:
+        yield chunk
 
 
 django_asgi_app = Handler(

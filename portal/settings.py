@@ -1,8 +1,11 @@
 """Django settings: everything that varies between machines comes from the environment
 (see ``.env.example``), read through :mod:`portal.env`."""
 
+import sys
 from datetime import timedelta
 from decimal import Decimal
+
+from environs import validate
 
 from portal.env import BASE_DIR, env, without_credentials
 
@@ -16,8 +19,12 @@ PUBLIC_URL = env.str("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [PUBLIC_URL])
 VERSION = "1.0.0"
 
+# daphne makes `manage.py runserver` an ASGI server (websockets included); its app
+# installs the twisted reactor on import (half a second), which no other process needs:
+# they run under granian, Celery or the bridge.
+RUNSERVER = ["daphne"] if sys.argv[1:2] == ["runserver"] else []
 INSTALLED_APPS = [
-    "daphne",
+    *RUNSERVER,
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -118,10 +125,14 @@ REDIS_URL = env.str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
 }
+# A consumer waits for its events with BZPOPMIN, 5 s at a time (channels_redis'
+# brpop_timeout); redis-py 8 gives up on a read after 5 s by default (socket_timeout), so
+# every idle websocket died in a race between the two, with "TimeoutError: Timeout reading
+# from ..." (channels_redis#422). The read has to outlast the blocking pop.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
     }
 }
 CELERY_BROKER_URL = REDIS_URL
@@ -234,6 +245,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "compute.models.Job.Status",
         "IslandStatusEnum": "compute.models.Island.Status",
+        "JobQueueReasonEnum": "compute.models.Job.QueueReason",
     },
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -263,6 +275,12 @@ JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", 3)  # Islands tried before a job 
 KARMA_FAILURE_PENALTY = env.int("KARMA_FAILURE_PENALTY", env.int("JOB_FAILURE_KARMA_PENALTY", 1))
 KARMA_TIMEOUT_PENALTY = env.int("KARMA_TIMEOUT_PENALTY", KARMA_FAILURE_PENALTY)
 IDEMPOTENCY_TTL_SECONDS = env.int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
+# How long a job waits for an Island before it ends (timeout, its hold released), unless
+# its submission asks for another limit (queue_timeout_seconds, up to a day).
+JOB_QUEUE_TIMEOUT_MAX_SECONDS = 24 * 3600
+JOB_QUEUE_TIMEOUT_SECONDS = env.int(
+    "JOB_QUEUE_TIMEOUT_SECONDS", 300, validate=validate.Range(1, JOB_QUEUE_TIMEOUT_MAX_SECONDS)
+)
 # SSE (compute/streaming.py): open streams per account, and the keep-alive comment period.
 STREAM_CONCURRENT_LIMIT = env.int("STREAM_CONCURRENT_LIMIT", 5)
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", 15.0)
@@ -285,6 +303,9 @@ STATIC_ROOT = STATE_DIR / "staticfiles"
 # Serve from the source folders too, so pages are styled without a collectstatic step
 # (the run command and the test servers start straight from the checkout).
 WHITENOISE_USE_FINDERS = True
+# Files served at the site's root: /favicon.ico, which browsers ask for on every page
+# that names no icon (the admin, the API's documents).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -297,5 +318,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    # Django's own handler for its loggers prints them a second time under DEBUG (without
+    # time or level); ours, on the root logger, has them once.
+    "loggers": {"django": {"handlers": [], "level": "INFO"}, "django.server": {"level": "WARNING"}},
 }

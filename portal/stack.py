@@ -215,6 +215,9 @@ def main(argv: list[str]) -> int:
         from portal.run import run
 
         return run(base_env, args)
+    if command == "wait-for-port" and args:  # make run's processes, after the web one
+        wait_for_port(int(args[0]), "the web process", timeout=120.0)
+        return 0
     raise SystemExit(f"usage: python -m portal.stack run|test [ARGS]   (got {command!r})")
 
 

@@ -1,6 +1,8 @@
 // The Chat page: streams an answer from POST /api/v1/chat/completions (OpenAI chunks over
 // SSE) with the session and its CSRF token, and shows the Island that served it, the
-// time to first token and the tokens per second.
+// time to first token and the tokens per second. While the job waits for an Island, the
+// answer says why (the chunks' `status` extension); the picker marks the Cargos no online
+// Island can run.
 (() => {
   const root = document.querySelector("[data-chat]");
   const form = root && root.querySelector("[data-chat-form]");
@@ -10,7 +12,42 @@
   const errorBox = $("[data-chat-error]");
   const send = $("[data-chat-send]");
   const prompt = $("[data-chat-prompt]");
+  const model = $("[data-chat-model]");
+  const availability = $("[data-chat-availability]");
   let history = [];
+
+  // The note under the picker, for a Cargo that no online Island can run.
+  function showAvailability() {
+    const option = model.selectedOptions[0];
+    availability.hidden = !(option && "unavailable" in option.dataset);
+  }
+  model.addEventListener("change", showAvailability);
+  showAvailability();
+
+  function limit(seconds) {
+    if (typeof seconds !== "number") return "";
+    const minutes = Math.round(seconds / 60);
+    const span = seconds % 60 ? `${seconds} s` : `${minutes} minute${minutes === 1 ? "" : "s"}`;
+    return ` It gives up after ${span} in the queue.`;
+  }
+
+  // Why the job waits, in its answer's bubble until the wait ends; none: it ended.
+  function waitingNote(answer, status) {
+    const turn = answer.closest(".chat-turn");
+    let note = turn.querySelector("[data-chat-waiting]");
+    if (!status) {
+      if (note) note.remove();
+      return;
+    }
+    if (!note) {
+      note = document.createElement("span");
+      note.className = "chat-waiting";
+      note.dataset.chatWaiting = "";
+      note.setAttribute("role", "status");
+      answer.before(note);
+    }
+    note.textContent = `Waiting for an Island: ${status.message || "queued"}.${limit(status.timeout_seconds)}`;
+  }
 
   function turn(who, text) {
     const item = document.createElement("div");
@@ -59,10 +96,7 @@
     }
   }
 
-  async function ask(text) {
-    history.push({ role: "user", content: text });
-    turn("user", text);
-    const answer = turn("assistant", "");
+  async function ask(answer) {
     $("[data-chat-stats]").hidden = false;
     ["island", "ttft", "rate", "tokens"].forEach((name) => stat(name, "…"));
     const started = performance.now();
@@ -77,7 +111,7 @@
         "X-CSRFToken": form.querySelector("[name=csrfmiddlewaretoken]").value,
       },
       body: JSON.stringify({
-        model: $("[data-chat-model]").value,
+        model: model.value,
         messages: history,
         stream: true,
         stream_options: { include_usage: true },
@@ -90,6 +124,7 @@
     for await (const data of events(response)) {
       if (data === "[DONE]") break;
       const chunk = JSON.parse(data);
+      if (chunk.status) waitingNote(answer, chunk.status.state === "queued" ? chunk.status : null);
       if (chunk.error) throw new Error(chunk.error.message);
       if (chunk.usage) usage = chunk.usage;
       if (chunk.island) stat("island", chunk.island.name || chunk.island.id);
@@ -97,6 +132,7 @@
         const content = choice.delta && choice.delta.content;
         if (!content) continue;
         if (first === null) {
+          waitingNote(answer, null);
           first = performance.now();
           stat("ttft", `${Math.round(first - started)} ms`);
         }
@@ -120,10 +156,18 @@
     prompt.value = "";
     showError("");
     send.disabled = true;
+    history.push({ role: "user", content: text });
+    turn("user", text);
+    const answer = turn("assistant", "");
     try {
-      await ask(text);
+      await ask(answer);
     } catch (error) {
       history.pop();
+      waitingNote(answer, null);
+      if (!answer.textContent) {
+        answer.closest(".chat-turn").remove(); // no empty bubble, nor its stats
+        $("[data-chat-stats]").hidden = true;
+      }
       showError(error.message);
     } finally {
       send.disabled = false;

@@ -13,3 +13,10 @@ document.addEventListener("click", async (event) => {
   }
   if (status) status.textContent = "Copied";
 });
+
+// The Menu button of narrow screens shows and hides the site navigation (portal.css).
+document.addEventListener("click", (event) => {
+  const toggle = event.target.closest(".nav-toggle");
+  if (!toggle) return;
+  toggle.setAttribute("aria-expanded", String(toggle.getAttribute("aria-expanded") !== "true"));
+});

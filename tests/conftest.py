@@ -92,6 +92,9 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     # must see them on its next decision, not a refresh period later.
     env["PLACEMENT_REFRESH_SECONDS"] = "0"
     env["PLACEMENT_REFRESH_IN_BACKGROUND"] = "false"
+    # ... and no longer see the Islands of earlier tests (flushed from the database), which
+    # would make Cargos look servable and waiting jobs busy rather than unplaceable.
+    env["PLACEMENT_FULL_RELOAD_SECONDS"] = "0"
     env.update(extra or {})
     return env
 

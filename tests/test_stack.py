@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,7 @@ import yaml
 from django.conf import settings
 from django.core.management import call_command
 
-from portal import run, stack
+from portal import run, services, stack
 from portal.models import ApiKey, User
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -80,15 +81,31 @@ def test_it_keeps_one_secret_key_per_state_dir(tmp_path):
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
 
 
-def demo_lines(**options) -> dict[str, str]:
-    out = io.StringIO()
-    call_command("demo_account", stdout=out, **options)
-    pairs = (line.split(":", 1) for line in out.getvalue().splitlines() if ":" in line)
+@pytest.fixture
+def demo_state(settings, tmp_path) -> Path:
+    """A state folder of its own for the demo key file and collected static files."""
+    settings.STATE_DIR = tmp_path
+    settings.STATIC_ROOT = tmp_path / "staticfiles"
+    return tmp_path
+
+
+def parse_demo_lines(text: str) -> dict[str, str]:
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
     return {name.strip(): value.strip() for name, value in pairs}
 
 
+def demo_lines(**options) -> dict[str, str]:
+    out = io.StringIO()
+    call_command("demo_account", stdout=out, **options)
+    return parse_demo_lines(out.getvalue())
+
+
+def key_works(anon, raw: str) -> bool:
+    return anon.get("/api/v1/account", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
+
+
 @pytest.mark.django_db
-def test_demo_account_prints_a_working_password_and_key(anon):
+def test_demo_account_prints_a_working_password_and_key(anon, demo_state):
     lines = demo_lines()
     user = User.objects.get(email=lines["email"])
     assert lines["email"] == "demo@example.com"
@@ -98,14 +115,55 @@ def test_demo_account_prints_a_working_password_and_key(anon):
 
 
 @pytest.mark.django_db
-def test_demo_account_is_idempotent_and_replaces_its_key(anon):
+def test_demo_account_is_idempotent_and_keeps_its_key_in_a_private_file(anon, demo_state):
     first, second = demo_lines(), demo_lines()
     assert User.objects.filter(email="demo@example.com").count() == 1
     assert first["password"] == second["password"]
-    assert first["API key"] != second["API key"]
+    assert first["API key"] == second["API key"]
+    assert key_works(anon, second["API key"])
     assert ApiKey.objects.filter(name="demo (make run)", revoked_at__isnull=True).count() == 1
-    old = anon.get("/api/v1/account", HTTP_AUTHORIZATION=f"Bearer {first['API key']}")
-    assert old.status_code == 401
+    # The database holds the key's hash only; the full key is in a file only its owner reads.
+    assert not ApiKey.objects.filter(key_hash=first["API key"]).exists()
+    kept = demo_state / "demo_api_key"
+    assert kept.read_text().strip() == first["API key"]
+    assert kept.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.django_db
+def test_demo_account_replaces_a_key_revoked_on_the_settings_page(anon, demo_state):
+    first = demo_lines()
+    services.revoke_api_key(key=ApiKey.objects.get(name="demo (make run)"))
+    second = demo_lines()
+    assert second["API key"] != first["API key"]
+    assert key_works(anon, second["API key"])
+
+
+def test_the_demo_key_survives_a_second_prepare_and_the_flag_replaces_it(
+    transactional_db, anon, demo_state
+):
+    """GIVEN make run prepared once WHEN it prepares again (a restart) THEN the demo key is
+    the same and still works; WHEN it prepares with --new-demo-key THEN the old key is
+    refused and the new one works."""
+    first = parse_demo_lines(run.prepare())
+    second = parse_demo_lines(run.prepare())
+    assert second["API key"] == first["API key"]
+    assert key_works(anon, second["API key"])
+
+    third = parse_demo_lines(run.prepare(new_demo_key=True))
+    assert third["API key"] != first["API key"]
+    assert key_works(anon, third["API key"])
+    assert not key_works(anon, first["API key"])
+    assert (demo_state / "demo_api_key").read_text().strip() == third["API key"]
+
+
+@pytest.mark.django_db
+def test_the_demo_account_opens_the_admin(client, demo_state):
+    lines = demo_lines()
+    assert lines["admin"].endswith("/admin/")
+    assert client.login(email=lines["email"], password=lines["password"])
+    response = client.get("/admin/")
+    assert response.status_code == 200
+    assert b"Site administration" in response.content
 
 
 def test_every_compose_app_service_runs_a_procfile_process():
@@ -135,10 +193,12 @@ def free_port() -> int:
 
 def test_make_run_serves_the_landing_page_on_embedded_services_and_stops_on_ctrl_c(tmp_path):
     """GIVEN no service URLs WHEN the run command starts THEN the printed URL serves the
-    landing page and the demo key works; Ctrl-C stops every process and the embedded
-    servers."""
+    landing page (and the site's 404 page: DEBUG is off) and the demo key works, the
+    processes' INFO lines go to their log files
+    and not to the console; Ctrl-C stops every process and the embedded servers."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY")}
+    unset = ("DATABASE_URL", "SECRET_KEY", "DEBUG")  # make run's own defaults
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         STATE_DIR=str(tmp_path),
         PORT=str(port),
@@ -171,11 +231,22 @@ def test_make_run_serves_the_landing_page_on_embedded_services_and_stops_on_ctrl
         key = next(line.split()[-1] for line in lines if "API key:  ak_" in line)
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/", timeout=10).status_code == 200
+        # DEBUG is off: a newcomer's typo gets the site's 404 page, not every URL pattern.
+        missing = httpx.get(f"{base}/no-such-page", timeout=10)
+        assert missing.status_code == 404
+        assert "Page not found" in missing.text
+        assert "URLconf" not in missing.text
         account = httpx.get(
             f"{base}/api/v1/account", headers={"Authorization": f"Bearer {key}"}, timeout=10
         )
         assert account.json()["data"]["email"] == "demo@example.com"
         redis_url = next(line.split()[-1] for line in lines if "embedded redis-server at" in line)
+        # The other processes start once the web one answers; beat prints its banner.
+        beat_log = tmp_path / "logs" / "beat.log"
+        deadline = time.monotonic() + 60
+        while "celery beat v" not in (beat_log.read_text() if beat_log.exists() else ""):
+            assert time.monotonic() < deadline, "beat did not start"
+            time.sleep(0.2)
         # The worker yields the CPU to the web process (Procfile, WORKER_NICE).
         niceness = {
             " ".join(p.cmdline()): p.nice()
@@ -184,9 +255,14 @@ def test_make_run_serves_the_landing_page_on_embedded_services_and_stops_on_ctrl
         }
         assert {n for cmd, n in niceness.items() if "celery -A portal worker" in cmd} == {10}
         assert {n for cmd, n in niceness.items() if "granian" in cmd} == {0}
+        assert f"tail -f {tmp_path}/logs/*.log" in output
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
     assert code == 0
+    console = "".join(lines)
+    assert " INFO" not in console
+    assert "celery beat v" not in console
+    assert "celery beat v" in (tmp_path / "logs" / "beat.log").read_text()  # its banner
     assert not stack.reachable(f"tcp://127.0.0.1:{port}", port, timeout=0.5)
     assert not stack.reachable(redis_url, 6379, timeout=0.5)

@@ -4,12 +4,15 @@
   one commit for the job, its hold and its assignment), and its assignment is published
   right after that commit, so that the first token is not delayed by a task queue (one
   that would overtake a queued job is created queued).
-- With no fitting Island it waits ``queued``; :func:`dispatch_queued` (priority, then
-  age) runs when an Island may have room (:func:`request_dispatch`, called on
-  registrations, pairings and heartbeats with free slots, and on a job's end when a job
-  waits: :func:`dispatch_if_waiting`) and every few seconds from beat.
+- With no fitting Island it waits ``queued``, with the reason placement gives
+  (compute.services.waiting); :func:`dispatch_queued` (priority, then age) runs when an
+  Island may have room (:func:`request_dispatch`, called on registrations, pairings and
+  heartbeats with free slots, and on a job's end when a job waits:
+  :func:`dispatch_if_waiting`) and every few seconds from beat, and keeps the reasons of
+  the jobs that still wait true.
 - :func:`sweep_jobs` (beat) requeues jobs whose lease ran out or whose Island went
-  offline, to another Island, and ends jobs over their Cargo's time limit.
+  offline, to another Island, ends jobs over their Cargo's time limit, and jobs that
+  waited for an Island longer than their queue limit.
 """
 
 import logging
@@ -25,8 +28,8 @@ from django.utils import timezone
 from billing.selectors import ask_of, ask_overrides
 from compute.models import Island, Job
 from compute.selectors.islands import offline_cutoff
-from compute.services import placement
-from compute.services.jobs import WAITING, S, client_event, finish, moving, start_as, transition
+from compute.services import placement, waiting
+from compute.services.jobs import WAITING, S, finish, moving, start_as, transition
 from compute.services.publish import (
     Assignment,
     Outbox,
@@ -51,19 +54,30 @@ def dispatch_job(job_id: uuid.UUID | str) -> str:
         return "gone"
     db = SyncTx()
     asks = ask_overrides(job.cargo)
-    choices = run_sync(choose(db, placement.Need.for_job(job, asks=asks)))
-    return run_sync(place(db, job, choices, asks=asks))
+    need = placement.Need.for_job(job, asks=asks)
+    choices = run_sync(choose(db, need))
+    return run_sync(place(db, job, choices, asks=asks, need=need))
 
 
-async def choose(db: SyncTx | AsyncTx, need: placement.Need) -> list[placement.Candidate]:
-    """The Islands that meet ``need``, best first (from the placement index, which a
-    thread brings up to date when it must: never the event loop)."""
+async def _index(db: SyncTx | AsyncTx) -> placement.IslandIndex:
+    """The placement index, which a thread brings up to date when it must: never the
+    event loop."""
     index = placement.index()
     if index.blocking_refresh_due():
         await db.call(index.maybe_refresh)
     else:
         index.maybe_refresh()  # at most starts a refresh in a thread of its own
-    return index.choose(need, limit=CANDIDATES)
+    return index
+
+
+async def choose(db: SyncTx | AsyncTx, need: placement.Need) -> list[placement.Candidate]:
+    """The Islands that meet ``need``, best first."""
+    return (await _index(db)).choose(need, limit=CANDIDATES)
+
+
+async def waiting_reason(db: SyncTx | AsyncTx, need: placement.Need) -> str:
+    """Why no Island takes ``need`` now (a ``Job.QueueReason``), by placement's filters."""
+    return (await _index(db)).waiting_reason(need)
 
 
 async def place(
@@ -74,21 +88,30 @@ async def place(
     asks: dict,
     outbox: Outbox | None = None,
     locked: list | None = None,
+    need: placement.Need | None = None,
 ) -> str:
     """Assign ``job`` to the first of ``choices`` that takes it (:func:`claim`), else
-    queue it; ``assigned``, ``queued`` or ``gone``. A new job (not stored yet: its
-    submission) takes its state in memory, to be inserted in it; a waiting one is
-    updated. The assignment is published once the transaction commits: by ``outbox``'s
-    owner when given, on commit otherwise. ``locked``: the first choice's rows, already
-    read in this transaction with :func:`lock_statements`."""
+    queue it with the reason placement gives; ``assigned``, ``queued`` or ``gone``. A new
+    job (not stored yet: its submission) takes its state in memory, to be inserted in it;
+    a waiting one is updated, and its clients told when its reason changed. The
+    assignment is published once the transaction commits: by ``outbox``'s owner when
+    given, on commit otherwise. ``locked``: the first choice's rows, already read in this
+    transaction with :func:`lock_statements`. ``need``: the job's, when known."""
     for candidate in choices:
         outcome = await claim(db, job, candidate, asks=asks, outbox=outbox, locked=locked)
         locked = None
         if outcome != "busy":
             return outcome
+    need = need or placement.Need.for_job(job, asks=asks)
+    reason = await waiting_reason(db, need)
     if job._state.adding:
-        start_as(job, "wait")
-    elif not await db.one(moving(job.pk, "wait")):
+        start_as(job, "wait", queue_reason=reason)
+    elif await db.one(moving(job.pk, "wait", queue_reason=reason)):
+        job.status, job.queue_reason = S.QUEUED, reason
+        await db.call(publish_job_events, job.pk, [waiting.queued_event(job)])
+    else:
+        if job.queue_reason != reason:
+            await db.call(waiting.note_reason, [job.pk], reason)
         return "queued"
     # This process's placement index may not know yet of an Island that came online a
     # moment ago: a pass, which refreshes the index first, looks again at once rather
@@ -300,23 +323,26 @@ def dispatch_queued(*, limit: int = 500) -> int:
 
 def _pass(limit: int) -> int:
     stale = timezone.now() - timedelta(seconds=5)  # pending ones whose own dispatch died
-    waiting = list(
+    jobs = list(
         Job.objects.filter(Q(status=S.QUEUED) | Q(status=S.PENDING, created_at__lt=stale))
         .order_by("-priority", "created_at")
         .values_list("pk", "cargo_id", "excluded_islands")[:limit]
     )
-    if not waiting:  # most passes (every job's end asks for one): nothing to place
+    if not jobs:  # most passes (every job's end asks for one): nothing to place
         return 0
     placement.index().refresh()  # a pass often follows news of an Island: see it now
     blocked: set[int] = set()
-    assigned = 0
-    for job_id, cargo_id, excluded in waiting:
+    assigned, untried = 0, []
+    for job_id, cargo_id, excluded in jobs:
         if cargo_id in blocked and not excluded:
+            untried.append(job_id)
             continue
         outcome = dispatch_job(job_id)
         assigned += outcome == "assigned"
         if outcome == "queued" and not excluded:
             blocked.add(cargo_id)  # the same needs will not fit either in this pass
+    if untried:  # still, each one's clients are told why it waits
+        waiting.explain(untried)
     return assigned
 
 
@@ -340,6 +366,14 @@ def requeue_job(
         excluded = list(job.excluded_islands or [])
         if exclude and str(island_id) not in excluded:
             excluded.append(str(island_id))
+        job.excluded_islands, job.status = excluded, S.QUEUED
+        job.queue_reason = placement.waiting_reason(
+            placement.Need.for_job(job, asks=ask_overrides(job.cargo))
+        )
+        # It waits for an Island again: for as long as its submission allowed.
+        changes = waiting.limit(job.queue_timeout_seconds, since=timezone.now())
+        for name, value in changes.items():
+            setattr(job, name, value)
         transition(
             job.pk,
             "requeue",
@@ -354,20 +388,21 @@ def requeue_job(
             started_at=None,
             lease_expires_at=None,
             deadline_at=None,
+            queue_reason=job.queue_reason,
+            **changes,
         )
         key = f"{job.attempts}:s:requeued"
-        publish_job_events(
-            job.pk, [client_event(job.pk, key, "status", state="queued", reason=reason)]
-        )
+        publish_job_events(job.pk, [waiting.queued_event(job, key=key, cause=reason)])
         transaction.on_commit(lambda: publish_cancel(island_id, job_id))
         transaction.on_commit(request_dispatch)
     placement.index().note_load(str(island_id), 0)
     return True
 
 
-def sweep_jobs() -> dict[str, int]:
-    """Time out jobs over their limit, requeue jobs of silent Islands and expired leases."""
-    now = timezone.now()
+def sweep_jobs(*, now: datetime | None = None) -> dict[str, int]:
+    """Time out jobs over their limit, requeue jobs of silent Islands and expired leases,
+    end jobs that waited for an Island longer than their queue limit."""
+    now = now or timezone.now()
     running = Job.objects.filter(status=S.RUNNING)
     timed_out = sum(
         finish(job_id=job_id, event="time_out", error=f"Timeout: job exceeded {limit}s limit", notify=True)
@@ -384,4 +419,9 @@ def sweep_jobs() -> dict[str, int]:
     )
     expired = list(running.filter(lease_expires_at__lt=now).values_list("pk", "island_id"))
     leases = sum(requeue_job(job_id=j, island_id=i, reason="lease expired") for j, i in expired)
-    return {"timed_out": timed_out, "offline": offline, "lease_expired": leases}
+    return {
+        "timed_out": timed_out,
+        "offline": offline,
+        "lease_expired": leases,
+        "queue_expired": waiting.expire_waiting(now=now),
+    }

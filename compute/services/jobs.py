@@ -47,6 +47,8 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "fail": (ACTIVE, S.FAILED),
     "cancel": (ACTIVE, S.CANCELLED),
     "time_out": (frozenset({S.RUNNING}), S.TIMEOUT),
+    # A job that waited for an Island longer than its queue limit (compute.services.waiting).
+    "expire": (WAITING, S.TIMEOUT),
 }
 MAX_PENDING_CHUNKS = 10_000
 # Sent by an Island whose own time limit ended the job (island-protocol.md).
@@ -164,8 +166,8 @@ def finish(
     usage: dict | None = None,
     notify: bool = False,
 ) -> bool:
-    """End a job (``succeed``, ``fail``, ``cancel``, ``time_out``); ``True`` if this call
-    ended it. ``island_id``: only if the job is on that Island. ``notify``: tell the
+    """End a job (``succeed``, ``fail``, ``cancel``, ``time_out``, ``expire``); ``True``
+    if this call ended it. ``island_id``: only if the job is on that Island. ``notify``: tell the
     Island to stop (``host.{id}.cancel``) once committed."""
     with transaction.atomic():
         if island_id is None:

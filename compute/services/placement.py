@@ -4,6 +4,8 @@ Filters: paired, online (by heartbeat age), not suspended, not in cooldown, runt
 RAM and VRAM fit, ask within the budget, a free job slot, not excluded for this job.
 Score 0-100: speed, fit and headroom weighted per runtime, times 0.9, plus up to 10 for
 karma. Order: the job's region first, then score, then a warm Cargo, then headroom.
+When no Island passes, the same filters say why the job waits
+(:meth:`IslandIndex.waiting_reason`: none can run it, too dear, or all busy).
 
 Speed matters (a decision among 10,000 online Islands must stay far under 10 ms), so
 decisions run vectorized with numpy over :class:`IslandIndex`, a per-process columnar
@@ -21,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -138,6 +140,17 @@ def _json(value: Any) -> Any:
 
 def _epoch(moment: datetime | None) -> float:
     return moment.timestamp() if moment else 0.0
+
+
+class _Filtered(NamedTuple):
+    """Placement's filters over an index's rows: the columns, the effective asks, and
+    three masks: may run the job at all, within its budget, has room now."""
+
+    columns: dict[str, np.ndarray]
+    ask: np.ndarray
+    fits: np.ndarray
+    affordable: np.ndarray
+    free: np.ndarray
 
 
 class IslandIndex:
@@ -284,10 +297,12 @@ class IslandIndex:
     # --- loading from the database
     def refresh(self, *, full: bool = False) -> int:
         """Load the Islands heard from since the last refresh (all recent ones if
-        ``full``); returns how many rows were read."""
+        ``full``, and those it does not find are forgotten: deleted since, or silent);
+        returns how many rows were read."""
         with self.lock:
             now = time.time()
-            if full or not self.full_at:
+            whole = full or not self.full_at
+            if whole:
                 since = now - settings.HEARTBEAT_OFFLINE_SECONDS - REFRESH_SLACK_SECONDS
                 self.full_at = now
             else:
@@ -296,10 +311,21 @@ class IslandIndex:
         recent = Island.objects.filter(last_heartbeat_at__gte=datetime.fromtimestamp(since, tz=UTC))
         rows = list(self.rows(recent))
         self.put_many(rows)
+        if whole:
+            self._forget_all_but({str(row["id"]) for row in rows})
         self._load_running()
         if full:
             self.loaded.set()
         return len(rows)
+
+    def _forget_all_but(self, seen: set[str]) -> None:
+        """Rows a full reload did not find leave the decisions (as after a refused claim,
+        until a heartbeat brings them back): an Island deleted from the database would
+        otherwise look online here until its last heartbeat aged out, and mark its
+        Cargos as servable (compute.services.waiting.unservable)."""
+        with self.lock:
+            gone = [i for i, island_id in enumerate(self.ids) if island_id not in seen]
+            self.cols["hb"][gone] = 0.0
 
     def _load_running(self) -> None:
         """An Island's load is the number of our jobs running on it: exact at once after
@@ -380,11 +406,25 @@ class IslandIndex:
         with self.lock:
             return self._choose(need, limit, time.time() if now is None else now)
 
-    def _choose(self, need: Need, limit: int, now: float) -> list[Candidate]:
+    def waiting_reason(self, need: Need, *, now: float | None = None) -> str:
+        """Why no Island takes ``need`` now, by the filters :meth:`choose` applies: none
+        online can run it (runtime, memory, suspended, excluded for the job), those that
+        can ask more than its budget, or they are all busy (no free slot, in cooldown).
+        ``busy`` too when one looks free here: its row lock said otherwise."""
+        with self.lock:
+            found = self._filter(need, time.time() if now is None else now)
+            if found is None or not found.fits.any():
+                return Job.QueueReason.NO_ISLAND
+            if not (found.fits & found.affordable).any():
+                return Job.QueueReason.OVER_BUDGET
+            return Job.QueueReason.BUSY
+
+    def _filter(self, need: Need, now: float) -> "_Filtered | None":
+        """The filters over the stored rows (None when no Island could ever be chosen)."""
         n, c = self.size, {k: v[: self.size] for k, v in self.cols.items()}
         bit = RUNTIME_BIT.get(need.runtime)
         if not n or bit is None:
-            return []
+            return None
         # The effective ask (billing.selectors.ask_of): the owner's API ask, else the
         # heartbeat's ask for the Cargo, else its ``_default``, else the list price.
         ask = c["default_ask"]
@@ -395,21 +435,27 @@ class IslandIndex:
         for island_id, price in need.asks.items():
             if (i := self.pos.get(island_id)) is not None and i < n:
                 ask[i] = price
-        ok = (
+        fits = (
             c["online"]
             & (c["hb"] >= now - settings.HEARTBEAT_OFFLINE_SECONDS)
             & ~c["suspended"]
-            & (c["cooldown"] <= now)
             & ((c["rt"] & bit) != 0)
             & (c["ram"] >= need.ram_mb)
             & (c["vram"] >= need.vram_mb)
-            & (c["load"] < c["maxc"])
-            & ~(ask > need.budget)  # no ask (NaN) is within any budget
         )
         for island_id in need.excluded:
-            if (i := self.pos.get(island_id)) is not None:
-                ok[i] = False
-        rows = np.flatnonzero(ok)
+            if (i := self.pos.get(island_id)) is not None and i < n:
+                fits[i] = False
+        affordable = ~(ask > need.budget)  # no ask (NaN) is within any budget
+        free = (c["cooldown"] <= now) & (c["load"] < c["maxc"])
+        return _Filtered(c, ask, fits, affordable, free)
+
+    def _choose(self, need: Need, limit: int, now: float) -> list[Candidate]:
+        found = self._filter(need, now)
+        if found is None:
+            return []
+        n, c, ask = self.size, found.columns, found.ask
+        rows = np.flatnonzero(found.fits & found.affordable & found.free)
         if not rows.size:
             return []
         score, headroom = self._score(need, {k: v[rows] for k, v in c.items()})
@@ -479,3 +525,10 @@ def choose(need: Need, *, limit: int = 5) -> list[Candidate]:
     idx = index()
     idx.maybe_refresh()
     return idx.choose(need, limit=limit)
+
+
+def waiting_reason(need: Need) -> str:
+    """:meth:`IslandIndex.waiting_reason` on this process's index."""
+    idx = index()
+    idx.maybe_refresh()
+    return idx.waiting_reason(need)

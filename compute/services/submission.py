@@ -15,7 +15,7 @@ from billing.models import Balance
 from compute.models import Cargo, Job
 from compute.selectors.cargos import submission as _to_submit
 from compute.services import cargos as cargo_service
-from compute.services import placement
+from compute.services import placement, waiting
 from compute.services.jobs import ACTIVE, S, request_dispatch, start_as
 from compute.services.publish import Outbox
 from portal import tx
@@ -40,12 +40,16 @@ async def submit_job(
     region: str = "",
     idempotency_key: str | None = None,
     bid: Decimal | None = None,
+    queue_timeout: int | None = None,
     outbox: Outbox | None = None,
 ) -> Job:
     """Validate, enforce the concurrent-job quota, store the job holding its budget and
     assigned to an Island, all in one transaction: one commit stands between a request
     and its Island. With no Island free it is stored ``queued``, and so is a job that
-    would overtake a queued one of its Cargo and priority (or higher).
+    would overtake a queued one of its Cargo and priority (or higher); either way with
+    the reason placement gives, and for at most ``queue_timeout`` seconds (None: the
+    default; compute.services.waiting). The reason costs no statement: placement's index
+    is in memory.
 
     The budget (the most the job may cost: ``bid``, else the user's saved bid for the
     Cargo, else the market rate, else the Cargo's price) is held in the same
@@ -98,10 +102,15 @@ async def submit_job(
             rate_hosts=cargo.rate_hosts, surge=surge,
         ).quantize(ledger.CENT)  # fmt: skip
         _last[workload] = (cargo, budget)
+        now = timezone.now()
         job = Job(user=user, cargo=cargo, input=job_input, priority=priority, region=region,
-                  budget=budget, idempotency_key=idempotency_key, status=S.PENDING)  # fmt: skip
+                  budget=budget, idempotency_key=idempotency_key, status=S.PENDING,
+                  created_at=now, **waiting.limit(queue_timeout, since=now))  # fmt: skip
         if cargo.queued_ahead:
-            start_as(job, "wait")
+            # Behind a job of its Cargo that waits, for the same reason (owners' asks
+            # aside, which are not read here: the next dispatch pass corrects it).
+            need = placement.Need.for_job(job)
+            start_as(job, "wait", queue_reason=await dispatch.waiting_reason(db, need))
             db.on_commit(request_dispatch)
         else:
             # Lock order of a submission: the account, the Island, then the balance (the
@@ -114,10 +123,12 @@ async def submit_job(
             outbox = outbox if outbox is not None else dispatch.delivered_on_commit(db)
             need = placement.Need.for_job(job, asks=asks)
             if guess and not asks and guess[0] == need:  # the Island locked in advance
-                await dispatch.place(db, job, guess[1], asks=asks, outbox=outbox, locked=island)
+                await dispatch.place(
+                    db, job, guess[1], asks=asks, outbox=outbox, locked=island, need=need
+                )
             else:
                 choices = await dispatch.choose(db, need)
-                await dispatch.place(db, job, choices, asks=asks, outbox=outbox)
+                await dispatch.place(db, job, choices, asks=asks, outbox=outbox, need=need)
         await ledger.hold_with(db, tx.insert(job), user_id=user.pk, job_id=job.pk, amount=budget,
                                available=balance[0][0] if balance else None)  # fmt: skip
     return job

@@ -181,6 +181,12 @@ PATHS = {
             "operationId": "chat_completions_create",
             "summary": "OpenAI-compatible chat: a chat.completion, or with stream true its "
             "chat.completion.chunk events and a final data: [DONE]",
+            "description": "A job that waits for an Island: with stream true, chunks with an "
+            'empty content delta carry the extension `status {state: "queued", reason, '
+            "message, timeout_seconds, expires_at}` (as the job stream's status events; one "
+            "more when the wait ends); without, the answer waits. A wait past the "
+            "coordinator's JOB_QUEUE_TIMEOUT_SECONDS ends with a 504 `job_timeout` error "
+            "whose message says why (in a stream: an error chunk).",
             "tags": ["chat"],
             "requestBody": {
                 "required": True,
@@ -206,6 +212,12 @@ PATHS = {
             "operationId": "jobs_stream",
             "summary": "A job's events as server-sent events (token, progress, status, image, "
             "done, error): what was produced so far, then live; ends after done or error",
+            "description": "A job that waits for an Island starts with `status {state: "
+            '"queued", reason, message, timeout_seconds, expires_at}` (reason: `no_island`, '
+            "`over_budget` or `busy`, the `queue` of the job's answer) and gets another "
+            "such event when the reason changes (after a requeue with `cause`: what took "
+            "it back from its Island). A wait past its limit ends with `status {state: "
+            '"timeout"}` and an `error` that says why.',
             "tags": ["jobs"],
             "parameters": [
                 {

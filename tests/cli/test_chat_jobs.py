@@ -11,8 +11,9 @@ from compute.seed import seed_cargos
 from compute.services.jobs import client_event, event_token
 from compute.services.publish import publish_job_events
 from portal.models import User
-from tests.compute.jobs_support import streams  # noqa: F401
+from tests.compute.jobs_support import _fresh_index, give_up_once_streamed, streams  # noqa: F401
 from tests.compute.test_openai_format import answer, failure, reply
+from tests.factories import IslandFactory
 
 pytestmark = pytest.mark.usefixtures("streams")
 
@@ -34,6 +35,12 @@ def a_job(**fields) -> Job:
     return Job.objects.create(
         user=User.objects.get(), cargo=cargo, input={"prompt": "Hi"}, **fields
     )
+
+
+@pytest.fixture
+def demo_island(island):
+    """The only Island online, as `make run`'s demo Island: no GPU."""
+    return IslandFactory(capabilities={"cpu_cores": 4, "ram_mb": 16384, "gpu_vram_mb": 0})
 
 
 def test_chat_streams_the_answer_token_by_token(island):
@@ -177,3 +184,60 @@ def test_jobs_cancel_cancels_a_pending_job(island):
     assert result.stdout == f"Job {job.pk} cancelled\n"
     job.refresh_from_db()
     assert job.status == "cancelled"
+
+
+def test_chat_says_why_the_job_waits_then_exits_with_why_it_gave_up(island, demo_island):
+    give_up_once_streamed()
+    result = island("chat", "Hello island", "-w", "gguf-mistral-7b")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Waiting for an Island: no online Island can run this Cargo"
+        " (the job gives up after 300 s in the queue)",
+        "Error: No Island took the job within 300 s: no online Island can run this Cargo"
+        " [job_timeout]",
+    ]
+    assert result.stdout == ""
+
+
+def test_chat_with_no_stream_exits_with_why_the_job_gave_up(island, demo_island):
+    give_up_once_streamed(streamed=False)
+    result = island("chat", "Hello island", "-w", "gguf-mistral-7b", "--no-stream")
+    assert result.exit_code == 1
+    assert "No Island took the job within 300 s: no online Island can run this Cargo" in (
+        result.stderr
+    )
+    assert "job_timeout, HTTP 504" in result.stderr
+
+
+def test_jobs_submit_with_stream_says_why_the_job_waits_then_why_it_gave_up(island):
+    """GIVEN the only Island that can run the Cargo busy WHEN a job is submitted with
+    its own queue limit and followed THEN the CLI says the fitting Islands are busy, then
+    exits with the error that ended the wait."""
+    host = IslandFactory(max_concurrent_jobs=1)
+    Job.objects.create(user=host.owner, cargo=Cargo.objects.get(slug="llm-chat"),
+                       island=host, status="running")  # fmt: skip
+    giving_up = give_up_once_streamed()
+    result = island(
+        "jobs", "submit", "--workload", "llm-chat", "--input", '{"prompt": "Hi"}',
+        "--queue-timeout", "30", "--stream",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    giving_up.join(5)  # its events go out before its commit
+    job = Job.objects.get(status="timeout")
+    assert result.stderr.splitlines() == [
+        f"Job {job.pk}",
+        "Waiting for an Island: all the Islands that can run this Cargo are busy"
+        " (the job gives up after 30 s in the queue)",
+        f"Error: Job {job.pk} ended with an error: No Island took the job within 30 s:"
+        " all the Islands that can run this Cargo are busy",
+    ]
+
+
+def test_jobs_get_shows_why_a_job_waits(island, demo_island):
+    result = island(
+        "jobs", "submit", "--workload", "gguf-mistral-7b", "--input", '{"prompt": "Hi"}'
+    )
+    result = island("jobs", "get", result.stdout.strip())
+    assert result.exit_code == 0, result.output
+    assert "Waiting:   no online Island can run this Cargo" in result.stdout
+    assert "Gives up:" in result.stdout

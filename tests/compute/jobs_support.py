@@ -1,5 +1,9 @@
-"""Shared pieces of the job tests: Islands, NATS readers (real JetStream), a job on an Island."""
+"""Shared pieces of the job tests: Islands, NATS readers (real JetStream), a job on an
+Island, the end of a waiting job's wait."""
 
+import threading
+import time
+from datetime import timedelta
 from decimal import Decimal
 
 import orjson
@@ -114,6 +118,31 @@ def running_job(cargo, host: Island, **fields) -> Job:
                 "attempts": 1, "assigned_at": now, "input": {"prompt": "Hi"},
                 "budget": cargo.price_per_job}  # fmt: skip
     return Job.objects.create(cargo=cargo, island=host, status="running", **{**defaults, **fields})
+
+
+def give_up_once_streamed(*, streamed: bool = True) -> threading.Thread:
+    """In the background: once the next job waits (and, if ``streamed``, a stream of its
+    account is open, which has read the job's row), end its wait as the sweep does once
+    its limit passed. Join it before reading the job: its events go out before its
+    commit."""
+    from django.utils import timezone
+
+    from compute.services import waiting
+    from compute.streaming import slots
+    from portal.api.throttling import redis_client
+
+    def run() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            job = Job.objects.filter(status="queued").first()
+            if job and (not streamed or redis_client().zcard(slots.key(job.user_id))):
+                waiting.expire_waiting(now=timezone.now() + timedelta(days=2))
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 __all__ = ["seed_cargos"]

@@ -17,7 +17,8 @@ from compute.services.jobs import client_event, event_token
 from compute.services.publish import publish_job_events
 from portal import services
 from portal.models import User
-from tests.compute.jobs_support import streams  # noqa: F401
+from tests.compute.jobs_support import _fresh_index, give_up_once_streamed, streams  # noqa: F401
+from tests.factories import IslandFactory
 
 pytestmark = pytest.mark.usefixtures("streams")
 MESSAGES = [{"role": "user", "content": "Hello island"}]
@@ -90,6 +91,44 @@ def test_a_stream_has_openais_chunks_then_done(client):
     assert text == "Hi there!"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].usage.total_tokens == 5
+
+
+def test_a_streamed_completion_of_a_waiting_job_says_why_in_chunks_openai_reads(client):
+    """GIVEN only an Island without a GPU online WHEN a Cargo that needs 6 GB of VRAM is
+    streamed THEN the official client reads chunks of empty content whose extension
+    ``status`` says why the job waits, then raises the error that ended the wait."""
+    IslandFactory(capabilities={"cpu_cores": 4, "ram_mb": 16384, "gpu_vram_mb": 0})
+    giving_up = give_up_once_streamed()
+    stream = client.chat.completions.create(model="gguf-mistral-7b", messages=MESSAGES, stream=True)
+    chunks = []
+    with pytest.raises(openai.APIError) as ended:
+        chunks.extend(stream)
+    giving_up.join(5)
+    statuses = [c.model_extra["status"] for c in chunks if "status" in c.model_extra]
+    assert [s["state"] for s in statuses] == ["queued", "timeout"]  # then the wait's end
+    assert (statuses[0]["reason"], statuses[0]["message"]) == (
+        "no_island",
+        "no online Island can run this Cargo",
+    )
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == ""
+    assert ended.value.message == (
+        "No Island took the job within 300 s: no online Island can run this Cargo"
+    )
+    assert Job.objects.get().status == "timeout"
+
+
+def test_a_completion_that_waited_past_its_limit_is_a_504_that_says_why(client):
+    IslandFactory(capabilities={"cpu_cores": 4, "ram_mb": 16384, "gpu_vram_mb": 0})
+    giving_up = give_up_once_streamed(streamed=False)
+    with pytest.raises(openai.InternalServerError) as raised:
+        client.chat.completions.create(model="gguf-mistral-7b", messages=MESSAGES)
+    giving_up.join(5)
+    assert raised.value.status_code == 504
+    assert raised.value.code == "job_timeout"
+    assert raised.value.body["message"] == (
+        "No Island took the job within 300 s: no online Island can run this Cargo"
+    )
 
 
 def test_max_tokens_reached_gives_finish_reason_length(client):

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from compute.models import Island
 from compute.services import placement
 from compute.services.placement import Need
 from tests.compute import jobs_support
@@ -148,3 +149,14 @@ def test_decisions_made_while_the_index_first_loads_wait_for_it(settings):
     with ThreadPoolExecutor(16) as pool:
         decisions = list(pool.map(decide, range(16)))
     assert decisions == [[str(host.pk)]] * 16
+
+
+def test_a_full_reload_forgets_an_island_deleted_since():
+    host_id = str(island().pk)
+    assert [c.island_id for c in placement.choose(need())] == [host_id]
+    Island.objects.filter(pk=host_id).delete()
+    placement.index().refresh()  # a refresh reads only what changed: the row stays
+    assert [c.island_id for c in placement.index().choose(need())] == [host_id]
+    placement.index().refresh(full=True)
+    assert placement.index().choose(need()) == []
+    assert placement.index().waiting_reason(need()) == "no_island"

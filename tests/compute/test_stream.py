@@ -5,14 +5,19 @@ Server-Sent Events."""
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
+from django.utils import timezone
 
+from compute.models import Cargo
+from compute.seed import seed_cargos
+from compute.services import dispatch, waiting
 from compute.services.jobs import client_event, event_token
 from compute.services.publish import publish_job_events
 from portal import services
-from tests.compute.jobs_support import chat, running_job, streams  # noqa: F401
+from tests.compute.jobs_support import _fresh_index, chat, running_job, streams  # noqa: F401
 from tests.factories import IslandFactory
 
 pytestmark = pytest.mark.usefixtures("streams")
@@ -238,3 +243,44 @@ def test_a_sixth_concurrent_stream_is_refused_until_one_closes(live, account, ch
             response.close()
         for client in clients:
             client.close()
+
+
+def test_a_waiting_job_s_stream_says_why_it_waits_as_that_changes_then_how_the_wait_ended(
+    live, account, settings
+):
+    """GIVEN only an Island without a GPU online WHEN a job of a Cargo that needs 6 GB of
+    VRAM is streamed THEN its first event says no online Island can run it; WHEN an
+    Island that can run it comes, but busy THEN an event says the fitting Islands are all
+    busy; WHEN its limit passes THEN it ends with status timeout and an error."""
+    settings.PLACEMENT_REFRESH_SECONDS = 0
+    seed_cargos()
+    IslandFactory(capabilities={"cpu_cores": 4, "ram_mb": 16384, "gpu_vram_mb": 0})
+    body = {"workload": "gguf-mistral-7b", "input": {"prompt": "Hi"}}
+    with live.client(account[1]) as client:
+        job_id = client.post("/jobs", json=body).json()["data"]["id"]
+        with client.stream("GET", f"/jobs/{job_id}/stream") as response:
+            seen = events_of(response)
+            first = next(seen)
+            gpu = IslandFactory(max_concurrent_jobs=1)
+            running_job(Cargo.objects.get(slug="gguf-mistral-7b"), gpu)
+            dispatch.dispatch_queued()
+            second = next(seen)
+            waiting.expire_waiting(now=timezone.now() + timedelta(seconds=301))
+            rest = list(seen)
+    assert first[0] == "status"
+    assert {k: first[1][k] for k in ("state", "reason", "message", "timeout_seconds")} == {
+        "state": "queued",
+        "reason": "no_island",
+        "message": "no online Island can run this Cargo",
+        "timeout_seconds": 300,
+    }
+    assert first[1]["expires_at"].endswith("Z")
+    assert (second[0], second[1]["state"], second[1]["reason"]) == ("status", "queued", "busy")
+    assert second[1]["message"] == "all the Islands that can run this Cargo are busy"
+    assert [(name, data.get("state")) for name, data in rest] == [
+        ("status", "timeout"),
+        ("error", None),
+    ]
+    assert rest[-1][1]["error"] == (
+        "No Island took the job within 300 s: all the Islands that can run this Cargo are busy"
+    )

@@ -130,3 +130,19 @@ async def test_what_the_browser_sends_is_ignored_and_the_socket_stays_open(user)
     await sync_to_async(send_to_user)(user.pk, event)
     assert (await communicator.receive_json_from(timeout=5))["status"] == "online"
     await communicator.disconnect()
+
+
+@in_own_loop
+async def test_an_idle_socket_outlives_the_channel_layers_blocking_read(user):
+    """GIVEN an open socket WHEN no event comes for longer than one blocking read of the
+    channel layer (BZPOPMIN, 5 s) THEN the socket is still open and gets the next event
+    (redis-py 8's 5 s read timeout closed it with a TimeoutError)."""
+    from channels_redis.core import RedisChannelLayer
+
+    communicator, connected = await connect("/ws/islands/", user)
+    assert connected is True
+    assert await communicator.receive_nothing(timeout=RedisChannelLayer.brpop_timeout + 1.5)
+    event = IslandStatus(island_id="i-1", status="online", last_heartbeat_at=None)
+    await sync_to_async(send_to_user)(user.pk, event)
+    assert (await communicator.receive_json_from(timeout=5))["status"] == "online"
+    await communicator.disconnect()

@@ -173,3 +173,11 @@ def test_the_code_hash_depends_on_the_secret_key(settings):
     before = codes.code_hash("A3X9K2")
     settings.SECRET_KEY = "another secret"
     assert codes.code_hash("A3X9K2") != before
+
+
+def test_an_expired_code_says_that_the_island_already_shows_a_new_one(browser_client, code):
+    PairingCode.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    page = browser_client.post("/pair", {"code": code}).content.decode()
+    assert "codes last 10 minutes" in page
+    assert "Your Island has shown a new code by itself" in page
+    assert "Restart" not in page

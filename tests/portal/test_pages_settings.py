@@ -114,7 +114,7 @@ def test_the_key_list_shows_name_prefix_scopes_and_last_use(signed_in, user):
 
     assert "ci" in html
     assert f"<code>{key.prefix}…</code>" in html
-    assert "<td>read</td>" in html
+    assert '<td data-label="Scopes">read</td>' in html
     assert "Never" in html
 
 

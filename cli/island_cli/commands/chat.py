@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from island_cli.api import CliError
-from island_cli.commands.jobs import stream
+from island_cli.commands.jobs import stream, waiting
 from island_cli.options import State, global_options, pass_state
 from island_cli.output import emit_json
 
@@ -38,6 +38,8 @@ def _streamed(state: State, body: dict[str, Any]) -> dict[str, Any]:
         if "error" in chunk:
             raise CliError(f"{chunk['error'].get('message')} [{chunk['error'].get('code')}]")
         answer["id"] = chunk.get("id", answer["id"])
+        if isinstance(chunk.get("status"), dict) and (line := waiting(chunk["status"])):
+            click.echo(line, err=True)  # the coordinator's extension: why the job waits
         if chunk.get("usage"):
             answer["usage"] = chunk["usage"]
         for choice in chunk.get("choices") or []:

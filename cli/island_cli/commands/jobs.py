@@ -85,15 +85,29 @@ class Progress:
             self.shown = False
 
 
+def waiting(status: dict[str, Any]) -> str | None:
+    """The line to show for a ``status`` (event or chunk extension) of a job waiting for
+    an Island, None for any other."""
+    if status.get("state") != "queued":
+        return None
+    line = f"Waiting for an Island: {status.get('message') or 'queued'}"
+    if isinstance(status.get("timeout_seconds"), int):
+        line += f" (the job gives up after {status['timeout_seconds']} s in the queue)"
+    return line
+
+
 def follow(api: Api, job_id: str, json_mode: bool) -> None:
-    """Print a job's stream: tokens as they come, progress on stderr; JSON lines with
-    --format json. Ends after done; an error event fails the command."""
+    """Print a job's stream: tokens as they come, progress and why it waits on stderr;
+    JSON lines with --format json. Ends after done; an error event fails the command."""
     progress, printed = Progress(), False
     for _, raw in stream(api, "GET", path("jobs", job_id, "stream")):
         event = json.loads(raw)
         kind = event.get("type")
         if json_mode:
             click.echo(json.dumps(event, ensure_ascii=False))
+        elif kind == "status" and (line := waiting(event)):
+            progress.end()
+            click.echo(line, err=True)
         elif kind == "token":
             progress.end()
             click.echo(event.get("content", ""), nl=False)
@@ -147,12 +161,27 @@ def _input(value: str) -> dict:
 @click.option("-w", "--workload", required=True, help="Cargo slug, e.g. llm-chat.")
 @click.option("--input", "input_", required=True, metavar="JSON", help="The job input object.")
 @click.option("--priority", type=click.IntRange(0, 100), default=0, show_default=True)
+@click.option(
+    "--queue-timeout",
+    type=click.IntRange(1, 86400),
+    metavar="SECONDS",
+    help="How long the job may wait for an Island (default: the coordinator's, 300 s).",
+)
 @click.option("--stream", "follow_", is_flag=True, help="Print the output as it arrives.")
 @global_options
 @pass_state
-def submit(state: State, workload: str, input_: str, priority: int, follow_: bool) -> None:
+def submit(
+    state: State,
+    workload: str,
+    input_: str,
+    priority: int,
+    queue_timeout: int | None,
+    follow_: bool,
+) -> None:
     """Submit a job; prints its ID (or its output with --stream)."""
     body = {"workload": workload, "input": _input(input_), "priority": priority}
+    if queue_timeout is not None:
+        body["queue_timeout_seconds"] = queue_timeout
     api = state.api()
     job = api.post("/jobs", body)["data"]
     if follow_:
@@ -166,11 +195,15 @@ def submit(state: State, workload: str, input_: str, priority: int, follow_: boo
 
 
 def _details(job: dict) -> str:
-    usage = job.get("usage") or {}
+    usage, queue = job.get("usage") or {}, job.get("queue")
+    waits = (
+        [("Waiting", queue.get("message")), ("Gives up", queue.get("expires_at"))] if queue else []
+    )
     return block(
         f"Job {job['id']}",
         [
             ("Status", job["status"]),
+            *waits,
             ("Workload", job.get("workload_slug")),
             ("Island", job.get("island_id")),
             ("Duration", duration(job.get("duration_ms"))),

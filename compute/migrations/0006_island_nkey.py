@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('compute', '0004_job_queued_by_cargo'),
+        ('compute', '0005_job_queue_reason_and_deadline'),
     ]
 
     operations = [
