@@ -174,6 +174,26 @@ def test_every_compose_app_service_runs_a_procfile_process():
         assert compose["services"][name]["command"] == ["honcho", "start", name]
 
 
+def test_compose_runs_nats_with_the_sails_configuration_which_the_server_accepts(tmp_path):
+    compose = yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())
+    assert compose["services"]["nats"]["command"] == ["-c", "/etc/sail/nats.conf"]
+    render = compose["services"]["sail-config"]["command"]
+    assert render[:3] == ["python", "-m", "sail.server_config"]
+    config = tmp_path / "nats.conf"
+    env = {**os.environ, "SAIL_SECRET": "s" * 40, "SAIL_FIELD_PASSWORD": "field"}
+    made = subprocess.run(
+        [sys.executable, *render[1:4], str(config), "--store-dir", str(tmp_path / "js")],
+        env=env, cwd=BASE_DIR, capture_output=True, text=True,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    checked = subprocess.run(
+        [str(stack.VENV_BIN / "nats-server"), "-c", str(config), "-t"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "field" not in config.read_text().split('"password"')[1][:80]  # hashed
+
+
 def test_the_demo_island_config_is_read_by_the_agent(tmp_path):
     from island_cli.agent.config import load
 
