@@ -18,12 +18,22 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/archipelago_bench"
 
 
 def bench_env(**overrides: str) -> dict[str, str]:
-    """The production settings on the bench's services, rate limits lifted."""
+    """The production settings on the bench's services, rate limits lifted. Without a
+    ``NATS_URL``, a nats-server of the Sail's own configuration (sail.server_config) is
+    started for the bench, as ``make test`` does."""
     env = dict(os.environ)
     env.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
-    env.setdefault("NATS_URL", "nats://127.0.0.1:4222")
     env.setdefault("SECRET_KEY", "bench-" + "x" * 50)
+    env.setdefault("SAIL_SECRET", "bench-sail-" + "x" * 40)
+    env.setdefault("SAIL_FIELD_PASSWORD", "bench-field")
+    if "NATS_URL" not in env:
+        from portal.stack import embedded_nats
+
+        state = BASE_DIR / ".state" / "bench"
+        env["NATS_URL"] = embedded_nats(state, env["SAIL_SECRET"], env["SAIL_FIELD_PASSWORD"])
+        os.environ.update(NATS_URL=env["NATS_URL"], SAIL_SECRET=env["SAIL_SECRET"])
+        os.environ["SAIL_FIELD_PASSWORD"] = env["SAIL_FIELD_PASSWORD"]
     env.update(
         DEBUG="false",
         API_RATE_LIMIT="1000000000",
@@ -34,6 +44,15 @@ def bench_env(**overrides: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(BASE_DIR)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+def nats_options(env: dict[str, str] | None = None) -> dict[str, str]:
+    """nats-py's options to connect as the coordinator (the Sail admits nobody else to
+    everything)."""
+    from sail.keys import CoordinatorKeys
+
+    secret = (env or os.environ)["SAIL_SECRET"]
+    return {"nkeys_seed_str": CoordinatorKeys.from_secret(secret).coordinator}
 
 
 def create_database(url: str) -> None:

@@ -30,7 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-from common import create_database
+from common import bench_env, create_database, nats_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -171,7 +171,9 @@ async def publish_registrations(nc, ids: list[str]) -> None:
                              "ram_mb": 65536, "region": "eu-west"},
             "version": "0.9.1",
         }  # fmt: skip
-        await nc.publish("coordinator.hosts.register", orjson.dumps(payload))
+        # What an Island with its own key publishes once paired (the coordinator's
+        # identity here speaks for all of them: one connection, not 50,000).
+        await nc.publish(f"host.{host_id}.register", orjson.dumps(payload))
         if i % 1000 == 999:
             await nc.flush()
     await nc.flush()
@@ -214,8 +216,8 @@ async def main(args: argparse.Namespace) -> dict:
          "--without-heartbeat", "--without-mingle", "--without-gossip"],
         logs / "worker.log",
     )  # fmt: skip
-    nc = await nats.connect(os.environ["NATS_URL"], pending_size=64 * 2**20)
-    monitor = await nats.connect(os.environ["NATS_URL"])  # not queued behind the load
+    nc = await nats.connect(os.environ["NATS_URL"], pending_size=64 * 2**20, **nats_options())
+    monitor = await nats.connect(os.environ["NATS_URL"], **nats_options())  # not behind the load
     js = monitor.jetstream(timeout=15)
     db = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
     try:
@@ -318,8 +320,7 @@ def parse_args() -> argparse.Namespace:
 if __name__ == "__main__":
     arguments = parse_args()
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ.setdefault("NATS_URL", "nats://127.0.0.1:4222")
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    os.environ.update(bench_env(DEBUG="false"))  # the Sail's own nats-server unless NATS_URL
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     os.environ["DEBUG"] = "false"
     os.environ.setdefault("SECRET_KEY", "bench-only-" + uuid.uuid4().hex)

@@ -38,7 +38,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import create_database
+from common import create_database, nats_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -117,16 +117,18 @@ def session_cookie() -> tuple[str, str]:
 def new_desktop_code(index: int) -> tuple[str, str]:
     from compute.models import Island
     from pairing import services
+    from sail import keys
 
     island = Island.objects.create(
         id=uuid.uuid4(),
+        nkey=keys.public_key(keys.new_seed()),
         name=f"bench-desktop-{index}",
         region="eu-west",
         agent_version="bench",
         capabilities={"gpu_model": "RTX 4090", "gpu_vram_mb": 24576, "cpu_cores": 16},
         runtimes=["container", "llmcpp"],
     )
-    return str(island.pk), services.request_pairing_code(str(island.pk))["code"]
+    return str(island.pk), services.request_pairing_code(str(island.pk), key=island.nkey)["code"]
 
 
 def new_mobile_session() -> tuple[str, str]:
@@ -329,7 +331,7 @@ class Bench:
         import nats
 
         await self.sign_in()
-        nc = await nats.connect(self.env["NATS_URL"])
+        nc = await nats.connect(self.env["NATS_URL"], **nats_options(self.env))
         try:
             for i in range(self.args.warmup):
                 await self.desktop(nc, i, record=False)

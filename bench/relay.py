@@ -24,7 +24,16 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import orjson
-from common import BASE_DIR, bench_env, cpu_seconds, create_database, rss_mb, start_web, stop
+from common import (
+    BASE_DIR,
+    bench_env,
+    cpu_seconds,
+    create_database,
+    nats_options,
+    rss_mb,
+    start_web,
+    stop,
+)
 
 sys.path.insert(0, str(BASE_DIR))
 PER_ACCOUNT = 5  # streams per account: the production quota
@@ -158,7 +167,7 @@ def publish_events(job_ids: list[str], tokens: int, nats_url: str) -> float:
     import nats
 
     async def go() -> float:
-        nc = await nats.connect(nats_url, pending_size=64 * 2**20)
+        nc = await nats.connect(nats_url, pending_size=64 * 2**20, **nats_options())
         started = time.perf_counter()
         for seq in range(1, tokens + 1):
             for job_id in job_ids:

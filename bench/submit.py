@@ -33,7 +33,16 @@ import threading
 import time
 from decimal import Decimal
 
-from common import bench_env, cpu_ms_per, cpu_seconds, service_cpu, start_web, stop, to_ms
+from common import (
+    bench_env,
+    cpu_ms_per,
+    cpu_seconds,
+    nats_options,
+    service_cpu,
+    start_web,
+    stop,
+    to_ms,
+)
 from relay import bench_cargo_and_island, ensure_streams_exist, setup_django
 
 ACCOUNTS, ISLANDS, SLOTS, CREDITS = 50, 20, 64, Decimal(100_000)
@@ -136,7 +145,7 @@ class Observer:
         import nats
 
         self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
-        nc = await nats.connect(self.url)
+        nc = await nats.connect(self.url, **nats_options())
 
         async def count(_msg: object) -> None:
             self.seen += 1
