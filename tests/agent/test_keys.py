@@ -143,14 +143,21 @@ async def test_a_seed_file_readable_by_others_is_made_private(coordinator, start
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+def flipped(seed: str) -> str:
+    """The seed with one character changed, as a damaged disk might leave it."""
+    return seed[:20] + ("A" if seed[20] != "A" else "B") + seed[21:]
+
+
 @pytest.mark.parametrize(
     "damage",
     [
         lambda seed: "",
         lambda seed: "not a seed at all",
         lambda seed: seed[:30],
+        flipped,
+        lambda seed: keys.new_seed(keys.ACCOUNT),
     ],
-    ids=["empty", "garbage", "truncated"],
+    ids=["empty", "garbage", "truncated", "one-character-changed", "an-account-seed"],
 )
 async def test_a_damaged_seed_file_makes_it_exit_with_code_2_and_one_error_line(
     coordinator, start_agent, tmp_path, damage
