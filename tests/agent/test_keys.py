@@ -56,6 +56,7 @@ async def test_once_paired_it_reconnects_hears_already_paired_and_gets_ready(
     await coordinator.wait_for(
         "status", lambda m: m["state"] == "succeeded", job_id=assignment["job_id"]
     )
+    assert len(coordinator.of("register", host_id=agent.host_id)) == 1
     assert agent.state()["paired"] is True
     assert agent.state()["account_id"] == ACCOUNT_ID
 
