@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -183,7 +183,16 @@ async def nc() -> AsyncIterator[Client]:
 
 
 @pytest.fixture
-async def coordinator(nc, admissions) -> AsyncIterator[Coordinator]:
+def callout_threads(django_db_blocker) -> Iterator[None]:
+    """Lets the callout's threads touch the database layer: it answers on portal.tx's
+    shared threads, which close the connections earlier tests left them
+    (close_old_connections) before they call the test's admit, which needs none."""
+    with django_db_blocker.unblock():
+        yield
+
+
+@pytest.fixture
+async def coordinator(nc, admissions, callout_threads) -> AsyncIterator[Coordinator]:
     """The test's coordinator and its auth callout, with the JOBS stream in place (left
     as it was found)."""
     js = nc.jetstream()

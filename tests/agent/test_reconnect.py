@@ -76,7 +76,9 @@ async def private_nats(tmp_path) -> AsyncIterator[PrivateNats]:
 
 
 @pytest.fixture
-async def private_coordinator(private_nats, admissions) -> AsyncIterator[Coordinator]:
+async def private_coordinator(
+    private_nats, admissions, callout_threads
+) -> AsyncIterator[Coordinator]:
     """The test's coordinator and auth callout on the private server, with a JOBS stream."""
     client = await nats.connect(
         private_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1, **credentials()
