@@ -1,6 +1,11 @@
 """Fixtures for the reference Island agent. The agent runs as a real process
-(``python -m island_cli.agent``) against the suite's NATS server with JetStream; the test
-plays the coordinator with nats-py."""
+(``python -m island_cli.agent``) against the suite's NATS server, which runs the Sail's
+configuration (sail.server_config): nobody connects anonymously. The test plays the
+coordinator (tests/agent/coordinator.py), with its auth callout.
+
+An agent starts with its own key by default (the seed written beforehand, so that the
+test knows the key) and paired; ``paired=False`` leaves its key unpaired, ``field=True``
+starts it as an upstream agent would, with the shared field user's password."""
 
 import asyncio
 import contextlib
@@ -9,134 +14,86 @@ import os
 import signal
 import sys
 import uuid
-from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import nats
 import pytest
 import tomli_w
+from island_cli.agent.identity import SEED_FILE
 from nats.aio.client import Client
-from nats.js.api import StreamConfig
+
+from sail import keys, subjects
+from sail.client import credentials
+
+from .coordinator import (
+    WAIT,
+    Admissions,
+    Coordinator,
+    ensure_jobs_stream,
+    forget_islands,
+    running_callout,
+)
 
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
-WAIT = 10.0
+REFUSED = "permissions violation"  # as nats-py reports it
 
 
-class Coordinator:
-    """The coordinator's side of the protocol, recording what Islands publish."""
-
-    def __init__(self, nc: Client):
-        self.nc = nc
-        self.js = nc.jetstream()
-        self.messages: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        self._changed = asyncio.Condition()
-        self.pairing_replies: list[dict[str, Any]] = [
-            {
-                "success": True,
-                "code": "A3X9K2",
-                "expires_in_seconds": 600,
-                "pair_url": "http://portal.test/pair",
-            }
-        ]
-        self.pairing_requests: list[dict[str, Any]] = []
-        self.received = 0
-
-    async def start(self) -> None:
-        for subject in ("coordinator.hosts.register", "host.*.*"):
-            await self.nc.subscribe(subject, cb=self._record)
-        await self.nc.subscribe("coordinator.hosts.pairing", cb=self._pairing)
-        await self.nc.subscribe("host.*.ping", cb=self._ping)
-        await self.nc.flush()
-
-    async def _record(self, msg: Any) -> None:
-        kind = msg.subject if msg.subject.startswith("coordinator.") else msg.subject.split(".")[-1]
-        if kind == "ping":
-            return
-        try:
-            payload = json.loads(msg.data)
-        except ValueError:
-            return
-        if not isinstance(payload, dict):
-            return
-        payload["_subject"] = msg.subject
-        async with self._changed:
-            self.received += 1
-            payload["_n"] = self.received
-            self.messages[kind].append(payload)
-            self._changed.notify_all()
-
-    async def _pairing(self, msg: Any) -> None:
-        self.pairing_requests.append(json.loads(msg.data))
-        reply = self.pairing_replies[min(len(self.pairing_requests), len(self.pairing_replies)) - 1]
-        await msg.respond(json.dumps(reply).encode())
-
-    async def _ping(self, msg: Any) -> None:
-        await msg.respond(b"{}")
-
-    def of(
-        self, kind: str, host_id: str | None = None, job_id: str | None = None
-    ) -> list[dict[str, Any]]:
-        return [
-            m
-            for m in self.messages[kind]
-            if (host_id is None or m.get("host_id", m["_subject"].split(".")[1]) == host_id)
-            and (job_id is None or m.get("job_id") == job_id)
-        ]
-
-    async def wait_for(
-        self,
-        kind: str,
-        predicate=lambda m: True,
-        *,
-        count: int = 1,
-        within: float = WAIT,
-        **filters: Any,
-    ) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
-        """The first ``count`` messages of ``kind`` that match, waiting for them."""
-
-        def matching() -> list[dict[str, Any]]:
-            return [m for m in self.of(kind, **filters) if predicate(m)]
-
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: len(matching()) >= count), within)
-        return matching()[:count]
-
-    async def states(self, job_id: str) -> list[str]:
-        return [m["state"] for m in self.of("status", job_id=job_id)]
-
-    async def assign(self, host_id: str, job: dict[str, Any], *, core: bool = False) -> None:
-        subject = f"host.{host_id}.jobs"
-        if core:
-            await self.nc.publish(subject, json.dumps(job).encode())
-        else:
-            await self.js.publish(subject, json.dumps(job).encode(), stream="JOBS")
-
-    async def send(self, host_id: str, kind: str, payload: dict[str, Any]) -> None:
-        await self.nc.publish(f"host.{host_id}.{kind}", json.dumps(payload).encode())
-        await self.nc.flush()
+def field_url(nats_url: str = NATS_URL) -> str:
+    """``nats_url`` with the shared field user's name and password in it."""
+    password = os.environ.get("SAIL_FIELD_PASSWORD")
+    if not password:
+        pytest.skip("the suite's NATS server has no field user (SAIL_FIELD_PASSWORD)")
+    user = os.environ.get("SAIL_FIELD_USER") or "island"
+    return nats_url.replace("://", f"://{quote(user)}:{quote(password, safe='')}@", 1)
 
 
-def job(runtime_type: str = "container", **fields: Any) -> dict[str, Any]:
-    """A job assignment of the protocol."""
-    return {
-        "job_id": str(uuid.uuid4()),
-        "workload_id": "llm-chat",
-        "input": {"messages": [{"role": "user", "content": "hello island"}], "max_tokens": 64},
-        "lease_expires": 0,
-        "runtime_type": runtime_type,
-        **fields,
-    }
+def write_seed(state_dir: Path) -> str:
+    """A new key for an Island, as it would make it on first start; its public key."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    seed = keys.new_seed()
+    path = state_dir / SEED_FILE
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(seed + "\n")
+    return keys.public_key(seed)
+
+
+def own_key(state_dir: Path, *, make: bool) -> str | None:
+    """The key of the Island's seed: the one in ``state_dir``, else a new one if
+    ``make``, else None (the agent is to make it)."""
+    if (state_dir / SEED_FILE).exists():
+        return key_of(state_dir)
+    return write_seed(state_dir) if make else None
+
+
+def key_of(state_dir: Path) -> str | None:
+    """The public key of the seed in ``state_dir``, None if it holds none."""
+    try:
+        return keys.public_key((state_dir / SEED_FILE).read_text().strip())
+    except Exception:  # a damaged file, left for the agent to refuse
+        return None
 
 
 class AgentProcess:
-    def __init__(self, proc: asyncio.subprocess.Process, host_id: str, state_dir: Path):
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        host_id: str,
+        state_dir: Path,
+        *,
+        key: str | None,
+    ):
         self.proc = proc
         self.host_id = host_id
         self.state_dir = state_dir
+        self.key = key  # None: the field user
         self.lines: list[str] = []
         self.errors: list[str] = []
+        # Whether the server may refuse it something (a test that unpairs it while it
+        # works); otherwise it must never try what its permissions do not allow.
+        self.refusals_expected = False
         self._changed = asyncio.Condition()
         self._readers = [
             asyncio.create_task(self._read(proc.stdout, self.lines)),  # type: ignore[arg-type]
@@ -149,9 +106,11 @@ class AgentProcess:
                 into.append(raw.decode().rstrip("\n"))
                 self._changed.notify_all()
 
-    async def wait_for_line(self, text: str, within: float = WAIT) -> str:
+    async def wait_for_line(self, text: str, within: float = WAIT, *, after: int = 0) -> str:
+        """The first line printed (from line number ``after`` on) that contains ``text``."""
+
         def found() -> str | None:
-            return next((line for line in self.lines if text in line), None)
+            return next((line for line in self.lines[after:] if text in line), None)
 
         async with self._changed:
             try:
@@ -161,6 +120,10 @@ class AgentProcess:
                     f"{text!r} not printed; stdout={self.lines} stderr={self.errors}"
                 ) from None
         return found()  # type: ignore[return-value]
+
+    def refusals(self) -> list[str]:
+        """What the server refused it (nats-py reports it, the agent logs it)."""
+        return [line for line in self.errors if REFUSED in line.lower()]
 
     def state(self) -> dict[str, Any]:
         return json.loads((self.state_dir / "state.json").read_text())
@@ -206,54 +169,81 @@ def agent_config(
 
 
 @pytest.fixture
+def admissions() -> Admissions:
+    """Which keys the test's auth callout admits as paired Islands."""
+    return Admissions()
+
+
+@pytest.fixture
 async def nc() -> AsyncIterator[Client]:
-    """A nats-py connection to the suite's NATS server."""
-    client = await nats.connect(NATS_URL)
+    """A nats-py connection to the suite's NATS server, as the coordinator."""
+    client = await nats.connect(NATS_URL, **credentials())
     yield client
     await client.close()
 
 
 @pytest.fixture
-async def coordinator(nc) -> AsyncIterator[Coordinator]:
-    """The test's coordinator, with the JOBS stream in place (left as it was found)."""
-    js = nc.jetstream()
-    created = False
-    try:
-        await js.stream_info("JOBS")
-    except nats.js.errors.NotFoundError:
-        await js.add_stream(StreamConfig(name="JOBS", subjects=["host.*.jobs"]))
-        created = True
-    coordinator = Coordinator(nc)
-    await coordinator.start()
-    yield coordinator
-    if created:
-        await js.delete_stream("JOBS")
-        return
-    for register in coordinator.messages["coordinator.hosts.register"]:
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await js.delete_consumer("JOBS", f"host-{register['host_id']}")
+def callout_threads(django_db_blocker) -> Iterator[None]:
+    """Lets the callout's threads touch the database layer: it answers on portal.tx's
+    shared threads, which close the connections earlier tests left them
+    (close_old_connections) before they call the test's admit, which needs none."""
+    with django_db_blocker.unblock():
+        yield
 
 
 @pytest.fixture
-async def start_agent(tmp_path) -> AsyncIterator[Any]:
-    """Starts ``python -m island_cli.agent`` with a config written from keyword arguments."""
+async def coordinator(nc, admissions, callout_threads) -> AsyncIterator[Coordinator]:
+    """The test's coordinator and its auth callout, with the JOBS stream in place (left
+    as it was found)."""
+    js = nc.jetstream()
+    created = await ensure_jobs_stream(js)
+    coordinator = Coordinator(nc, admissions)
+    await coordinator.start()
+    async with running_callout(NATS_URL, js, admissions):
+        yield coordinator
+    if created:
+        await js.delete_stream(subjects.JOBS_STREAM)
+    else:
+        await forget_islands(js, admissions.hosts())
+
+
+@pytest.fixture
+async def start_agent(tmp_path, admissions) -> AsyncIterator[Any]:
+    """Starts ``python -m island_cli.agent`` with a config written from keyword arguments.
+
+    With its own key (the default), its seed is written first unless one is there, or
+    ``make_key=False``; ``paired`` pairs the key with its host_id. ``field=True``: the
+    shared field user's password in its nats_url, and no key."""
     agents: list[AgentProcess] = []
 
     async def start(
         *args: str,
         host_id: str | None = "new",
         nats_url: str = NATS_URL,
+        field: bool = False,
+        paired: bool = True,
+        make_key: bool = True,
         wait_connected: bool = True,
         **agent: Any,
     ) -> AgentProcess:
         host_id = str(uuid.uuid4()) if host_id == "new" else host_id
+        state_dir = tmp_path / "state"
+        key = None
+        if field:
+            nats_url = field_url(nats_url)
+        else:
+            key = own_key(state_dir, make=make_key)
+            if paired:
+                assert key is not None, "no key to pair (make_key=False)"
+                assert host_id is not None, "a key is paired with a known host_id"
+                admissions.paired[key] = host_id
         path = agent_config(tmp_path, host_id, nats_url, **agent)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "island_cli.agent", "--config", str(path), *args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
-        process = AgentProcess(proc, host_id or "", tmp_path / "state")
+        process = AgentProcess(proc, host_id or "", state_dir, key=key)
         agents.append(process)
         if wait_connected:
             await process.wait_for_line("Connected")
@@ -263,3 +253,6 @@ async def start_agent(tmp_path) -> AsyncIterator[Any]:
     for process in agents:
         with contextlib.suppress(ProcessLookupError):
             await process.kill()
+    for process in agents:
+        if not process.refusals_expected:
+            assert process.refusals() == [], "the agent tried what its permissions do not allow"

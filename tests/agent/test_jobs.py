@@ -1,12 +1,12 @@
-"""Running assignments: JetStream intake, the message sequence, cancel, time limits,
-leases and concurrency."""
+"""Running assignments: JetStream intake (the consumer ``host-{id}`` the coordinator made
+for an Island with a key), the message sequence, cancel, time limits, leases and
+concurrency. (Core NATS intake, for field Islands: test_field.py.)"""
 
 import asyncio
-import uuid
 
 from island_cli.agent.runtimes.mock import reply_tokens
 
-from .conftest import job
+from .coordinator import job
 
 
 async def consumer_info(coordinator, host_id):
@@ -177,38 +177,28 @@ async def test_a_job_for_an_unsupported_runtime_fails_clearly(coordinator, start
 
 
 async def test_a_redelivered_job_runs_only_once(coordinator, start_agent):
-    agent = await start_agent(jobs_stream=f"ABSENT_{uuid.uuid4().hex}")
+    agent = await start_agent()
     assignment = job()
 
-    await coordinator.assign(agent.host_id, assignment, core=True)
-    await coordinator.assign(agent.host_id, assignment, core=True)
+    await coordinator.assign(agent.host_id, assignment)
+    await coordinator.assign(agent.host_id, assignment)
 
     await coordinator.wait_for(
         "status", lambda m: m["state"] == "succeeded", job_id=assignment["job_id"]
     )
     await asyncio.sleep(0.3)
     assert await coordinator.states(assignment["job_id"]) == ["started", "streaming", "succeeded"]
-
-
-async def test_without_the_jobs_stream_it_takes_jobs_from_core_nats(coordinator, start_agent):
-    agent = await start_agent(jobs_stream=f"ABSENT_{uuid.uuid4().hex}")
-    assignment = job()
-
-    await coordinator.assign(agent.host_id, assignment, core=True)
-
-    await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=assignment["job_id"]
-    )
+    assert (await consumer_info(coordinator, agent.host_id)).num_ack_pending == 0
 
 
 async def test_a_job_cancelled_before_it_arrives_is_reported_cancelled_and_not_run(
     coordinator, start_agent
 ):
-    agent = await start_agent(jobs_stream=f"ABSENT_{uuid.uuid4().hex}")
+    agent = await start_agent()
     assignment = job()
 
     await coordinator.send(agent.host_id, "cancel", {"job_id": assignment["job_id"]})
-    await coordinator.assign(agent.host_id, assignment, core=True)
+    await coordinator.assign(agent.host_id, assignment)
 
     await coordinator.wait_for(
         "status", lambda m: m["state"] == "cancelled", job_id=assignment["job_id"]

@@ -1,5 +1,6 @@
-"""The connection on a private nats-server that the test can stop and restart: the
-client name, and registering again (and taking jobs) after the server comes back."""
+"""The connection on a private nats-server (the Sail's configuration, with the test's
+auth callout) that the test can stop and restart: the client name, and registering again
+(and taking jobs) after the server comes back."""
 
 import asyncio
 import contextlib
@@ -12,9 +13,12 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
-from nats.js.api import StreamConfig
+from django.conf import settings
 
-from .conftest import Coordinator, job
+from sail import keys, server_config
+from sail.client import credentials
+
+from .coordinator import Coordinator, ensure_jobs_stream, job, running_callout
 
 NATS_SERVER = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which(
     "nats-server"
@@ -39,10 +43,14 @@ class PrivateNats:
         return f"nats://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        args = ["-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port)]
-        self.proc = await asyncio.create_subprocess_exec(
-            NATS_SERVER, *args, "-js", "-sd", str(self.store)
+        config = self.store.parent / "nats.conf"
+        config.write_text(
+            server_config.render(
+                server_config.Server("127.0.0.1", self.port, str(self.store), self.monitor_port),
+                keys.CoordinatorKeys.from_secret(settings.SAIL_SECRET),
+            )
         )
+        self.proc = await asyncio.create_subprocess_exec(NATS_SERVER, "-c", str(config))
         for _ in range(100):
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
@@ -60,7 +68,7 @@ class PrivateNats:
 
 @pytest.fixture
 async def private_nats(tmp_path) -> AsyncIterator[PrivateNats]:
-    """A nats-server with JetStream and monitoring, only for this test."""
+    """A nats-server of the Sail's configuration, with monitoring, only for this test."""
     server = PrivateNats(tmp_path / "js")
     await server.start()
     yield server
@@ -68,15 +76,18 @@ async def private_nats(tmp_path) -> AsyncIterator[PrivateNats]:
 
 
 @pytest.fixture
-async def private_coordinator(private_nats) -> AsyncIterator[Coordinator]:
-    """The test's coordinator on the private server, with a JOBS stream."""
+async def private_coordinator(
+    private_nats, admissions, callout_threads
+) -> AsyncIterator[Coordinator]:
+    """The test's coordinator and auth callout on the private server, with a JOBS stream."""
     client = await nats.connect(
-        private_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1
+        private_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1, **credentials()
     )
-    coordinator = Coordinator(client)
+    coordinator = Coordinator(client, admissions)
     await coordinator.start()
-    await coordinator.js.add_stream(StreamConfig(name="JOBS", subjects=["host.*.jobs"]))
-    yield coordinator
+    await ensure_jobs_stream(coordinator.js)
+    async with running_callout(private_nats.url, coordinator.js, admissions):
+        yield coordinator
     await client.close()
 
 
@@ -97,17 +108,16 @@ async def test_after_its_nats_server_restarts_it_registers_again_and_takes_jobs(
 ):
     coordinator = private_coordinator
     agent = await start_agent(nats_url=private_nats.url)
-    await coordinator.wait_for("coordinator.hosts.register", host_id=agent.host_id)
+    await coordinator.wait_for("register", host_id=agent.host_id)
 
     await private_nats.stop()
     await private_nats.start()
 
-    await coordinator.wait_for(
-        "coordinator.hosts.register", host_id=agent.host_id, count=2, within=15
-    )
+    # Its backoff, and keys wait for the callout's own reconnection: seconds.
+    await coordinator.wait_for("register", host_id=agent.host_id, count=2, within=30)
     await coordinator.wait_for(
         "heartbeat",
-        lambda m: m["_n"] > coordinator.of("coordinator.hosts.register")[-1]["_n"],
+        lambda m: m["_n"] > coordinator.of("register")[-1]["_n"],
         host_id=agent.host_id,
     )
     assignment = job()

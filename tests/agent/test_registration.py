@@ -1,4 +1,5 @@
-"""Registration, heartbeats and the connection of the reference agent."""
+"""Registration, heartbeats and the connection of the reference agent (with its own
+key, paired: it registers on its own subject, host.{id}.register)."""
 
 import itertools
 import time
@@ -18,8 +19,9 @@ def no_nulls(value) -> bool:
 async def test_it_registers_with_the_machines_real_capabilities(coordinator, start_agent):
     agent = await start_agent()
 
-    [register] = await coordinator.wait_for("coordinator.hosts.register", host_id=agent.host_id)
+    [register] = await coordinator.wait_for("register", host_id=agent.host_id)
 
+    assert register["_subject"] == f"host.{agent.host_id}.register"
     assert {key for key in register if not key.startswith("_")} == {
         "host_id",
         "capabilities",
@@ -45,6 +47,7 @@ async def test_its_heartbeat_has_every_field_and_the_asking_prices_of_its_config
     )
 
     beat = beats[0]
+    assert beat["_subject"] == f"host.{agent.host_id}.heartbeat"
     assert beat["status"] == "online"
     assert beat["active_jobs"] == 0
     assert abs(beat["timestamp"] - time.time() * 1000) < 10_000

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from .conftest import job
+from .coordinator import job
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

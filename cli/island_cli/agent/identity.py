@@ -10,6 +10,8 @@
   the protocol's plain subjects (``coordinator.hosts.register``, ``...pairing``).
 """
 
+import base64
+import binascii
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +67,25 @@ def load(nats_url: str, state_dir: Path) -> Identity:
         if path.stat().st_mode & 0o077:
             path.chmod(0o600)
         seed = path.read_text(encoding="ascii").strip()
-        nkeys.from_seed(bytearray(seed.encode()))  # a damaged file fails here, clearly
+        _check(seed)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read or write {path}: {exc}") from exc
-    except Exception as exc:  # nkeys' own errors: not a seed
+    except Exception as exc:  # _check's and nkeys' errors: not a seed
         raise ConfigError(f"{path} does not hold an nkey seed: {exc}") from exc
     return Identity(seed=seed)
+
+
+def _check(seed: str) -> None:
+    """Raise unless ``seed`` is an intact user seed. nkeys decodes a seed without its
+    checksum or its kind: a damaged file would silently be another key (a new, unpaired
+    Island), and an account's seed a key the Sail refuses on every connection."""
+    try:
+        raw = base64.b32decode(seed + "=" * (-len(seed) % 8))
+    except (binascii.Error, ValueError):
+        raise ValueError("not base32") from None
+    if len(raw) != 36:
+        raise ValueError("not the length of a seed")
+    if nkeys.crc16_checksum(bytearray(raw[:-2])) != raw[-2:]:
+        raise ValueError("its checksum is wrong")
+    if not nkeys.from_seed(bytearray(seed.encode())).public_key.startswith(b"U"):
+        raise ValueError("not the seed of a user key")

@@ -206,9 +206,10 @@ class Island:
             # unpaired: what it may do now is the coordinator's answer.
             if self._pairing is not None:
                 self._pairing.cancel()
+            was_ready = self.ready
             self._pairing = asyncio.create_task(self._pair(first=await self._ask()))
-            if not self.ready:
-                return
+            if not (was_ready and self.ready):
+                return  # unpaired, or just made ready (registered, intake new) by the answer
         await self.register()
         await self.jobs.restart_intake()
 
