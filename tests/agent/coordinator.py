@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,14 +29,17 @@ class Admissions:
 
     def __init__(self) -> None:
         self.paired: dict[str, str] = {}
+        self.ttl_seconds = 3600  # how long a paired Island's admission lasts
+        self.admitted: Counter[str] = Counter()  # admissions per key
 
     def __call__(self, *, key: str, ip: str) -> Grant:
+        self.admitted[key] += 1
         host_id = self.paired.get(key)
         if host_id is None:
             publish, subscribe = permissions.unpaired(key)
             return Grant(f"unpaired:{key[:16]}", publish, subscribe, UNPAIRED_CREDENTIAL_SECONDS)
         publish, subscribe = permissions.island(host_id, key)
-        return Grant(f"island:{host_id}", publish, subscribe, 3600, host_id)
+        return Grant(f"island:{host_id}", publish, subscribe, self.ttl_seconds, host_id)
 
     def hosts(self) -> set[str]:
         return set(self.paired.values())

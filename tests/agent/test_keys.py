@@ -176,3 +176,26 @@ async def test_a_damaged_seed_file_makes_it_exit_with_code_2_and_one_error_line(
     assert error.startswith("Error: ")
     assert str(path) in error
     assert coordinator.pairing_requests == []
+
+
+async def test_it_goes_on_when_its_credentials_expire_and_are_issued_anew(
+    coordinator, start_agent, admissions
+):
+    """GIVEN admissions that last 2 s (the server disconnects the Island then) THEN the
+    agent authenticates again by itself and keeps heartbeating and taking jobs."""
+    admissions.ttl_seconds = 2
+    agent = await start_agent()
+    await coordinator.wait_for("heartbeat", host_id=agent.host_id)
+    for _ in range(100):  # two expiries, each followed by a new admission
+        if admissions.admitted[agent.key] >= 3:
+            break
+        await asyncio.sleep(0.1)
+    assert admissions.admitted[agent.key] >= 3
+    beats = len(coordinator.of("heartbeat", host_id=agent.host_id))
+    await coordinator.wait_for("heartbeat", host_id=agent.host_id, count=beats + 3)
+    assignment = job()
+    await coordinator.assign(agent.host_id, assignment)
+    await coordinator.wait_for(
+        "status", lambda m: m["state"] == "succeeded", job_id=assignment["job_id"]
+    )
+    assert agent.refusals() == []

@@ -19,6 +19,19 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 30.0
 
 
+class _Client(nats.NATS):
+    """nats-py closes a connection for good when the server says that its credentials
+    expired (-ERR 'User Authentication Expired'; nats-io/nats.py#1019), where the Go
+    client reconnects and authenticates anew. An Island's admission lasts an hour
+    (README, "The Sail's security"): reconnect, as for a stale connection."""
+
+    async def _process_err(self, err_msg: str) -> None:
+        if "authentication expired" in err_msg.lower():
+            await self._process_op_err(nats.errors.StaleConnectionError())
+            return
+        await super()._process_err(err_msg)
+
+
 def backoff_delay(attempt: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
     """Seconds to wait before attempt ``attempt + 1``: base doubled per failed attempt,
     capped, with "equal jitter" (between half and all of it) so that a fleet of Islands
@@ -73,7 +86,7 @@ async def connect(
 
     attempt = 0
     while True:
-        client = nats.NATS()
+        client = _Client()
         try:
             # nats-py retries a first connection forever at a fixed interval; with one retry
             # allowed here, the loop below applies the protocol's backoff instead.
