@@ -54,10 +54,13 @@ def make_islands(count: int, rng: random.Random) -> None:
     from django.utils import timezone
 
     from compute.models import Island, Job
+    from portal.models import User
 
     Job.objects.all().delete()
     Island.objects.all().delete()
     now = timezone.now()
+    # Placement takes only paired Islands: every one of these has an owner.
+    owner, _ = User.objects.get_or_create(email="placement-owner@bench.invalid")
     rows = []
     for i in range(count):
         vram = rng.choice([0, 8000, 12000, 24000, 80000])
@@ -71,7 +74,7 @@ def make_islands(count: int, rng: random.Random) -> None:
             warm_workloads=["bench-chat"] if rng.random() < 0.2 else [],
             asking_prices={"_default": f"{rng.uniform(0.001, 0.02):.4f}"},
             max_concurrent_jobs=rng.choice([1, 2, 4]), karma=rng.randint(0, 120),
-            last_heartbeat_at=now,
+            last_heartbeat_at=now, owner=owner,
         ))  # fmt: skip
     Island.objects.bulk_create(rows, batch_size=2000)
 

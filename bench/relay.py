@@ -99,10 +99,12 @@ def bench_cargo_and_island(owner: object, slots: int) -> tuple:
 
     from compute.models import Cargo, Island
     from compute.seed import seed_cargos
+    from sail import keys
 
     seed_cargos()
     island = Island.objects.create(
         id=uuid.uuid4(), owner=owner, name=f"bench-{int(time.time())}", status="online",
+        nkey=keys.public_key(keys.new_seed()),  # its own key, as the reference agent's
         capabilities={"cpu_cores": 8, "ram_mb": 16384}, runtimes=["container", "llmcpp"],
         max_concurrent_jobs=slots, last_heartbeat_at=timezone.now(), paired_at=timezone.now(),
     )  # fmt: skip
