@@ -320,7 +320,7 @@ def parse_args() -> argparse.Namespace:
 if __name__ == "__main__":
     arguments = parse_args()
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ.update(bench_env(DEBUG="false"))  # the Sail's own nats-server unless NATS_URL
+    os.environ.update(bench_env())  # the Sail's own nats-server unless NATS_URL
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     os.environ["DEBUG"] = "false"
     os.environ.setdefault("SECRET_KEY", "bench-only-" + uuid.uuid4().hex)
