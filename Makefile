@@ -10,13 +10,13 @@ LOCK_SOURCES := pyproject.toml cli/pyproject.toml requirements/tools.in
 .PHONY: run test lint format typecheck lock upgrade
 # Options of the run command: make run ARGS="--verbose --new-demo-key --no-island"
 run: $(VENV)/.installed
-	$(BIN)/python -m portal.stack run $(ARGS)
+	$(BIN)/python -m config.stack run $(ARGS)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DEBUG=true $(BIN)/mypy .
-	$(BIN)/python -m portal.stack test
+	$(BIN)/python -m config.stack test
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -28,7 +28,7 @@ def bench_env(**overrides: str) -> dict[str, str]:
     env.setdefault("SAIL_SECRET", "bench-sail-" + "x" * 40)
     env.setdefault("SAIL_FIELD_PASSWORD", "bench-field")
     if "NATS_URL" not in env:
-        from portal.stack import embedded_nats
+        from config.stack import embedded_nats
 
         state = BASE_DIR / ".state" / "bench"
         env["NATS_URL"] = embedded_nats(state, env["SAIL_SECRET"], env["SAIL_FIELD_PASSWORD"])

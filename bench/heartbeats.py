@@ -211,7 +211,7 @@ async def main(args: argparse.Namespace) -> dict:
     logs.mkdir(parents=True, exist_ok=True)
     bridge = spawn([sys.executable, "manage.py", "sail_bridge"], logs / "bridge.log")
     worker = spawn(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", args.pool,
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", args.pool,
          "--concurrency", str(args.concurrency), "--prefetch-multiplier", "1", "--loglevel", "WARNING",
          "--without-heartbeat", "--without-mingle", "--without-gossip"],
         logs / "worker.log",
@@ -321,7 +321,7 @@ if __name__ == "__main__":
     arguments = parse_args()
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
     os.environ.update(bench_env())  # the Sail's own nats-server unless NATS_URL
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["DEBUG"] = "false"
     os.environ.setdefault("SECRET_KEY", "bench-only-" + uuid.uuid4().hex)
     prepare_database(os.environ["DATABASE_URL"])

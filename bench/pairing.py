@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/pairing.py --iterations 200
 
-Starts what it needs on the services that ``portal.stack`` resolves (Postgres, Redis,
+Starts what it needs on the services that ``config.stack`` resolves (Postgres, Redis,
 NATS; embedded ones when a URL is missing or unreachable): a scratch database (default
 ``archipelago_bench_pairing``, created and migrated when missing), the production web
 process (granian as in the Procfile, or uvicorn) and, for ``--agents``, the NATS bridge.
@@ -58,7 +58,7 @@ def free_port() -> int:
 
 def prepare_environment(args: argparse.Namespace) -> dict[str, str]:
     """Resolve the services like ``make test`` does; returns the web process's env."""
-    from portal import stack
+    from config import stack
 
     os.environ["DATABASE_URL"] = args.database_url
     state = Path(os.environ.get("STATE_DIR", BASE_DIR / ".state" / "bench-pairing"))
@@ -66,7 +66,7 @@ def prepare_environment(args: argparse.Namespace) -> dict[str, str]:
     port = free_port()
     env.update(
         DEBUG="false",
-        DJANGO_SETTINGS_MODULE="portal.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         PUBLIC_URL=f"http://127.0.0.1:{port}",
         PORT=str(port),
         DB_POOL_SIZE=env.get("DB_POOL_SIZE", "10"),
@@ -151,10 +151,10 @@ def web_command(server: str, workers: int, port: str) -> list[str]:
         return [
             sys.executable, "-m", "granian", "--interface", "asginl", "--host", "127.0.0.1",
             "--port", port, "--workers", str(workers), "--loop", "uvloop", "--no-access-log",
-            "--log-level", "warning", "portal.asgi:application",
+            "--log-level", "warning", "config.asgi:application",
         ]  # fmt: skip
     return [
-        sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
+        sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
         "--port", port, "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip

@@ -43,7 +43,7 @@ def setup_django(env: dict[str, str]) -> None:
     """Create and migrate the bench database; Django is then usable in this process."""
     create_database(env["DATABASE_URL"])
     os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()

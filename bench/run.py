@@ -33,7 +33,7 @@ from common import (
 )
 
 sys.path.insert(0, str(BASE_DIR))
-APP = "portal.asgi:application"
+APP = "config.asgi:application"
 
 
 def server_command(server: str, port: int, workers: int) -> list[str]:
@@ -62,7 +62,7 @@ def prepare(env: dict[str, str]) -> str:
     """Migrate the bench database and return a fresh read key of the bench account."""
     create_database(env["DATABASE_URL"])
     os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()

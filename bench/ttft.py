@@ -151,7 +151,7 @@ def main() -> None:
     islands_process.start()
     assert here.recv() == "ready"
     worker = start(  # at the Procfile's priority (WORKER_NICE)
-        ["nice", "-n", "10", sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
+        ["nice", "-n", "10", sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads",
          "--concurrency", "8", "--loglevel", "WARNING", "--without-heartbeat",
          "--without-mingle", "--without-gossip"], env,
     )  # fmt: skip

@@ -28,8 +28,8 @@ from django.utils import timezone
 
 from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, SavedBid
 from compute.models import Cargo, Island, Job
+from core.prepared import Prepared
 from portal.models import User
-from portal.prepared import Prepared
 
 SURGE_MULTIPLIER = Decimal("1.25")
 SUGGESTED_BID_MULTIPLIER = Decimal("1.05")
@@ -79,7 +79,7 @@ def ask_of(island: Island, cargo: Cargo, overrides: dict | None = None) -> Decim
         return cargo.price_per_job
 
 
-# Read on every submission: built once (portal.prepared).
+# Read on every submission: built once (core.prepared).
 ask_rows = Prepared(  # the owners' API asks of a Cargo: (island_id, price)
     lambda cargo: AskingPrice.objects.filter(cargo_id=cargo).values_list("island_id", "price"),
     cargo=int,

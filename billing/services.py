@@ -18,10 +18,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing.models import Balance, LedgerEntry
-from portal import prepared, tx
-from portal.api.errors import ApiError
+from core import prepared, tx
+from core.errors import ApiError
+from core.prepared import Prepared
 from portal.models import User
-from portal.prepared import Prepared
 
 if TYPE_CHECKING:
     from compute.models import Job
@@ -316,7 +316,7 @@ def _job_entries(job_id: uuid.UUID) -> dict[str, Decimal]:
     return {key.split(":", 1)[0]: amount for key, amount in _entries_of_job.rows(job=job_id)}
 
 
-# Run at every job's end: built once (portal.prepared).
+# Run at every job's end: built once (core.prepared).
 _entries_of_job = Prepared(
     lambda job: LedgerEntry.objects.filter(job_id=job).values_list("idempotency_key", "amount"),
     job=uuid.UUID,

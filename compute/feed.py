@@ -43,7 +43,7 @@ from compute.models import Job
 from compute.services.jobs import WAITING, event_token, usage_of
 from compute.services.publish import Assignment, job_events_subject
 from compute.services.waiting import queued_event
-from portal.tx import in_thread
+from core.tx import in_thread
 from sail.client import loop_connection, loop_epoch
 from sail.job_events import parse_output
 from sail.registry import Incoming

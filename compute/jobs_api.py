@@ -18,7 +18,9 @@ from compute.selectors import cargos as cargo_selectors
 from compute.selectors.jobs import job_of, jobs_of
 from compute.services import dispatch, idempotency, jobs, submission, waiting
 from compute.services.publish import Outbox
-from portal import tx
+from core import tx
+from core.errors import ApiError
+from core.tx import AsyncTx, SyncTx, run_sync
 from portal.api.base import (
     InputSerializer,
     PageSerializer,
@@ -29,10 +31,8 @@ from portal.api.base import (
     plain_text,
     validated,
 )
-from portal.api.errors import ApiError
 from portal.api.lane import Call, Reply
 from portal.models import User
-from portal.tx import AsyncTx, SyncTx, run_sync
 
 _datetime = serializers.DateTimeField()
 

@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework.exceptions import APIException
 
 from compute.feed import Feed
 from compute.models import Job
@@ -36,10 +35,11 @@ from compute.streaming import (
     slots,
     sse_response,
 )
-from portal import tx
+from core import tx
+from core.tx import AsyncTx, SyncTx, run_sync
 from portal.api.base import validated
+from portal.api.errors import REFUSALS, Refusal
 from portal.api.lane import Call, Reply, error_reply
-from portal.tx import AsyncTx, SyncTx, run_sync
 
 logger = logging.getLogger(__name__)
 SCOPE = "POST /chat/completions"
@@ -183,16 +183,16 @@ async def answer(chat: Chat, outbox: Outbox) -> tuple[int, Any, AsyncIterator[by
 NO_RETRY = {"x-should-retry": "false"}  # the job ran and failed: a new one is the caller's call
 
 
-def _error_type(exc: APIException) -> str:
+def _error_type(exc: Refusal) -> str:
     status = getattr(exc, "status_code", 500)
     return ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
-def openai_error(exc: APIException) -> JsonResponse:
+def openai_error(exc: Refusal) -> JsonResponse:
     return error_response(exc, allow="POST", type=_error_type(exc))
 
 
-def openai_error_reply(exc: APIException) -> Reply:
+def openai_error_reply(exc: Refusal) -> Reply:
     """:func:`openai_error` in the fast lane."""
     reply = error_reply(exc)
     reply.body = {"error": {**reply.body["error"], "type": _error_type(exc)}}
@@ -357,7 +357,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     outbox = Outbox()
     try:
         chat = await db(submit, request, outbox)
-    except APIException as exc:
+    except REFUSALS as exc:
         return openai_error(exc)
     try:
         status, body, stream = await answer(chat, outbox)

@@ -21,25 +21,21 @@ from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework.exceptions import APIException, MethodNotAllowed, PermissionDenied
+from rest_framework.exceptions import MethodNotAllowed, PermissionDenied
 from rest_framework.request import Request
 
 from compute.feed import job_events
 from compute.models import Job
 from compute.selectors.jobs import job_of
-from portal import tx
+from core import tx
+from core.counters import Take, Usage, async_redis, take_script
+from core.errors import ApiError
+from core.redis import redis_client
 from portal.api.auth import ApiKeyAuthentication, HasScope, PortalSessionAuthentication
-from portal.api.errors import ApiError, exception_handler
+from portal.api.errors import REFUSALS, Refusal, exception_handler
 from portal.api.lane import SSE_HEADERS, Call, Reply
 from portal.api.parsers import StrictJSONParser
-from portal.api.throttling import (
-    RedisRateThrottle,
-    Take,
-    Usage,
-    async_redis,
-    redis_client,
-    take_script,
-)
+from portal.api.throttling import RedisRateThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +83,7 @@ def authorize(request: HttpRequest, method: str) -> Request:
     return drf
 
 
-def error_response(exc: APIException, *, allow: str = "GET", **extra: Any) -> JsonResponse:
+def error_response(exc: Refusal, *, allow: str = "GET", **extra: Any) -> JsonResponse:
     """``exc`` in the API's error shape, with its headers (Retry-After, WWW-Authenticate);
     ``extra`` fields join the error object."""
     answer = exception_handler(exc, {})
@@ -241,7 +237,7 @@ async def job_stream(request: HttpRequest, job_id: uuid.UUID) -> HttpResponseBas
     that carries ``"type"`` too; ends after ``done`` or ``error``."""
     try:
         job, user_id, slot = await db(_open_stream, request, job_id)
-    except APIException as exc:
+    except REFUSALS as exc:
         return error_response(exc)
     return sse_response(held(user_id, slot, _job_sse(job)))
 

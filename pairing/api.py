@@ -11,11 +11,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
+from core.errors import error_body
 from pairing import codes, services
+from portal.api.auth import client_ip
 from portal.api.base import InputSerializer, PublicView, validated
-from portal.api.errors import error_body
 from portal.api.serializers import envelope
-from portal.api.throttling import charge, client_ip
+from portal.api.throttling import charge
 from sail import keys
 
 

@@ -17,7 +17,8 @@ import orjson
 from django.conf import settings
 
 from compute.models import Island
-from portal.api.throttling import hit, redis_client
+from core.counters import hit
+from core.redis import redis_client
 from sail import permissions
 
 logger = logging.getLogger(__name__)

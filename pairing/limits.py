@@ -14,7 +14,7 @@ import time
 
 from django.conf import settings
 
-from portal.api.throttling import redis_client
+from core.redis import redis_client
 
 WINDOW_SECONDS = 3600
 

@@ -24,9 +24,9 @@ from django.utils import timezone
 
 from compute.events import IslandPaired, send_to_user
 from compute.models import Island
+from core.counters import hit
 from pairing import codes, identities, limits
 from pairing.models import MobilePairingSession, PairingAttempt, PairingCode
-from portal.api.throttling import hit
 from portal.models import User
 from sail import keys, subjects
 from sail.client import sail

@@ -19,7 +19,7 @@ from compute.models import Island
 from pairing import selectors, services
 from pairing.codes import normalize
 from pairing.forms import PairCodeForm, RenameIslandForm
-from portal.api.throttling import client_ip as _client_ip
+from portal.api.auth import client_ip as _client_ip
 from portal.models import User
 
 

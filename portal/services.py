@@ -11,6 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import services as billing
+from core.counters import mark_revoked
+from core.redis import redis_client
+from portal.keycache import forget_key
 from portal.models import ApiKey, MagicLink, User
 
 KEY_PREFIX = "ak_"
@@ -53,9 +56,6 @@ def create_api_key(
 
 
 def revoke_api_key(*, key: ApiKey) -> None:
-    from portal.api.auth import forget_key
-    from portal.api.throttling import mark_revoked
-
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
@@ -112,9 +112,6 @@ AUTH_ATTEMPT_LIMITS = {
 
 
 def _redis():
-    # Imported here: portal.api imports this module.
-    from portal.api.throttling import redis_client
-
     return redis_client()
 
 

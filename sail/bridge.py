@@ -31,7 +31,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from portal import tx
+from core import tx
 from sail import registry, streams, subjects
 from sail.callout import run_callout
 from sail.client import credentials

@@ -22,8 +22,8 @@ import nats
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from core import tx
 from pairing import identities
-from portal import tx
 from sail import keys, natsjwt, permissions, streams
 from sail.client import coordinator_keys, credentials
 

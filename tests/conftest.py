@@ -1,5 +1,5 @@
 """Fixtures shared by the whole suite. Integration tests talk to the real Postgres,
-Redis and NATS that ``make test`` found or started (see portal/stack.py)."""
+Redis and NATS that ``make test`` found or started (see config/stack.py)."""
 
 import os
 import socket
@@ -25,8 +25,8 @@ pytest_plugins = ["tests.browser_fixtures", "tests.stack_fixtures"]
 @pytest.fixture(autouse=True)
 def _clean_redis() -> None:
     """Each test starts with empty rate-limit counters and caches."""
-    from portal.api import auth
-    from portal.api.throttling import redis_client
+    from core.redis import redis_client
+    from portal import keycache
 
     client = redis_client()
     # Everything but the Celery broker's queue bindings: a running worker and bridge
@@ -34,8 +34,8 @@ def _clean_redis() -> None:
     stale = [k for k in client.scan_iter(count=1000) if not k.startswith(b"_kombu.binding.")]
     if stale:
         client.delete(*stale)
-    auth._cache.clear()
-    auth._cache_loaded.clear()
+    keycache._cache.clear()
+    keycache._cache_loaded.clear()
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ class Server:
 def start_server(workers: int = 1, env: dict[str, str] | None = None) -> Server:
     port = free_port()
     cmd = [
-        sys.executable, "-m", "uvicorn", "portal.asgi:application",
+        sys.executable, "-m", "uvicorn", "config.asgi:application",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--log-level", "warning",
     ]  # fmt: skip
@@ -158,7 +158,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_session_left_on_the_test_database(django_db_setup, django_db_blocker) -> Iterator[None]:
-    """The threads that run ORM code for event loops (portal.tx.in_thread) keep their
+    """The threads that run ORM code for event loops (core.tx.in_thread) keep their
     database connections between calls, as in production: end them before pytest-django
     drops the test database, which it cannot do while they are open."""
     yield

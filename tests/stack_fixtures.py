@@ -35,7 +35,7 @@ def start_workers(server: Server, env: dict[str, str] | None = None) -> Stack:
         return subprocess.Popen(cmd, env=server_env(env), cwd=BASE_DIR)
 
     worker = start(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads",
          "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat",
          "--without-mingle", "--without-gossip"]
     )  # fmt: skip
@@ -60,7 +60,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def _wait_until_ready(worker: subprocess.Popen, bridge: subprocess.Popen) -> None:
     """Tests start once the bridge's durable consumers exist and the worker answers a
     ping: an Island message published earlier would find nobody to take it."""
-    from portal.celery import app
+    from config.celery import app
     from sail import subjects
     from sail.client import sail
     from sail.streams import CONSUMERS

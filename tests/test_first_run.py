@@ -24,7 +24,7 @@ ANSWER_WITHIN = 30.0  # seconds after the banner, on the first run
 
 
 class FirstRun:
-    """``python -m portal.stack run`` (what ``make run`` runs) and what it printed."""
+    """``python -m config.stack run`` (what ``make run`` runs) and what it printed."""
 
     def __init__(self, state: Path, port: int):
         self.url = f"http://127.0.0.1:{port}"
@@ -35,7 +35,7 @@ class FirstRun:
         }
         env.update(STATE_DIR=str(state), PORT=str(port))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "portal.stack", "run"],
+            [sys.executable, "-m", "config.stack", "run"],
             env=env,
             cwd=BASE_DIR,
             stdout=subprocess.PIPE,

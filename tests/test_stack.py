@@ -1,4 +1,4 @@
-"""The launcher behind `make run` / `make test` (portal/stack.py, portal/run.py), the demo
+"""The launcher behind `make run` / `make test` (config/stack.py, config/run.py), the demo
 account, and the process definitions shared with docker-compose."""
 
 import io
@@ -20,7 +20,8 @@ import yaml
 from django.conf import settings
 from django.core.management import call_command
 
-from portal import run, services, stack
+from config import run, stack
+from portal import services
 from portal.models import ApiKey, User
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -227,7 +228,7 @@ def test_make_run_serves_the_landing_page_on_embedded_services_and_stops_on_ctrl
         WEB_CONCURRENCY="1",
         CELERY_CONCURRENCY="1",
     )
-    cmd = [sys.executable, "-m", "portal.stack", "run", "--no-island"]
+    cmd = [sys.executable, "-m", "config.stack", "run", "--no-island"]
     proc = subprocess.Popen(
         cmd, env=env, cwd=BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -273,7 +274,7 @@ def test_make_run_serves_the_landing_page_on_embedded_services_and_stops_on_ctrl
             for p in psutil.Process(proc.pid).children(recursive=True)
             if p.name() not in ("sh", "bash", "dash")  # the shells honcho runs them in
         }
-        assert {n for cmd, n in niceness.items() if "celery -A portal worker" in cmd} == {10}
+        assert {n for cmd, n in niceness.items() if "celery -A config worker" in cmd} == {10}
         assert {n for cmd, n in niceness.items() if "granian" in cmd} == {0}
         assert f"tail -f {tmp_path}/logs/*.log" in output
     finally:

@@ -5,7 +5,7 @@ import uuid
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
 from compute.models import Cargo, Job
-from portal.prepared import Prepared
+from core.prepared import Prepared
 
 
 def catalog(*, runtime_type: str | None = None, category: str | None = None) -> QuerySet[Cargo]:

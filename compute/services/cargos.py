@@ -8,7 +8,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from compute.models import Cargo
-from portal.api.errors import ApiError
+from core.errors import ApiError
 
 MAX_ERRORS = 20
 

@@ -36,10 +36,10 @@ from compute.services.publish import (
     publish_cancel,
     publish_job_events,
 )
-from portal import tx
-from portal.api.throttling import redis_client
-from portal.prepared import Prepared
-from portal.tx import AsyncTx, SyncTx, run_sync
+from core import tx
+from core.prepared import Prepared
+from core.redis import redis_client
+from core.tx import AsyncTx, SyncTx, run_sync
 
 logger = logging.getLogger(__name__)
 CANDIDATES = 5
@@ -120,7 +120,7 @@ async def place(
     return "queued"
 
 
-# Run on every dispatch: built once (portal.prepared). The count runs after the lock, in
+# Run on every dispatch: built once (core.prepared). The count runs after the lock, in
 # a statement of its own: its snapshot is taken once the lock is held, so it is exact.
 _lock_island = Prepared(
     lambda island, now, cutoff: Island.objects.filter(
@@ -295,7 +295,7 @@ def dispatch_if_waiting() -> None:
         request_dispatch()
 
 
-# Run after every job's end: built once (portal.prepared).
+# Run after every job's end: built once (core.prepared).
 _a_queued_job = Prepared(
     lambda: Job.objects.filter(status=S.QUEUED).order_by().values_list("pk")[:1]
 )

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from django.conf import settings
 
-from portal.api.errors import ApiError
-from portal.api.throttling import redis_client
+from core.errors import ApiError
+from core.redis import redis_client
 
 if TYPE_CHECKING:
-    from portal.tx import AsyncTx, SyncTx
+    from core.tx import AsyncTx, SyncTx
 
 MAX_KEY_LENGTH = 200
 IN_FLIGHT_SECONDS = 60

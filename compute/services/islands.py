@@ -111,7 +111,7 @@ def ask_to_register(host_ids: list[str]) -> None:
     """Publish ``host.{id}.reregister`` (an extension: our agent registers again at once),
     at most once per ``REREGISTER_EVERY_SECONDS`` per Island however many workers see
     its heartbeats."""
-    from portal.api.throttling import redis_client
+    from core.redis import redis_client
     from sail.client import sail
 
     client = redis_client()

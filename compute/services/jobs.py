@@ -28,11 +28,11 @@ from django.utils import timezone
 
 from compute.models import Island, Job
 from compute.services.publish import client_event, publish_cancel, publish_job_events
-from portal import tx
-from portal.api.errors import ApiError
+from core import tx
+from core.errors import ApiError
+from core.prepared import Prepared
+from core.tx import SyncTx, run_sync
 from portal.models import User
-from portal.prepared import Prepared
-from portal.tx import SyncTx, run_sync
 
 logger = logging.getLogger(__name__)
 S = Job.Status
@@ -262,7 +262,7 @@ def event_token(job_id: object, attempt: int, seq: int, text: str) -> tuple[str,
     return client_event(job_id, f"{attempt}:t:{seq}", "token", content=text, seq=seq)
 
 
-# Run for every job's end and for most Island messages: built once (portal.prepared).
+# Run for every job's end and for most Island messages: built once (core.prepared).
 _locked = Prepared(lambda job: Job.objects.filter(pk=job), lock=True, job=uuid.UUID)
 _locked_on = Prepared(
     lambda job, island: Job.objects.filter(pk=job, island_id=island),
@@ -397,7 +397,7 @@ def _final_key(job_id: object, attempt: int) -> str:
 
 
 def _note_final(key: str, seq: int) -> None:
-    from portal.api.throttling import redis_client
+    from core.redis import redis_client
 
     redis_client().set(key, seq, ex=FINAL_SEQ_SECONDS)
 
@@ -406,7 +406,7 @@ def output_caught_up(*, host_id: str, job_id: str) -> bool:
     """Whether all the output of the job's running attempt on ``host_id`` is stored (its
     final chunk and every chunk before it), so that ``succeeded`` may end it. True too
     when there is nothing to wait for (the job is not running there)."""
-    from portal.api.throttling import redis_client
+    from core.redis import redis_client
 
     row = _owned(job_id, host_id)
     if row is None:

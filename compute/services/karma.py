@@ -15,8 +15,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from compute.models import Island, KarmaEvent
-from portal import prepared
-from portal.prepared import Prepared
+from core import prepared
+from core.prepared import Prepared
 
 MINUTES_PER_KARMA = 60
 DISCONNECTION = "disconnection"
@@ -125,7 +125,7 @@ def lock_island(island_id: uuid.UUID | str) -> Island:
     return island
 
 
-# Run at every job's end: built once (portal.prepared).
+# Run at every job's end: built once (core.prepared).
 _locked_island = Prepared(
     lambda island: Island.objects.filter(pk=island).only(
         "id",

@@ -1,6 +1,6 @@
 """A job's submission: validated, counted against the account's quota, assigned to an
 Island and holding its budget, in one transaction (compute.services.jobs has the state
-machine it starts, portal.tx the two connections it runs on)."""
+machine it starts, core.tx the two connections it runs on)."""
 
 import uuid
 from datetime import timedelta
@@ -18,11 +18,11 @@ from compute.services import cargos as cargo_service
 from compute.services import placement, waiting
 from compute.services.jobs import ACTIVE, S, request_dispatch, start_as
 from compute.services.publish import Outbox
-from portal import tx
-from portal.api.errors import ApiError
+from core import tx
+from core.errors import ApiError
+from core.prepared import Prepared
+from core.tx import SyncTx, run_sync
 from portal.models import User
-from portal.prepared import Prepared
-from portal.tx import SyncTx, run_sync
 
 
 def create_job(**fields: Any) -> Job:
@@ -158,7 +158,7 @@ async def _guess(
     return (need, choices) if choices else None
 
 
-# Run on every submission: built once (portal.prepared).
+# Run on every submission: built once (core.prepared).
 _lock_account = Prepared(
     lambda user: User.objects.filter(pk=user).values_list("pk"), lock=True, user=uuid.UUID
 )

@@ -10,7 +10,7 @@ import json
 
 from django.conf import settings
 
-from portal.api.errors import error_body
+from core.errors import error_body
 from portal.api.middleware import API_PREFIX
 
 

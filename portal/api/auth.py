@@ -8,12 +8,10 @@ revoked key is refused everywhere at once. ``last_used_at`` is written at most o
 
 import functools
 import hmac
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -25,47 +23,20 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from portal import tx
-from portal.api.throttling import Usage, ahit, client_ip, enforce, hit
+from core import tx
+from core.counters import Usage, ahit, hit
+from core.prepared import Prepared
+from core.tx import SyncTx, run_sync
+from portal import keycache
+from portal.keycache import KeyInfo, cache_key, forget_key_id
 from portal.models import ApiKey, User
-from portal.prepared import Prepared
 from portal.services import KEY_PREFIX, hash_key
-from portal.tx import SyncTx, run_sync
 
 LAST_USED_WRITE_INTERVAL = 60.0
 MAX_KEY_LENGTH = 200
-MAX_CACHED_KEYS = 10_000
 
 
-@dataclass
-class KeyInfo:
-    key_id: str
-    user: User
-    scopes: frozenset[str]
-    expires_at: datetime | None
-    last_used: float  # Unix time of the last known write of last_used_at
-
-
-_cache: dict[str, KeyInfo | None] = {}  # by key hash; None remembers an unknown key
-_cache_loaded: dict[str, float] = {}  # by key hash: monotonic time of the lookup
-_lock = threading.Lock()
-
-
-def forget_key(key_hash: str) -> None:
-    with _lock:
-        _cache.pop(key_hash, None)
-        _cache_loaded.pop(key_hash, None)
-
-
-def forget_key_id(key_id: str) -> None:
-    with _lock:
-        for key_hash, info in list(_cache.items()):
-            if info is not None and info.key_id == key_id:
-                _cache.pop(key_hash, None)
-                _cache_loaded.pop(key_hash, None)
-
-
-# The live key of a hash and its account, in one statement built once (portal.prepared):
+# The live key of a hash and its account, in one statement built once (core.prepared):
 # the account, with the key's fields as annotations.
 _by_hash = Prepared(
     lambda key_hash: User.objects.filter(
@@ -95,23 +66,9 @@ def _info(rows: list[Any], key_hash: str) -> KeyInfo | None:
     )
 
 
-def _cache_key(key_hash: str, info: KeyInfo | None, loaded: float) -> KeyInfo | None:
-    with _lock:
-        if len(_cache) >= MAX_CACHED_KEYS:
-            _cache.clear()
-            _cache_loaded.clear()
-        _cache[key_hash] = info
-        _cache_loaded[key_hash] = loaded
-    return info
-
-
 def cached_key(key_hash: str) -> tuple[bool, KeyInfo | None]:
     """``(found, info)`` from this process's cache, without any I/O."""
-    with _lock:
-        loaded = _cache_loaded.get(key_hash)
-        if loaded is not None and time.monotonic() - loaded < settings.API_KEY_CACHE_SECONDS:
-            return True, _cache[key_hash]
-    return False, None
+    return keycache.cached_key(key_hash, time.monotonic())
 
 
 def load_key(
@@ -125,7 +82,7 @@ def load_key(
     counted(usage)
     enforce(usage)
     now = time.monotonic()
-    return _cache_key(key_hash, _info(_by_hash.rows(key_hash=key_hash), key_hash), now)
+    return cache_key(key_hash, _info(_by_hash.rows(key_hash=key_hash), key_hash), now)
 
 
 async def aload_key(
@@ -137,7 +94,21 @@ async def aload_key(
     enforce(usage)
     now = time.monotonic()
     rows = await db.one(tx.query(_by_hash, key_hash=key_hash))
-    return _cache_key(key_hash, _info(rows, key_hash), now)
+    return cache_key(key_hash, _info(rows, key_hash), now)
+
+
+def client_ip(request: Request) -> str:
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def enforce(usage: Usage, *, key_id: str | None = None) -> None:
+    """Refuse a request that ``usage`` says is over its limit (429), or whose key was
+    revoked in another process (401)."""
+    if usage.revoked and key_id:
+        forget_key_id(key_id)
+        raise exceptions.AuthenticationFailed("Invalid or revoked API key")
+    if not usage.allowed:
+        raise exceptions.Throttled(wait=usage.retry_after)
 
 
 def lookup_key(

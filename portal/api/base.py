@@ -8,7 +8,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from portal.api.errors import ApiError
+from core.errors import ApiError
 from portal.models import User
 
 

@@ -1,4 +1,5 @@
-"""The one error shape of the public API: ``{"error": {"message", "code", ...}}``."""
+"""The API layer's one error renderer: the domain's :class:`~core.errors.ApiError` and DRF's
+exceptions in the API's one shape, ``{"error": {"message", "code", ...}}``."""
 
 import logging
 from typing import Any
@@ -8,21 +9,14 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from core.errors import ApiError, error_body
+
 logger = logging.getLogger(__name__)
 
 
-class ApiError(exceptions.APIException):
-    """Raise with a status and a stable machine-readable code."""
-
-    def __init__(self, message: str, *, code: str, status_code: int = 400, **extra: Any):
-        super().__init__(message, code)
-        self.status_code = status_code
-        self.code = code
-        self.extra = extra
-
-
-def error_body(message: str, code: str, **extra: Any) -> dict:
-    return {"error": {"message": message, "code": code, **extra}}
+# What a door (DRF view, fast lane, stream) catches and renders.
+Refusal = exceptions.APIException | ApiError
+REFUSALS = (exceptions.APIException, ApiError)
 
 
 def _first_message(detail: Any) -> str:

@@ -19,7 +19,7 @@ buckets and its ``X-RateLimit-*`` headers, the one error shape
 (portal.api.errors.exception_handler), and the headers of Django's security middleware.
 Request bodies are limited before any of this (portal.api.asgi).
 
-The database is used through portal.tx (the loop's own connections on Postgres, a
+The database is used through core.tx (the loop's own connections on Postgres, a
 thread on SQLite); everything else (Redis, NATS, the response) runs on the event loop.
 """
 
@@ -41,11 +41,13 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from rest_framework.exceptions import APIException, PermissionDenied
 
-from portal import tx
+from core import tx
+from core.counters import Take, Usage, ahit
 from portal.api import auth
-from portal.api.errors import exception_handler
+from portal.api.auth import enforce
+from portal.api.errors import REFUSALS, Refusal, exception_handler
 from portal.api.parsers import StrictJSONParser
-from portal.api.throttling import Take, Usage, ahit, enforce, rate_limit_headers
+from portal.api.throttling import rate_limit_headers
 from portal.models import User
 
 logger = logging.getLogger(__name__)
@@ -133,7 +135,7 @@ async def serve(scope: dict, body: bytes, receive: Any, send: Any, view: Any, kw
         limited = getattr(handler, "limits_itself", False)
         key = await _authenticate(request, counted.append, limit=not limited)
         reply = await handler(Call(request, body, kwargs, key, counted.append))
-    except APIException as exc:
+    except REFUSALS as exc:
         reply = render_error(exc)
     except Exception:
         logger.exception("fast lane failed on %s %s", scope["method"], scope["path"])
@@ -178,7 +180,7 @@ async def _limit(
     return usage
 
 
-def error_reply(exc: APIException) -> Reply:
+def error_reply(exc: Refusal) -> Reply:
     """``exc`` in the API's one error shape, with its headers."""
     answer = exception_handler(exc, {})
     headers = {name: value for name, value in answer.items() if name.lower() != "content-type"}

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from portal.api.errors import error_body
+from core.errors import error_body
 from portal.api.throttling import rate_limit_headers
 
 API_PREFIX = "/api/v1/"

@@ -16,10 +16,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.models import Balance
+from core.errors import ApiError
 from portal import services
 from portal.api import serializers as s
 from portal.api.base import PublicView, SignedRequest, paginate, validated
-from portal.api.errors import ApiError
 from portal.models import ApiKey
 
 MAX_KEYS_PER_ACCOUNT = 50

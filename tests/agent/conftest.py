@@ -184,7 +184,7 @@ async def nc() -> AsyncIterator[Client]:
 
 @pytest.fixture
 def callout_threads(django_db_blocker) -> Iterator[None]:
-    """Lets the callout's threads touch the database layer: it answers on portal.tx's
+    """Lets the callout's threads touch the database layer: it answers on core.tx's
     shared threads, which close the connections earlier tests left them
     (close_old_connections) before they call the test's admit, which needs none."""
     with django_db_blocker.unblock():

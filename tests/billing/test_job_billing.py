@@ -23,7 +23,7 @@ from billing import selectors, services, tasks
 from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, SavedBid
 from compute.models import Island, Job
 from compute.services import dispatch, jobs, placement, submission
-from portal.api.errors import ApiError
+from core.errors import ApiError
 from sail import job_events as handlers
 from tests.compute import jobs_support
 from tests.compute.jobs_support import island

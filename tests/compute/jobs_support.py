@@ -129,7 +129,7 @@ def give_up_once_streamed(*, streamed: bool = True) -> threading.Thread:
 
     from compute.services import waiting
     from compute.streaming import slots
-    from portal.api.throttling import redis_client
+    from core.redis import redis_client
 
     def run() -> None:
         deadline = time.monotonic() + 10

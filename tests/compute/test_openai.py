@@ -11,8 +11,8 @@ from billing.models import Balance
 from compute.models import Job
 from compute.seed import seed_cargos
 from compute.streaming import slots
+from core.redis import redis_client
 from portal import services
-from portal.api.throttling import redis_client
 from portal.models import User
 from tests.compute.fake_island import FakeIsland
 from tests.factories import IslandFactory

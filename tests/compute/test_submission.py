@@ -1,4 +1,4 @@
-"""A job's submission on the event loop's own connection (portal.tx.AsyncTx), as the
+"""A job's submission on the event loop's own connection (core.tx.AsyncTx), as the
 fast lane runs it: the same job, hold and assignment as on Django's connection, and the
 quota and an Island's slots exact under parallel submissions."""
 
@@ -14,8 +14,8 @@ from billing.models import Balance, LedgerEntry
 from compute.models import Cargo, Job
 from compute.services import jobs, submission
 from compute.services.publish import Outbox
-from portal import tx
-from portal.api.errors import ApiError
+from core import tx
+from core.errors import ApiError
 from tests.compute import jobs_support
 from tests.compute.jobs_support import island
 from tests.factories import CargoFactory, UserFactory

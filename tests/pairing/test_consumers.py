@@ -13,8 +13,8 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from compute.events import IslandStatus, send_to_user
+from config.asgi import application
 from pairing import services
-from portal.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

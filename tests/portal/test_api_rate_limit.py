@@ -126,7 +126,8 @@ def test_a_member_taken_with_the_count_is_taken_only_within_the_limit(db):
     import asyncio
     import uuid
 
-    from portal.api.throttling import Take, ahit, mark_revoked, redis_client
+    from core.counters import Take, ahit, mark_revoked
+    from core.redis import redis_client
 
     key_id, bucket = str(uuid.uuid4()), f"test-take:{uuid.uuid4()}"
     members = f"test-members:{uuid.uuid4()}"

@@ -1,4 +1,4 @@
-"""The web process's ASGI handler (portal/asgi.py), called in-process."""
+"""The web process's ASGI handler (config/asgi.py), called in-process."""
 
 import asyncio
 import warnings
@@ -9,7 +9,7 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.contrib.staticfiles import finders
 
-from portal.asgi import application
+from config.asgi import application
 
 
 def get(path: str) -> dict:

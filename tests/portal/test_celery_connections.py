@@ -10,7 +10,7 @@ from celery.fixups.django import DjangoWorkerFixup
 from django.db import connection
 
 from compute.job_tasks import dispatch_queued_task
-from portal.celery import app
+from config.celery import app
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

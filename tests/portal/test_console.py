@@ -1,4 +1,4 @@
-"""make run's console (portal/console.py): every line to its process's log file, only what
+"""make run's console (config/console.py): every line to its process's log file, only what
 a person needs to the console."""
 
 import io
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from honcho.printer import Message
 
-from portal.console import ConsolePrinter
+from config.console import ConsolePrinter
 
 WORKER_START = [
     "/app/.venv/lib/python3.11/site-packages/celery/platforms.py:893: SecurityWarning: "

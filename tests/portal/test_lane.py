@@ -7,8 +7,8 @@ import pytest
 from django.test import Client
 
 from compute.models import Job
+from core.redis import redis_client
 from portal import services
-from portal.api.throttling import redis_client
 from tests.compute.jobs_support import island, streams  # noqa: F401
 from tests.factories import CargoFactory
 

@@ -29,7 +29,7 @@ def _fast_password_hashing(settings) -> None:
 def _emails_sent_at_once():
     """Account emails are made and sent by the Celery worker (portal.emails); here the
     task runs within the request, so that the test sees its email."""
-    from portal.celery import app
+    from config.celery import app
 
     app.conf.task_always_eager = True
     yield
@@ -236,7 +236,7 @@ class MailServerDown:
 @pytest.mark.parametrize("page", ["magic_link", "password_reset"])
 def test_a_mail_server_that_is_down_does_not_break_the_request(client, user, page, settings):
     """The request only queues the email; the worker sends it, and tries again later."""
-    from portal.celery import app
+    from config.celery import app
 
     app.conf.task_always_eager = False  # as in production: a worker sends it
     settings.EMAIL_BACKEND = f"{__name__}.MailServerDown"

@@ -1,4 +1,4 @@
-"""Queries built once and run again (portal.prepared): the same rows, values and writes
+"""Queries built once and run again (core.prepared): the same rows, values and writes
 as the ORM's."""
 
 import uuid
@@ -10,8 +10,8 @@ from django.db.models import Count
 from django.utils import timezone
 
 from compute.models import Cargo, Job
-from portal import prepared
-from portal.prepared import Prepared
+from core import prepared
+from core.prepared import Prepared
 from tests.factories import CargoFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

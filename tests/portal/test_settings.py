@@ -13,7 +13,7 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 def load_settings(**env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
     return subprocess.run(
-        [sys.executable, "-c", "import portal.settings"],
+        [sys.executable, "-c", "import config.settings"],
         env={**clean, **env}, cwd=BASE_DIR, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 

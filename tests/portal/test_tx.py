@@ -1,5 +1,5 @@
 """Transactions of the job path on Django's connection and on an async connection
-(portal.tx), against the real Postgres."""
+(core.tx), against the real Postgres."""
 
 import asyncio
 
@@ -8,8 +8,8 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections
 
 from compute.models import Cargo
-from portal import tx
-from portal.prepared import Prepared
+from core import tx
+from core.prepared import Prepared
 from tests.factories import CargoFactory
 
 by_slug = Prepared(lambda slug: Cargo.objects.filter(slug=slug).values_list("name"), slug=str)

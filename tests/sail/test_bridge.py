@@ -19,7 +19,7 @@ from nats.js.api import StorageType
 from nats.js.errors import NotFoundError
 
 from compute.models import Island
-from portal.celery import app as celery_app
+from config.celery import app as celery_app
 from sail import keys, streams
 from sail.bridge import Bridge, call_sync
 from sail.client import credentials

@@ -4,7 +4,7 @@ Django is set up once, in this process, for the preparation steps (migrate when 
 migration is pending, collectstatic when the static files changed, the Cargo catalog, the
 demo account); then honcho starts the Procfile's processes plus one demo Island, and
 Ctrl-C stops them all (the embedded redis-server and nats-server go last, see
-portal/stack.py).
+config/stack.py).
 """
 
 import argparse
@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from portal.console import ConsolePrinter
-from portal.stack import BASE_DIR, VENV_BIN, reachable, say
+from config.console import ConsolePrinter
+from config.shell import BASE_DIR, VENV_BIN, reachable, say
 
 PROCFILE = BASE_DIR / "Procfile"
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -61,7 +61,7 @@ def configure(env: dict[str, str]) -> str:
 
 def setup_django(env: dict[str, str]) -> None:
     os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
@@ -155,7 +155,7 @@ def processes(state: Path, env: dict[str, str], url: str, *, island: bool) -> di
         procs["island"] = f"island agent --config {island_config(state, env, url)}"
     # The web process first: on two cores, six processes importing Django at once keep
     # the landing page waiting for all of them (a second run's page: 10.5 s then, 5 now).
-    wait = f"{sys.executable} -m portal.stack wait-for-port {env['PORT']}"
+    wait = f"{sys.executable} -m config.stack wait-for-port {env['PORT']}"
     return {name: cmd if name == "web" else f"{wait} && {cmd}" for name, cmd in procs.items()}
 
 
@@ -204,7 +204,7 @@ def start(procs: dict[str, str], env: dict[str, str], console: ConsolePrinter) -
 
 
 def run(base_env: Callable[..., dict[str, str]], args: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m portal.stack run")
+    parser = argparse.ArgumentParser(prog="python -m config.stack run")
     parser.add_argument("--no-island", action="store_true", help="do not start the demo Island")
     parser.add_argument(
         "--new-demo-key", action="store_true", help="replace the demo account's API key"
@@ -215,7 +215,7 @@ def run(base_env: Callable[..., dict[str, str]], args: list[str]) -> int:
         help="echo every line of every process (not only warnings)",
     )
     options = parser.parse_args(args)
-    # SIGTERM before honcho takes over must still run the atexit clean-up of portal.stack.
+    # SIGTERM before honcho takes over must still run the atexit clean-up of config.stack.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     started = time.monotonic()

@@ -28,7 +28,7 @@ import os
 
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)
 
 from collections.abc import AsyncIterator, Iterator  # noqa: E402
@@ -47,9 +47,9 @@ from django.core.handlers.base import BaseHandler  # noqa: E402
 from django.http import FileResponse  # noqa: E402
 from django.urls import Resolver404, get_resolver, set_script_prefix  # noqa: E402
 
+from config.routing import websocket_urlpatterns  # noqa: E402
 from portal.api import lane  # noqa: E402
 from portal.api.asgi import limit_api_body  # noqa: E402
-from portal.routing import websocket_urlpatterns  # noqa: E402
 
 STATIC_BLOCK_SIZE = 64 * 1024  # bytes of a file read per trip to a thread
 

@@ -12,7 +12,7 @@ coroutines that send their statements through a :class:`Tx` (compute.services.jo
   thread hop and no lock shared with other threads.
 
 Both send the statements given to one :meth:`run` call together, in one round trip on
-Postgres (psycopg's pipeline mode), and prepare them on the server (portal.prepared).
+Postgres (psycopg's pipeline mode), and prepare them on the server (core.prepared).
 Errors come out as Django's database exceptions either way. :func:`work` runs a unit of
 work on the loop's connection where there is one, in a thread (:func:`in_thread`) where
 there is not.
@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 from django.db.models import Model
 
-from portal import prepared
+from core import prepared
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -282,7 +282,7 @@ def _connect_kwargs() -> dict[str, Any]:
     params.pop("pool", None)
     params["autocommit"] = True  # transactions are explicit (AsyncTx.atomic)
     if settings.DB_PREPARED_STATEMENTS:
-        params["prepare_threshold"] = 2**31 - 1  # see portal.settings
+        params["prepare_threshold"] = 2**31 - 1  # see config.settings
     return params
 
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
-    path("api/v1/", include("portal.api_urls")),
+    path("api/v1/", include("config.api_urls")),
     path("admin/", admin.site.urls),
     path("", include("portal.page_urls")),
     path("", include("pairing.urls")),

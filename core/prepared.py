@@ -141,7 +141,7 @@ class Prepared:
     """``lock``: the rows are locked ``FOR NO KEY UPDATE`` (where the database has row
     locks), as ``select_for_update(no_key=True)`` would; written so rather than in the
     queryset because Django compiles a locking query only inside a transaction of its
-    own connection, which a query run on an async connection (portal.tx) never is."""
+    own connection, which a query run on an async connection (core.tx) never is."""
 
     def __init__(
         self,

