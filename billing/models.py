@@ -1,18 +1,10 @@
 from decimal import Decimal
-from typing import TypedDict
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-
-class Digits(TypedDict):
-    max_digits: int
-    decimal_places: int
-
-
-# Every amount of credits (balances, ledger, prices, bids, jobs' budgets and costs).
-MONEY: Digits = {"max_digits": 20, "decimal_places": 6}
+from core.money import MONEY
 
 
 class Balance(models.Model):

@@ -27,6 +27,7 @@ from django.db.models.functions import Coalesce, Trunc
 from django.utils import timezone
 
 from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, SavedBid
+from compute.capability import can_serve
 from compute.models import Cargo, Island, Job
 from core.prepared import Prepared
 from portal.models import User
@@ -238,7 +239,6 @@ def demand() -> dict[int, tuple[int, int]]:
 
 def recommendations(*, island: Island) -> list[dict]:
     """Cargos this Island can serve, by demand: queued * 10 + recent_completions * 2."""
-    from compute.capability import can_serve
 
     demanded = demand()
     rows = []

@@ -17,7 +17,10 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing.models import Balance, LedgerEntry
+from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, SavedBid
+from billing.selectors import ask_of, ask_overrides, online_islands, surge_active
+from compute.capability import can_serve
+from compute.models import Cargo, Island, Job
 from core import prepared, tx
 from core.errors import ApiError
 from core.prepared import Prepared
@@ -184,6 +187,16 @@ def grant(*, user: User, amount: Decimal, reason: str, idempotency_key: str) -> 
     balance = _lock(user.pk)[str(user.pk)]
     _apply(balance, kind=Kind.GRANT, amount=amount, key=idempotency_key, reason=reason)
     return LedgerEntry.objects.get(idempotency_key=idempotency_key)
+
+
+def grant_starting_credits(*, user: User, **_: object) -> None:
+    """A new account's starting grant (portal.signals.account_created, in its transaction)."""
+    grant(
+        user=user,
+        amount=settings.STARTING_CREDITS,
+        reason="Starting grant",
+        idempotency_key=f"signup-grant:{user.pk}",
+    )
 
 
 @transaction.atomic
@@ -378,7 +391,6 @@ def settle(
     A job without a hold (made outside the submission service) is held at its price now
     if the balance covers it; otherwise it is not charged. An Island without an owner
     earns nothing: the platform keeps the price."""
-    from compute.models import Island, Job
 
     with transaction.atomic(savepoint=False):
         if island_id is _ISLAND_OF_JOB:
@@ -443,10 +455,6 @@ def settle_job(job: "Job", *, owner_id: object | None) -> Settlement:
 
 def snapshot_rates() -> int:
     """Record avg/min/max ask and Island count per enabled Cargo; returns rows written."""
-    from billing.models import RateSnapshot
-    from billing.selectors import ask_of, ask_overrides, online_islands, surge_active
-    from compute.capability import can_serve
-    from compute.models import Cargo
 
     islands = list(
         online_islands().only("id", "asking_prices", "runtimes", "capabilities", "status")
@@ -478,8 +486,6 @@ def set_asking_prices(
     *, owner: User, island_id: uuid.UUID | str, prices: dict[str, Decimal]
 ) -> dict:
     """An Island owner's asks per Cargo slug; returns the asks now in force."""
-    from billing.models import AskingPrice
-    from compute.models import Cargo, Island
 
     island = Island.objects.filter(pk=island_id, owner=owner).first()
     if island is None:
@@ -504,9 +510,6 @@ def set_asking_prices(
 
 
 def save_bid(*, user: User, cargo_slug: str, bid: Decimal) -> None:
-    from billing.models import SavedBid
-    from compute.models import Cargo
-
     cargo = Cargo.objects.filter(slug=cargo_slug, is_enabled=True).first()
     if cargo is None:
         raise ApiError("Cargo not found", code="not_found", status_code=404)
@@ -518,8 +521,6 @@ def save_bid(*, user: User, cargo_slug: str, bid: Decimal) -> None:
 def ended_jobs_with_open_holds(limit: int = 1000) -> list:
     """Ids of jobs in a final state whose hold was neither captured nor released."""
     from django.db.models import Exists, OuterRef
-
-    from compute.models import Job
 
     entries = LedgerEntry.objects.filter(job_id=OuterRef("pk"))
     return list(
@@ -535,7 +536,6 @@ def release_holds_of_ended_jobs() -> int:
     released (a worker killed between the job's final state and its settlement, or a
     state written by hand) is settled now: a completed job is charged its clearing price
     and its Island's owner paid; any other is released. Returns how many it fixed."""
-    from compute.models import Island, Job
 
     fixed = 0
     for job_id in ended_jobs_with_open_holds():

@@ -1,10 +1,15 @@
 """The shapes of the compute API's answers, for the OpenAPI document only (the views
 write them with the ``present_*`` functions of compute.api and compute.jobs_api;
-tests/portal/test_api_schema_answers.py checks real answers against these)."""
+tests/portal/test_api_schema_answers.py checks real answers against these), and the two
+endpoints that are plain async Django views."""
+
+from typing import Any
 
 from rest_framework import serializers
 
+from compute.chat import MAX_MESSAGES, MAX_NAME, MAX_TOKENS, ROLES
 from compute.models import Cargo, Island, Job
+from portal.api.schema import NOT_ONLY_SPACES, nullable, number
 from portal.api.serializers import PageMeta, envelope
 
 
@@ -142,3 +147,135 @@ class KarmaEventOut(serializers.Serializer):
 
 
 KarmaHistoryResponse = envelope("KarmaHistoryResponse", KarmaEventOut(many=True), meta=PageMeta())
+
+
+# compute.openai_input.ChatInput: OpenAI's fields that /chat/completions uses or checks;
+# other fields are accepted and ignored.
+CHAT_INPUT = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_NAME,
+            "pattern": NOT_ONLY_SPACES,
+            "description": "A Cargo slug",
+        },
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_MESSAGES,
+            "items": {
+                "type": "object",
+                "required": ["role", "content"],
+                "properties": {
+                    "role": {"enum": ROLES},
+                    "content": {
+                        "nullable": True,
+                        "oneOf": [
+                            {"type": "string"},
+                            {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["type", "text"],
+                                    "properties": {
+                                        "type": {"enum": ["text"]},
+                                        "text": {"type": "string"},
+                                    },
+                                },
+                            },
+                        ],
+                    },
+                    "name": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_NAME,
+                        "pattern": NOT_ONLY_SPACES,
+                    },
+                },
+            },
+        },
+        "max_tokens": number(1, MAX_TOKENS, "integer"),
+        "max_completion_tokens": number(1, MAX_TOKENS, "integer"),
+        "temperature": number(0, 2),
+        "top_p": number(0, 1),
+        "n": number(1, 1, "integer"),
+        "stream": {"type": "boolean", "default": False},
+        "stream_options": nullable(
+            {"type": "object", "properties": {"include_usage": {"type": "boolean"}}}
+        ),
+        "user": {"type": "string", "maxLength": 256},
+        "seed": nullable({"type": "integer"}),
+        "presence_penalty": number(-2, 2),
+        "frequency_penalty": number(-2, 2),
+    },
+}
+
+SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+
+# The two endpoints that are plain async Django views (compute.openai_api, streaming).
+PATHS = {
+    "/api/v1/chat/completions": {
+        "post": {
+            "operationId": "chat_completions_create",
+            "summary": "OpenAI-compatible chat: a chat.completion, or with stream true its "
+            "chat.completion.chunk events and a final data: [DONE]",
+            "description": "A job that waits for an Island: with stream true, chunks with an "
+            'empty content delta carry the extension `status {state: "queued", reason, '
+            "message, timeout_seconds, expires_at}` (as the job stream's status events; one "
+            "more when the wait ends); without, the answer waits. A wait past the "
+            "coordinator's JOB_QUEUE_TIMEOUT_SECONDS ends with a 504 `job_timeout` error "
+            "whose message says why (in a stream: an error chunk).",
+            "tags": ["chat"],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": CHAT_INPUT}},
+            },
+            "responses": {
+                "200": {
+                    "description": "The completion (JSON), or its chunks (server-sent events)",
+                    "content": {"application/json": {"schema": {"type": "object"}}, **SSE},
+                },
+                "4XX": {
+                    "description": "An error in the one shape, with OpenAI's error `type`",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                },
+            },
+            "security": [{"apiKey": []}, {"cookieAuth": []}],
+        }
+    },
+    "/api/v1/jobs/{job_id}/stream": {
+        "get": {
+            "operationId": "jobs_stream",
+            "summary": "A job's events as server-sent events (token, progress, status, image, "
+            "done, error): what was produced so far, then live; ends after done or error",
+            "description": "A job that waits for an Island starts with `status {state: "
+            '"queued", reason, message, timeout_seconds, expires_at}` (reason: `no_island`, '
+            "`over_budget` or `busy`, the `queue` of the job's answer) and gets another "
+            "such event when the reason changes (after a requeue with `cause`: what took "
+            "it back from its Island). A wait past its limit ends with `status {state: "
+            '"timeout"}` and an `error` that says why.',
+            "tags": ["jobs"],
+            "parameters": [
+                {
+                    "name": "job_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                }
+            ],
+            "responses": {"200": {"description": "The job's events", "content": SSE}},
+            "security": [{"apiKey": []}, {"cookieAuth": []}],
+        }
+    },
+}
+
+
+def add_plain_view_paths(result: dict, generator: Any, request: Any, public: bool) -> dict:
+    """A drf-spectacular postprocessing hook: :data:`PATHS`."""
+    result.setdefault("paths", {}).update(PATHS)
+    return result

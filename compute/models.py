@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from billing.models import MONEY
+from core.money import MONEY
 
 
 class Cargo(models.Model):

@@ -6,9 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from compute.chat import MAX_MESSAGES, MAX_NAME, MAX_TOKENS, ROLES
 from portal.api.base import plain_int, plain_text
-
-ROLES = ["system", "developer", "user", "assistant", "tool"]
 
 
 class StrictBoolean(serializers.BooleanField):
@@ -21,7 +20,7 @@ class StrictBoolean(serializers.BooleanField):
 class MessageInput(serializers.Serializer):
     role = serializers.ChoiceField(choices=ROLES)
     content = serializers.JSONField(allow_null=True)
-    name = serializers.CharField(max_length=100, required=False)
+    name = serializers.CharField(max_length=MAX_NAME, required=False)
 
     def validate_content(self, value: Any) -> str:
         """A string, or OpenAI's list of ``{"type": "text", "text"}`` parts."""
@@ -44,13 +43,13 @@ class StreamOptions(serializers.Serializer):
 class ChatInput(serializers.Serializer):
     """The fields this endpoint uses or checks; other OpenAI fields are ignored."""
 
-    model = serializers.CharField(max_length=100)
-    messages = MessageInput(many=True, allow_empty=False, max_length=500)  # type: ignore[call-arg]
+    model = serializers.CharField(max_length=MAX_NAME)
+    messages = MessageInput(many=True, allow_empty=False, max_length=MAX_MESSAGES)  # type: ignore[call-arg]
     max_tokens = serializers.IntegerField(
-        min_value=1, max_value=32_768, required=False, allow_null=True
+        min_value=1, max_value=MAX_TOKENS, required=False, allow_null=True
     )
     max_completion_tokens = serializers.IntegerField(
-        min_value=1, max_value=32_768, required=False, allow_null=True
+        min_value=1, max_value=MAX_TOKENS, required=False, allow_null=True
     )
     temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
     top_p = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
@@ -75,10 +74,10 @@ class ChatInput(serializers.Serializer):
         fields: dict[str, Any] = {"model": data.get("model"), "stream": data.get("stream", False)}
         messages = data.get("messages")
         if (
-            not plain_text(fields["model"], 100)
+            not plain_text(fields["model"], MAX_NAME)
             or not isinstance(fields["stream"], bool)
             or not isinstance(messages, list)
-            or not 0 < len(messages) <= 500
+            or not 0 < len(messages) <= MAX_MESSAGES
         ):
             return None
         fields["messages"] = []
@@ -89,7 +88,10 @@ class ChatInput(serializers.Serializer):
             if role not in ROLES or not (content is None or isinstance(content, str)):
                 return None
             fields["messages"].append({"role": role, "content": content or ""})
-        for name, low, high in (("max_tokens", 1, 32_768), ("max_completion_tokens", 1, 32_768)):
+        for name, low, high in (
+            ("max_tokens", 1, MAX_TOKENS),
+            ("max_completion_tokens", 1, MAX_TOKENS),
+        ):
             if name in data:
                 if data[name] is not None and not plain_int(data[name], low, high):
                     return None

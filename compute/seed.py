@@ -5,6 +5,7 @@ or edit Cargos afterwards in the Django admin."""
 from decimal import Decimal
 from typing import Any
 
+from compute.chat import MAX_MESSAGES, MAX_TOKENS
 from compute.models import Cargo
 
 CHAT_INPUT = {
@@ -15,7 +16,7 @@ CHAT_INPUT = {
         "messages": {
             "type": "array",
             "minItems": 1,
-            "maxItems": 500,
+            "maxItems": MAX_MESSAGES,
             "items": {
                 "type": "object",
                 "properties": {
@@ -25,7 +26,7 @@ CHAT_INPUT = {
                 "required": ["role", "content"],
             },
         },
-        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32_768},
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS},
         "temperature": {"type": "number", "minimum": 0, "maximum": 2},
     },
     "anyOf": [{"required": ["prompt"]}, {"required": ["messages"]}],

@@ -1,8 +1,134 @@
-"""Periodic upkeep of the Islands (scheduled in settings.CELERY_BEAT_SCHEDULE)."""
+"""Celery tasks of compute: the dispatch pass and the sweep of leases and time limits, the
+Islands' upkeep (all three scheduled in settings.CELERY_BEAT_SCHEDULE), and the ingestion
+of what Islands report (records collected by the bridge: sail.handlers, sail.job_events).
+
+Ingestion tasks ack the JetStream messages only after their records are committed. They
+keep the names they had before they moved here (``compute.job_tasks.*``,
+``sail.tasks.*``): a message queued by an older bridge still finds its task.
+"""
+
+from typing import Any
 
 from celery import shared_task
 
-from compute.services import islands, karma
+from compute.services import dispatch, islands, jobs, karma
+from core.retry import RETRY
+from sail.acks import ack
+
+
+@shared_task(name="compute.dispatch_queued", max_retries=0, ignore_result=True)
+def dispatch_queued_task() -> int:
+    return dispatch.dispatch_queued()
+
+
+@shared_task(name="compute.sweep_jobs", max_retries=0, ignore_result=True)
+def sweep_jobs_task() -> dict[str, int]:
+    return dispatch.sweep_jobs()
+
+
+# ``succeeded`` waits (re-queued every OUTPUT_WAIT_SECONDS, at most OUTPUT_WAIT_TRIES
+# times) for the job's output, which comes before it but in another task.
+OUTPUT_WAIT_SECONDS, OUTPUT_WAIT_TRIES = 0.02, 150
+
+
+@shared_task(name="compute.job_tasks.ingest_job_status", bind=True, **RETRY)
+def ingest_job_status(self, records: list[dict], acks: list[str], waited: int = 0) -> int:
+    return _apply_statuses(records, acks, waited, may_wait=_sent(self))
+
+
+def _sent(task) -> bool:
+    """Whether the task came through the broker; run eagerly (tests, scripts) nothing
+    else can bring a job's output meanwhile."""
+    return not (task.request.called_directly or task.request.is_eager)
+
+
+def _apply_statuses(records: list[dict], acks: list[str], waited: int, *, may_wait: bool) -> int:
+    behind = [
+        record
+        for record in records
+        if record["state"] == "succeeded"
+        and not jobs.output_caught_up(host_id=record["host_id"], job_id=record["job_id"])
+    ]
+    done = sum(jobs.apply_status(**record) for record in records if record not in behind)
+    if behind and may_wait and waited < OUTPUT_WAIT_TRIES:
+        # The others are applied (applying them again changes nothing); only these wait,
+        # sent again as a new message: cheaper than Celery's retry, which builds an
+        # exception with its traceback each time (the output is usually a moment behind).
+        ingest_job_status.apply_async(
+            args=(behind, acks, waited + 1), countdown=OUTPUT_WAIT_SECONDS
+        )
+        return done
+    done += sum(jobs.apply_status(**record) for record in behind)  # waited enough
+    ack(acks)
+    return done
+
+
+@shared_task(name="compute.job_tasks.ingest_job_output", **RETRY)
+def ingest_job_output(records: list[dict], acks: list[str]) -> int:
+    by_host: dict[str, list[dict]] = {}
+    for record in records:
+        by_host.setdefault(record["host_id"], []).append(record)
+    done = sum(jobs.apply_output(host_id=host, chunks=chunks) for host, chunks in by_host.items())
+    ack(acks)
+    return done
+
+
+@shared_task(name="compute.job_tasks.ingest_job_progress", **RETRY)
+def ingest_job_progress(records: list[dict], acks: list[str]) -> int:
+    done = sum(jobs.apply_progress(**record) for record in records)
+    ack(acks)
+    return done
+
+
+@shared_task(name="compute.job_tasks.ingest_job_images", **RETRY)
+def ingest_job_images(records: list[dict], acks: list[str]) -> int:
+    done = sum(jobs.apply_image(**record) for record in records)
+    ack(acks)
+    return done
+
+
+@shared_task(name="compute.job_tasks.ingest_job_leases", **RETRY)
+def ingest_job_leases(records: list[dict], acks: list[str]) -> int:
+    done = sum(jobs.apply_lease(**record) for record in records)
+    ack(acks)
+    return done
+
+
+@shared_task(name="compute.job_tasks.ingest_job_events", bind=True, **RETRY)
+def ingest_job_events(self, parts: list[tuple[str, Any, list[str]]]) -> int:
+    """A batch holding several kinds of job events, ``(kind, records, acks)`` in the
+    order to apply them (sail.handlers.jobs): output first, so that a ``succeeded`` of
+    the same batch finds it stored. Each part acks its messages once applied."""
+    done = 0
+    for kind, records, acks in parts:
+        if kind == "status":
+            done += _apply_statuses(records, acks, 0, may_wait=_sent(self))
+        else:
+            done += INGEST[kind](records, acks)
+    return done
+
+
+INGEST = {
+    "output": ingest_job_output,
+    "progress": ingest_job_progress,
+    "image": ingest_job_images,
+    "lease": ingest_job_leases,
+}
+
+
+# --- the Islands ----------------------------------------------------------------
+@shared_task(name="sail.tasks.register_islands", **RETRY)
+def register_islands(records: list[dict], acks: list[str]) -> int:
+    count = islands.register_islands(records=records)
+    ack(acks)
+    return count
+
+
+@shared_task(name="sail.tasks.ingest_heartbeats", **RETRY)
+def ingest_heartbeats(records: list[dict] | str, acks: list[str]) -> int:
+    count = islands.ingest_heartbeats(records=records)
+    ack(acks)
+    return count
 
 
 @shared_task(max_retries=0)

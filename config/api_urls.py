@@ -2,11 +2,12 @@
 
 from django.urls import include, path, re_path
 
+from billing import api as billing_api
 from portal.api import views
 
 urlpatterns = [
     path("health", views.HealthView.as_view(), name="api-health"),
-    path("account", views.AccountView.as_view(), name="api-account"),
+    path("account", billing_api.AccountView.as_view(), name="api-account"),
     path("api-keys", views.ApiKeyListView.as_view(), name="api-keys"),
     path("api-keys/<uuid:key_id>", views.ApiKeyDetailView.as_view(), name="api-key"),
     path("schema", views.SchemaView.as_view(), name="api-schema"),

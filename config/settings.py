@@ -253,6 +253,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "compute.api_schema.add_plain_view_paths",
         "portal.api.schema.add_error_responses",
     ],
 }
@@ -288,7 +289,6 @@ PLACEMENT_REGION = env.str("PLACEMENT_REGION", "")  # preferred region of jobs w
 PLACEMENT_REFRESH_SECONDS = env.float("PLACEMENT_REFRESH_SECONDS", 1.0)
 PLACEMENT_FULL_RELOAD_SECONDS = env.float("PLACEMENT_FULL_RELOAD_SECONDS", 60.0)
 PLACEMENT_REFRESH_IN_BACKGROUND = env.bool("PLACEMENT_REFRESH_IN_BACKGROUND", True)
-CELERY_IMPORTS = ("compute.job_tasks", "portal.emails")
 CELERY_BEAT_SCHEDULE.update(
     {
         "dispatch-queued-jobs": {"task": "compute.dispatch_queued", "schedule": 2.0},

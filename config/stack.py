@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from config.run import run
 from config.shell import BASE_DIR, VENV_BIN, reachable, say
+from sail import keys, server_config
 
 # Candidates tried by `test` when a URL is not set: the standard local ports, as in CI.
 TEST_DEFAULTS = {
@@ -90,7 +91,6 @@ def embedded_redis(state: Path) -> str:
 def embedded_nats(state: Path, secret: str, field_password: str = "") -> str:
     """A nats-server of our own, with the Sail's accounts and auth callout
     (sail.server_config): the same configuration as docker-compose's."""
-    from sail import keys, server_config
 
     binary = shutil.which("nats-server", path=str(VENV_BIN)) or shutil.which("nats-server")
     if binary is None:

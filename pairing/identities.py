@@ -20,6 +20,7 @@ from compute.models import Island
 from core.counters import hit
 from core.redis import redis_client
 from sail import permissions
+from sail.client import system
 
 logger = logging.getLogger(__name__)
 # An unpaired key only waits for its code: it authenticates again within the code's life.
@@ -71,7 +72,6 @@ def remember(*, key: str, server_id: str, client_id: int, ttl_seconds: int) -> N
 def cut_off(key: str) -> int:
     """Disconnect every connection admitted with ``key``; returns how many the servers
     knew. They reconnect by themselves and are admitted anew (:func:`admit`)."""
-    from sail.client import system
 
     members = redis_client().smembers(_sessions(key))
     if not members:

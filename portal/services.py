@@ -10,9 +10,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing import services as billing
 from core.counters import mark_revoked
 from core.redis import redis_client
+from portal import signals
 from portal.keycache import forget_key
 from portal.models import ApiKey, MagicLink, User
 
@@ -28,14 +28,9 @@ def hash_key(raw_key: str) -> str:
 
 @transaction.atomic
 def sign_up(*, email: str, password: str | None) -> User:
-    """Create an account with its starting grant of credits."""
+    """Create an account with its starting grant of credits (billing.apps)."""
     user = User.objects.create_user(email=email, password=password)
-    billing.grant(
-        user=user,
-        amount=settings.STARTING_CREDITS,
-        reason="Starting grant",
-        idempotency_key=f"signup-grant:{user.pk}",
-    )
+    signals.account_created.send(sender=User, user=user)
     return user
 
 

@@ -4,7 +4,6 @@ Thin callers of portal.services; htmx requests get the partial they swap in."""
 import copy
 import math
 import uuid
-from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import messages
@@ -20,8 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from billing.selectors import available_credits
-from portal import emails, services
+from portal import services, tasks
 from portal.forms import ApiKeyForm, EmailForm, LoginForm, ProfileForm, SignUpForm
 from portal.models import ApiKey, User
 
@@ -114,7 +112,7 @@ def magic_link_request(request: HttpRequest) -> HttpResponse:
             return _limited(request, template, EmailForm(initial={"email": email}), wait)
         services.record_auth_attempt(action="magic_link", ip=ip, email=email)
         # The same answer, and the same work here, whether or not the account exists.
-        emails.request_magic_link(email)
+        tasks.magic_link.delay(email)
         return redirect("magic_link_sent")
     return render(request, template, {"form": form})
 
@@ -148,7 +146,7 @@ class PasswordResetView(auth_views.PasswordResetView):
             )
         services.record_auth_attempt(action="password_reset", ip=ip, email=email)
         # The same answer, and the same work here, whether or not the account exists.
-        emails.request_password_reset(email)
+        tasks.password_reset.delay(email)
         return HttpResponseRedirect(self.get_success_url())
 
 
@@ -167,11 +165,6 @@ def _active_keys(user: User):
     return ApiKey.objects.filter(user=user, revoked_at__isnull=True)
 
 
-def _credits_context(user: User) -> dict:
-    credits: Decimal = available_credits(user=user)
-    return {"credits": credits, "credits_low": credits < settings.LOW_CREDITS_THRESHOLD}
-
-
 def _settings_context(request: PortalRequest, **overrides) -> dict:
     user = request.user
     context = {
@@ -179,7 +172,6 @@ def _settings_context(request: PortalRequest, **overrides) -> dict:
         "key_form": ApiKeyForm(),
         "api_keys": _active_keys(user),
         "credit_history_url": _optional_url("credit-history"),
-        **_credits_context(user),
     }
     context.update(overrides)
     return context

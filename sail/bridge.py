@@ -26,11 +26,11 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
-from django.utils.module_loading import import_string
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from compute.models import Island
 from core import tx
 from sail import registry, streams, subjects
 from sail.callout import run_callout
@@ -125,8 +125,6 @@ def drop_impersonations(batch: Sorted, keyed: set[str]) -> None:
 
 
 def _keyed(host_ids: set[str]) -> set[str]:
-    from compute.models import Island
-
     rows = Island.objects.filter(pk__in=host_ids, nkey__isnull=False).values_list("pk", flat=True)
     return {str(pk) for pk in rows}
 
@@ -135,9 +133,13 @@ def _keyed(host_ids: set[str]) -> set[str]:
 class Send:
     """One Celery task message: the task, its arguments, the messages it acks."""
 
-    task: str
+    run: Any  # the Celery task
     args: tuple
     msgs: list[Msg]
+
+    @property
+    def task(self) -> str:
+        return self.run.name
 
 
 def plan(batch: Sorted) -> list[Send]:
@@ -148,14 +150,14 @@ def plan(batch: Sorted) -> list[Send]:
     for kind in batch.records:
         grouped[kind.stream].append(kind)
     for stream, kinds in grouped.items():
-        task, order = registry.TOGETHER.get(stream, ("", ()))
+        task, order = registry.TOGETHER.get(stream, (None, ()))
         if len(kinds) > 1 and task:
             kinds.sort(key=lambda kind: order.index(kind.name))
             parts = [(k.name, k.pack(batch.records[k]), _acks(batch.msgs[k])) for k in kinds]
             sends.append(Send(task, (parts,), [m for k in kinds for m in batch.msgs[k]]))
             continue
         for k in kinds:
-            sends.append(Send(k.task_path, (k.pack(batch.records[k]), _acks(batch.msgs[k])),
+            sends.append(Send(k.task, (k.pack(batch.records[k]), _acks(batch.msgs[k])),
                               batch.msgs[k]))  # fmt: skip
     return sends
 
@@ -354,7 +356,7 @@ class Bridge:
             drop_impersonations(batch, await tx.in_thread(_keyed, field_hosts))
         for send in plan(batch):
             try:
-                await sync_to_async(call_sync)(import_string(send.task).apply_async, args=send.args)
+                await sync_to_async(call_sync)(send.run.apply_async, args=send.args)
             except Exception:
                 # The broker refused: ask JetStream to deliver these again shortly.
                 logger.exception("could not queue %d messages for %s", len(send.msgs), send.task)

@@ -5,7 +5,7 @@ A *kind* is the last token of ``host.{id}.{kind}`` (or ``register`` for
 function in a module of :mod:`sail.handlers`; the bridge loop never changes::
 
     @registry.register("status", stream=subjects.JOB_EVENTS_STREAM,
-                       task="compute.tasks.ingest_job_status", max_bytes=16_384)
+                       task=tasks.ingest_job_status, max_bytes=16_384)
     def parse_status(msg: Incoming) -> dict:
         ...  # validate, raise schemas.Invalid on bad input, return plain data
 
@@ -42,7 +42,7 @@ class Kind:
     name: str
     stream: str
     parse: Callable[[Incoming], Any]
-    task_path: str
+    task: Any  # the Celery task that stores the records
     max_bytes: int
     # How the list of records travels to the task (e.g. as one JSON string).
     pack: Callable[[list[Any]], Any] = list
@@ -50,7 +50,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {}
 # stream -> (task, kinds in the order their records are applied); see the module.
-TOGETHER: dict[str, tuple[str, tuple[str, ...]]] = {}
+TOGETHER: dict[str, tuple[Any, tuple[str, ...]]] = {}
 # Long-running coroutines the bridge starts next to its consumers, ``service(nc, stop)``
 # (e.g. a core-NATS relay); each must return soon after ``stop`` is set.
 SERVICES: list[Callable[[Any, Any], Coroutine[Any, Any, None]]] = []
@@ -63,7 +63,7 @@ def service(
     return run
 
 
-def together(stream: str, *, task: str, order: tuple[str, ...]) -> None:
+def together(stream: str, *, task: Any, order: tuple[str, ...]) -> None:
     TOGETHER[stream] = (task, order)
 
 
@@ -71,7 +71,7 @@ def register(
     kind: str,
     *,
     stream: str,
-    task: str,
+    task: Any,
     max_bytes: int = 64 * 1024,
     pack: Callable[[list[Any]], Any] = list,
 ) -> Callable[[Callable[[Incoming], Any]], Callable[[Incoming], Any]]:

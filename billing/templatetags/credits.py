@@ -1,8 +1,12 @@
-"""Exact display of credit amounts: Decimals in, no float on the way."""
+"""Exact display of credit amounts (Decimals in, no float on the way), and an account's
+balance for the pages of other apps."""
 
 from decimal import Decimal, InvalidOperation
 
 from django import template
+from django.conf import settings
+
+from billing.selectors import available_credits
 
 register = template.Library()
 
@@ -29,3 +33,10 @@ def price(value: object) -> str:
         return str(Decimal(str(value)).quantize(Decimal("0.0001")))
     except (InvalidOperation, ValueError):
         return ""
+
+
+@register.simple_tag
+def credit_balance(user: object) -> dict:
+    """The account's available credits, and whether they run low (the settings page)."""
+    amount = available_credits(user=user)  # type: ignore[arg-type]
+    return {"amount": amount, "low": amount < settings.LOW_CREDITS_THRESHOLD}

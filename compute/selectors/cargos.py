@@ -4,6 +4,7 @@ import uuid
 
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
+from billing.models import AskingPrice, RateSnapshot, SavedBid
 from compute.models import Cargo, Job
 from core.prepared import Prepared
 
@@ -28,8 +29,6 @@ def usable_cargo(slug: str) -> Cargo | None:
 
 
 def _submission(slug: str, user: uuid.UUID, priority: int) -> QuerySet[Cargo]:
-    from billing.models import AskingPrice, RateSnapshot, SavedBid
-
     here = OuterRef("pk")
     rate = RateSnapshot.objects.filter(cargo_id=here).order_by("-created_at")
     return Cargo.objects.filter(slug=slug, is_enabled=True, is_approved=True).annotate(

@@ -26,6 +26,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from billing.selectors import ask_of, ask_overrides
+from compute import signals
 from compute.models import Island, Job
 from compute.selectors.islands import offline_cutoff
 from compute.services import placement, waiting
@@ -40,6 +41,7 @@ from core import tx
 from core.prepared import Prepared
 from core.redis import redis_client
 from core.tx import AsyncTx, SyncTx, run_sync
+from sail.client import loop_connection
 
 logger = logging.getLogger(__name__)
 CANDIDATES = 5
@@ -248,7 +250,6 @@ def assignment(job: Job, *, lease_ms: int) -> dict[str, Any]:
 async def deliver(outbox: Outbox) -> None:
     """Publish ``outbox`` on this event loop's connection (its transaction committed);
     what cannot be published is requeued."""
-    from sail.client import loop_connection
 
     failed = await outbox.asend(await loop_connection())
     if failed:
@@ -277,11 +278,10 @@ def undelivered(items: list[Assignment]) -> None:
 def request_dispatch() -> None:
     """Ask for a dispatch pass soon (cheap; at most a few per second run). Requests made
     before a pass starts share it; one made after it started gets a pass of its own."""
-    from compute.job_tasks import dispatch_queued_task
 
     try:
         if redis_client().set(PASS_REQUESTED, 1, nx=True, px=250):
-            dispatch_queued_task.delay()
+            signals.pass_wanted.send(sender=Job)
     except Exception:
         logger.exception("could not request a dispatch pass; beat will run one")
 

@@ -20,7 +20,9 @@ from django.utils import timezone
 from compute.events import IslandStatus, send_to_user
 from compute.models import Island
 from compute.selectors.islands import OFFLINE, ONLINE, live_status, offline_cutoff
+from core.redis import redis_client
 from sail import subjects
+from sail.client import sail
 
 logger = logging.getLogger(__name__)
 REREGISTER_EVERY_SECONDS = 60
@@ -111,8 +113,6 @@ def ask_to_register(host_ids: list[str]) -> None:
     """Publish ``host.{id}.reregister`` (an extension: our agent registers again at once),
     at most once per ``REREGISTER_EVERY_SECONDS`` per Island however many workers see
     its heartbeats."""
-    from core.redis import redis_client
-    from sail.client import sail
 
     client = redis_client()
     for host_id in host_ids:

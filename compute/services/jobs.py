@@ -26,11 +26,15 @@ from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
+from billing import services as ledger
+from compute import signals
 from compute.models import Island, Job
+from compute.services import karma
 from compute.services.publish import client_event, publish_cancel, publish_job_events
 from core import tx
 from core.errors import ApiError
 from core.prepared import Prepared
+from core.redis import redis_client
 from core.tx import SyncTx, run_sync
 from portal.models import User
 
@@ -117,18 +121,6 @@ def usage_of(job: Job) -> dict:
 
 
 # --- cancellation (submission: compute.services.submission) -------------------------
-def request_dispatch() -> None:
-    from compute.services.dispatch import request_dispatch
-
-    request_dispatch()
-
-
-def _dispatch_if_waiting() -> None:
-    from compute.services.dispatch import dispatch_if_waiting
-
-    dispatch_if_waiting()
-
-
 def cancel_job(*, user: User, job_id: uuid.UUID | str) -> Job:
     """Cancel the user's pending, queued or running job; 409 if it already ended."""
     job = Job.objects.filter(pk=job_id, user=user).first()
@@ -180,7 +172,7 @@ def finish(
         if notify and job.island_id:
             transaction.on_commit(lambda: publish_cancel(job.island_id, job.pk))
         if job.island_id:  # a slot is free on its Island: queued jobs may take it now
-            transaction.on_commit(_dispatch_if_waiting, robust=True)
+            transaction.on_commit(partial(signals.slot_freed.send, sender=Job), robust=True)
     return True
 
 
@@ -189,8 +181,6 @@ def _end(job: Job, event: str, *, error: str, usage: dict) -> None:
     then publish its last events; all in the caller's transaction, so a job is ended,
     settled and counted together or not at all (and only once: the caller holds the
     job's row lock and checked that ``event`` applies)."""
-    from billing import services as ledger
-    from compute.services import karma
 
     now = timezone.now()
     attempt, tail = job.attempts, _flush_pending(job)
@@ -244,7 +234,6 @@ def _count_on_island(
     job: Job, event: str, island: Island, earned: Decimal, *, ended: datetime
 ) -> None:
     """The Island's counters, earnings and karma, exactly once per job."""
-    from compute.services import karma
 
     if event == "succeed":
         started = job.started_at or job.assigned_at or ended
@@ -397,8 +386,6 @@ def _final_key(job_id: object, attempt: int) -> str:
 
 
 def _note_final(key: str, seq: int) -> None:
-    from core.redis import redis_client
-
     redis_client().set(key, seq, ex=FINAL_SEQ_SECONDS)
 
 
@@ -406,7 +393,6 @@ def output_caught_up(*, host_id: str, job_id: str) -> bool:
     """Whether all the output of the job's running attempt on ``host_id`` is stored (its
     final chunk and every chunk before it), so that ``succeeded`` may end it. True too
     when there is nothing to wait for (the job is not running there)."""
-    from core.redis import redis_client
 
     row = _owned(job_id, host_id)
     if row is None:

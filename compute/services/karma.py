@@ -15,6 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from compute.models import Island, KarmaEvent
+from compute.selectors.islands import is_heard
 from core import prepared
 from core.prepared import Prepared
 
@@ -64,7 +65,6 @@ def penalize_disconnections(*, now: datetime | None = None) -> int:
 
     ``disconnect_penalized`` makes it once per disconnection: the next heartbeat clears it.
     """
-    from compute.selectors.islands import is_heard
 
     now = now or timezone.now()
     if not is_heard(now):

@@ -11,12 +11,14 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
+from billing import selectors as market
+from billing import services as ledger
 from billing.models import Balance
 from compute.models import Cargo, Job
 from compute.selectors.cargos import submission as _to_submit
 from compute.services import cargos as cargo_service
-from compute.services import placement, waiting
-from compute.services.jobs import ACTIVE, S, request_dispatch, start_as
+from compute.services import dispatch, placement, waiting
+from compute.services.jobs import ACTIVE, S, start_as
 from compute.services.publish import Outbox
 from core import tx
 from core.errors import ApiError
@@ -61,9 +63,6 @@ async def submit_job(
     chosen once the Cargo is read (see :func:`_guess`). The assignment is published once
     committed: by the caller through ``outbox`` (the fast lane, on its event loop), or on
     commit without one."""
-    from billing import selectors as market
-    from billing import services as ledger
-    from compute.services import dispatch
 
     async with db.atomic():
         guess = await _guess(db, workload, bid=bid, region=region)
@@ -111,7 +110,7 @@ async def submit_job(
             # aside, which are not read here: the next dispatch pass corrects it).
             need = placement.Need.for_job(job)
             start_as(job, "wait", queue_reason=await dispatch.waiting_reason(db, need))
-            db.on_commit(request_dispatch)
+            db.on_commit(dispatch.request_dispatch)
         else:
             # Lock order of a submission: the account, the Island, then the balance (the
             # hold), as at a job's end (the job, its Island, the balances).
@@ -146,7 +145,6 @@ async def _guess(
     count go with the first round trip. Only a guess: it is used when the job's own need,
     once known, is the same (the same Cargo fields, budget, region and no owners' asks),
     which gives the same choice; otherwise the job is placed as if there were none."""
-    from compute.services import dispatch
 
     if (last := _last.get(workload)) is None:
         return None

@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing.selectors import ask_overrides
 from compute.models import Cargo, Job
 from compute.services import placement
 from compute.services.jobs import WAITING, S, finish
@@ -103,7 +104,6 @@ def explain(job_ids: list[uuid.UUID]) -> int:
     """Bring the reasons of these queued jobs up to date: those a dispatch pass did not
     try, since a job of their Cargo found no Island before them. One decision per
     distinct need; returns how many changed."""
-    from billing.selectors import ask_overrides
 
     jobs = (
         Job.objects.filter(pk__in=job_ids, status=S.QUEUED)

@@ -1,5 +1,5 @@
 """OpenAPI additions: what the validation refuses (:class:`Schema`), the one error shape
-documented once for every operation, and the two endpoints that are not DRF views."""
+documented once for every operation, and the helpers of the apps' own fragments."""
 
 from typing import Any
 
@@ -10,7 +10,6 @@ from drf_spectacular.types import OpenApiTypes
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 
-from compute.openai_input import ROLES
 from portal.api.base import InputSerializer
 
 # Text with a character that is not a space to Python's strip() (which DRF trims), in
@@ -100,144 +99,18 @@ ERROR_RESPONSE = {
 }
 
 
-def _nullable(schema: dict) -> dict:
+def nullable(schema: dict) -> dict:
     return {**schema, "nullable": True}
 
 
-def _number(low: float, high: float, kind: str = "number") -> dict:
-    return _nullable({"type": kind, "minimum": low, "maximum": high})
-
-
-# compute.openai_input.ChatInput: OpenAI's fields that /chat/completions uses or checks;
-# other fields are accepted and ignored.
-CHAT_INPUT = {
-    "type": "object",
-    "required": ["model", "messages"],
-    "properties": {
-        "model": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 100,
-            "pattern": NOT_ONLY_SPACES,
-            "description": "A Cargo slug",
-        },
-        "messages": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": 500,
-            "items": {
-                "type": "object",
-                "required": ["role", "content"],
-                "properties": {
-                    "role": {"enum": ROLES},
-                    "content": {
-                        "nullable": True,
-                        "oneOf": [
-                            {"type": "string"},
-                            {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["type", "text"],
-                                    "properties": {
-                                        "type": {"enum": ["text"]},
-                                        "text": {"type": "string"},
-                                    },
-                                },
-                            },
-                        ],
-                    },
-                    "name": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": 100,
-                        "pattern": NOT_ONLY_SPACES,
-                    },
-                },
-            },
-        },
-        "max_tokens": _number(1, 32_768, "integer"),
-        "max_completion_tokens": _number(1, 32_768, "integer"),
-        "temperature": _number(0, 2),
-        "top_p": _number(0, 1),
-        "n": _number(1, 1, "integer"),
-        "stream": {"type": "boolean", "default": False},
-        "stream_options": _nullable(
-            {"type": "object", "properties": {"include_usage": {"type": "boolean"}}}
-        ),
-        "user": {"type": "string", "maxLength": 256},
-        "seed": _nullable({"type": "integer"}),
-        "presence_penalty": _number(-2, 2),
-        "frequency_penalty": _number(-2, 2),
-    },
-}
-
-SSE = {"text/event-stream": {"schema": {"type": "string"}}}
-
-# The two endpoints that are plain async Django views (compute.openai_api, streaming).
-PATHS = {
-    "/api/v1/chat/completions": {
-        "post": {
-            "operationId": "chat_completions_create",
-            "summary": "OpenAI-compatible chat: a chat.completion, or with stream true its "
-            "chat.completion.chunk events and a final data: [DONE]",
-            "description": "A job that waits for an Island: with stream true, chunks with an "
-            'empty content delta carry the extension `status {state: "queued", reason, '
-            "message, timeout_seconds, expires_at}` (as the job stream's status events; one "
-            "more when the wait ends); without, the answer waits. A wait past the "
-            "coordinator's JOB_QUEUE_TIMEOUT_SECONDS ends with a 504 `job_timeout` error "
-            "whose message says why (in a stream: an error chunk).",
-            "tags": ["chat"],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": CHAT_INPUT}},
-            },
-            "responses": {
-                "200": {
-                    "description": "The completion (JSON), or its chunks (server-sent events)",
-                    "content": {"application/json": {"schema": {"type": "object"}}, **SSE},
-                },
-                "4XX": {
-                    "description": "An error in the one shape, with OpenAI's error `type`",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
-                },
-            },
-            "security": [{"apiKey": []}, {"cookieAuth": []}],
-        }
-    },
-    "/api/v1/jobs/{job_id}/stream": {
-        "get": {
-            "operationId": "jobs_stream",
-            "summary": "A job's events as server-sent events (token, progress, status, image, "
-            "done, error): what was produced so far, then live; ends after done or error",
-            "description": "A job that waits for an Island starts with `status {state: "
-            '"queued", reason, message, timeout_seconds, expires_at}` (reason: `no_island`, '
-            "`over_budget` or `busy`, the `queue` of the job's answer) and gets another "
-            "such event when the reason changes (after a requeue with `cause`: what took "
-            "it back from its Island). A wait past its limit ends with `status {state: "
-            '"timeout"}` and an `error` that says why.',
-            "tags": ["jobs"],
-            "parameters": [
-                {
-                    "name": "job_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "format": "uuid"},
-                }
-            ],
-            "responses": {"200": {"description": "The job's events", "content": SSE}},
-            "security": [{"apiKey": []}, {"cookieAuth": []}],
-        }
-    },
-}
+def number(low: float, high: float, kind: str = "number") -> dict:
+    return nullable({"type": kind, "minimum": low, "maximum": high})
 
 
 def add_error_responses(result: dict, generator: Any, request: Any, public: bool) -> dict:
-    """A drf-spectacular postprocessing hook (with the paths that are not DRF views)."""
+    """A drf-spectacular postprocessing hook, after those that add the paths that are not
+    DRF views (compute.api_schema.add_plain_view_paths)."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
-    result.setdefault("paths", {}).update(PATHS)
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             if isinstance(operation, dict) and "responses" in operation:

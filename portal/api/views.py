@@ -1,10 +1,7 @@
-import uuid
-from decimal import Decimal
 from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -15,7 +12,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.models import Balance
 from core.errors import ApiError
 from portal import services
 from portal.api import serializers as s
@@ -29,45 +25,6 @@ class HealthView(PublicView):
     @extend_schema(summary="Server status (no authentication)", responses=s.HealthResponse)
     def get(self, request: Request) -> Response:
         return Response({"status": "ok", "version": settings.VERSION})
-
-
-@cache
-def _balance_sql() -> str:
-    """The ORM's SQL for one account's balance, built once per process: building it took
-    the ORM about four times as long as the database took to answer it (bench/README.md)."""
-    query = Balance.objects.filter(pk=uuid.UUID(int=0)).values_list(*BALANCE_FIELDS)[:1]
-    return query.query.sql_with_params()[0]
-
-
-def _balance_row(user) -> tuple[Decimal, ...]:
-    with connection.cursor() as cursor:
-        # The field converts the UUID for the backend (SQLite stores it as hex text).
-        user_id = Balance._meta.pk.get_db_prep_value(user.pk, connection)
-        cursor.execute(_balance_sql(), [user_id])
-        return cursor.fetchone() or (Decimal(0),) * len(BALANCE_FIELDS)
-
-
-BALANCE_FIELDS = ("available", "held", "earnings")
-_account_serializer = s.AccountSerializer()  # fields built once; to_representation keeps no state
-
-
-class AccountView(APIView):
-    """The API's hottest read (every client's balance check): the balance is read fresh
-    on every request, with a query compiled once and a serializer built once."""
-
-    @extend_schema(summary="Your account and available credits", responses=s.AccountResponse)
-    def get(self, request: SignedRequest) -> Response:
-        user = request.user
-        available, held, earnings = _balance_row(user)
-        account = {
-            "id": user.pk,
-            "email": user.email,
-            "credits": available,
-            "held": held,
-            "earnings": earnings,
-            "created_at": user.date_joined,
-        }
-        return Response({"data": _account_serializer.to_representation(account)})
 
 
 def _active_keys(request: SignedRequest):

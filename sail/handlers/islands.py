@@ -1,7 +1,7 @@
 """Registration, heartbeats, pairing requests and pings: parse and validate.
 
 Parse functions run in the bridge and return plain data for the Celery tasks of
-:mod:`sail.tasks`; they raise :class:`~sail.schemas.Invalid` for anything the protocol
+:mod:`compute.tasks`; they raise :class:`~sail.schemas.Invalid` for anything the protocol
 does not allow, and the bridge logs and skips that message.
 """
 
@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from compute import tasks
+from pairing import services as pairing
 from sail import subjects
 from sail.registry import Incoming, register
 from sail.schemas import Heartbeat, Invalid, PairingRequest, Register, decode, to_builtins
@@ -35,7 +37,7 @@ def _check_sender(msg: Incoming, host_id: str) -> str:
     return normalized
 
 
-@register("register", stream=subjects.ISLANDS_STREAM, task="sail.tasks.register_islands")
+@register("register", stream=subjects.ISLANDS_STREAM, task=tasks.register_islands)
 def parse_register(msg: Incoming) -> dict:
     reg = decode(msg.data, Register)
     capabilities = to_builtins(reg.capabilities)
@@ -70,9 +72,7 @@ def as_json(records: list[dict]) -> str:
     return orjson.dumps(records).decode()
 
 
-@register(
-    "heartbeat", stream=subjects.ISLANDS_STREAM, task="sail.tasks.ingest_heartbeats", pack=as_json
-)
+@register("heartbeat", stream=subjects.ISLANDS_STREAM, task=tasks.ingest_heartbeats, pack=as_json)
 def parse_heartbeat(msg: Incoming) -> dict:
     beat = decode(msg.data, Heartbeat)
     perf = beat.performance_estimates
@@ -115,9 +115,7 @@ def pairing_reply(data: bytes, key: str | None = None) -> dict[str, Any]:
             "name": request.name,
         }
     try:
-        from pairing.services import request_pairing_code
-
-        return request_pairing_code(host_id, key=key, registration=registration)
+        return pairing.request_pairing_code(host_id, key=key, registration=registration)
     except Exception:
         logger.exception("pairing request of %s failed", host_id)
         return {"success": False, "error": "pairing is unavailable right now, try again later"}

@@ -1,23 +1,24 @@
 """Island reports about jobs (status, output, progress, image, lease): parsed in the
-bridge by :mod:`sail.job_events`, applied by the tasks of :mod:`compute.job_tasks`."""
+bridge by :mod:`sail.job_events`, applied by the tasks of :mod:`compute.tasks`."""
 
+from compute import tasks
 from sail import job_events, subjects
 from sail.registry import register, service, together
 
 STREAM = subjects.JOB_EVENTS_STREAM
-register("status", stream=STREAM, task="compute.job_tasks.ingest_job_status", max_bytes=16_384)(
+register("status", stream=STREAM, task=tasks.ingest_job_status, max_bytes=16_384)(
     job_events.parse_status
 )
-register("output", stream=STREAM, task="compute.job_tasks.ingest_job_output", max_bytes=300_000)(
+register("output", stream=STREAM, task=tasks.ingest_job_output, max_bytes=300_000)(
     job_events.parse_output
 )
-register("progress", stream=STREAM, task="compute.job_tasks.ingest_job_progress", max_bytes=4096)(
+register("progress", stream=STREAM, task=tasks.ingest_job_progress, max_bytes=4096)(
     job_events.parse_progress
 )
-register(
-    "image", stream=STREAM, task="compute.job_tasks.ingest_job_images", max_bytes=16 * 1024 * 1024
-)(job_events.parse_image)
-register("lease", stream=STREAM, task="compute.job_tasks.ingest_job_leases", max_bytes=4096)(
+register("image", stream=STREAM, task=tasks.ingest_job_images, max_bytes=16 * 1024 * 1024)(
+    job_events.parse_image
+)
+register("lease", stream=STREAM, task=tasks.ingest_job_leases, max_bytes=4096)(
     job_events.parse_lease
 )
 
@@ -26,7 +27,7 @@ register("lease", stream=STREAM, task="compute.job_tasks.ingest_job_leases", max
 # job ends at once, with all its output stored, rather than waiting for another task.
 together(
     STREAM,
-    task="compute.job_tasks.ingest_job_events",
+    task=tasks.ingest_job_events,
     order=("output", "progress", "image", "lease", "status"),
 )
 

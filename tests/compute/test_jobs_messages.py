@@ -237,7 +237,7 @@ def test_malformed_messages_are_refused_by_the_parsers(kind, payload, host):
 
 
 def test_the_ingest_tasks_apply_a_batch_of_records(job, host):
-    from compute.job_tasks import ingest_job_output, ingest_job_status
+    from compute.tasks import ingest_job_output, ingest_job_status
 
     hid = str(host.pk)
     records = [handlers.parse_output(Incoming(f"host.{hid}.output", hid, "output",
@@ -257,7 +257,7 @@ def test_a_batch_of_several_kinds_goes_to_one_task_output_before_status(job, hos
     all its output (no waiting for another task), and every message is acked."""
     from nats.aio.msg import Msg
 
-    from compute.job_tasks import ingest_job_events
+    from compute.tasks import ingest_job_events
     from sail.bridge import plan, sort_batch
     from sail.registry import KINDS
 
@@ -300,7 +300,8 @@ def test_a_batch_of_one_kind_goes_to_that_kind_s_task(job, host):
 def test_a_succeeded_whose_output_never_comes_is_applied_after_the_wait(job, host):
     """GIVEN an Island that sent ``succeeded`` but whose final output chunk never arrives
     WHEN the status task has waited all its tries THEN the job still ends, completed."""
-    from compute.job_tasks import OUTPUT_WAIT_TRIES, RETRY, ingest_job_status
+    from compute.tasks import OUTPUT_WAIT_TRIES, ingest_job_status
+    from core.retry import RETRY
 
     assert RETRY["max_retries"] < OUTPUT_WAIT_TRIES  # the case this guards
     record = {"host_id": str(host.pk), "job_id": str(job.pk), "state": "succeeded", "error": ""}

@@ -9,7 +9,7 @@ from celery import signals
 from celery.fixups.django import DjangoWorkerFixup
 from django.db import connection
 
-from compute.job_tasks import dispatch_queued_task
+from compute.tasks import dispatch_queued_task
 from config.celery import app
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -27,7 +27,7 @@ def _fast_password_hashing(settings) -> None:
 
 @pytest.fixture(autouse=True)
 def _emails_sent_at_once():
-    """Account emails are made and sent by the Celery worker (portal.emails); here the
+    """Account emails are made and sent by the Celery worker (portal.tasks); here the
     task runs within the request, so that the test sees its email."""
     from config.celery import app
 
@@ -251,8 +251,8 @@ def test_a_mail_server_that_is_down_does_not_break_the_request(client, user, pag
 @pytest.mark.django_db
 @pytest.mark.parametrize("task", ["magic_link", "password_reset"])
 def test_the_worker_lets_a_failed_send_fail_so_that_it_tries_again(user, task, settings):
-    from portal import emails
+    from portal import tasks
 
     settings.EMAIL_BACKEND = f"{__name__}.MailServerDown"
     with pytest.raises(ConnectionRefusedError):
-        getattr(emails, task)(user.email)
+        getattr(tasks, task)(user.email)

@@ -14,8 +14,10 @@ from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-# A mail server that is down or refuses for a while: tried again, later each time (a
-# new link each time; an undelivered one is never used and expires).
+from portal import services
+
+# A mail server that is down or refuses for a while (not the database: core.retry): tried
+# again, later each time (a new link each time; an undelivered one is never used and expires).
 SENDING = {
     "autoretry_for": (OSError, smtplib.SMTPException),
     "retry_backoff": 5,
@@ -24,20 +26,9 @@ SENDING = {
 }
 
 
-def request_magic_link(email: str) -> None:
-    """Email a sign-in link to the account of ``email``, if there is one."""
-    magic_link.delay(email)
-
-
-def request_password_reset(email: str) -> None:
-    """Email a password reset link to the active accounts of ``email``, if any."""
-    password_reset.delay(email)
-
-
 @shared_task(name="portal.magic_link", **SENDING)
 def magic_link(email: str) -> None:
-    from portal import services
-
+    """Email a sign-in link to the account of ``email``, if there is one."""
     if issued := services.create_magic_link(email=email):
         user, token = issued
         url = settings.PUBLIC_URL + reverse("magic_link_confirm", args=[token])
@@ -60,6 +51,7 @@ class _PasswordResetForm(PasswordResetForm):
 
 @shared_task(name="portal.password_reset", **SENDING)
 def password_reset(email: str) -> None:
+    """Email a password reset link to the active accounts of ``email``, if any."""
     form = _PasswordResetForm(data={"email": email})
     if form.is_valid():
         form.save(

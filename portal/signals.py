@@ -1,0 +1,7 @@
+"""What the accounts announce for the apps built on them (connected in their apps.py)."""
+
+from django.dispatch import Signal
+
+# Sent inside the transaction that creates an account (``user``): what a new account gets
+# (billing: its starting grant) commits with it or not at all.
+account_created = Signal()
