@@ -122,12 +122,12 @@ def keep_islands_alive() -> None:
 
 def stub_nats() -> None:
     """No NATS in either mode: the job path's publishes become no-ops."""
-    from compute.services import dispatch, jobs
+    from compute.services import dispatch, ending, jobs
 
     def nothing(*args, **kwargs) -> None:
         return None
 
-    for module in (jobs, dispatch):
+    for module in (jobs, ending, dispatch):
         for name in ("publish_job_events", "publish_cancel", "publish_assignment"):
             if hasattr(module, name):
                 setattr(module, name, nothing)
@@ -138,23 +138,23 @@ class LedgerOff:
 
     def __enter__(self) -> "LedgerOff":
         from billing import services as ledger
+        from billing import settlement
 
-        self.saved = {name: getattr(ledger, name) for name in ("hold", "settle_job", "release")}
+        self.saved = [(ledger, "hold", ledger.hold), (settlement, "settle_job", settlement.settle_job),
+                      (settlement, "release", settlement.release)]  # fmt: skip
 
         def settle_job(job, **kwargs):  # what the job is charged is still reported
             price = job.price if job.price is not None else job.budget
-            return ledger.Settlement(charged=price, earned=Decimal(0), fee=Decimal(0))
+            return settlement.Settlement(charged=price, earned=Decimal(0), fee=Decimal(0))
 
         ledger.hold = lambda **kwargs: None
-        ledger.release = lambda **kwargs: None
-        ledger.settle_job = settle_job
+        settlement.release = lambda **kwargs: None
+        settlement.settle_job = settle_job
         return self
 
     def __exit__(self, *exc) -> None:
-        from billing import services as ledger
-
-        for name, value in self.saved.items():
-            setattr(ledger, name, value)
+        for module, name, value in self.saved:
+            setattr(module, name, value)
 
 
 def one_job(user) -> None:

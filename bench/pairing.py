@@ -132,10 +132,10 @@ def new_desktop_code(index: int) -> tuple[str, str]:
 
 
 def new_mobile_session() -> tuple[str, str]:
-    from pairing import services
+    from pairing import mobile
     from portal.models import User
 
-    session, code = services.start_mobile_session(user=User.objects.get(email=EMAIL))
+    session, code = mobile.start_mobile_session(user=User.objects.get(email=EMAIL))
     return str(session.pk), code
 
 

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import api_schema as out
-from billing import selectors, services
+from billing import exchange, selectors
 from billing.models import Balance, LedgerEntry
 from compute.models import Cargo, Island
 from core.money import MONEY
@@ -160,7 +160,7 @@ class AskingPricesView(APIView):
     )
     def post(self, request: SignedRequest) -> Response:
         data = validated(AskingPricesInput, request.data)
-        asks = services.set_asking_prices(
+        asks = exchange.set_asking_prices(
             owner=request.user, island_id=data["host_id"], prices=data["prices"]
         )
         return Response({"data": {"host_id": str(data["host_id"]), "asking_prices": asks}})
@@ -184,7 +184,7 @@ class BidsView(APIView):
     )
     def post(self, request: SignedRequest) -> Response:
         data = validated(BidInput, request.data)
-        services.save_bid(user=request.user, cargo_slug=data["workload"], bid=data["bid"])
+        exchange.save_bid(user=request.user, cargo_slug=data["workload"], bid=data["bid"])
         return Response({"data": {"workload": data["workload"], "bid": str(data["bid"])}})
 
 

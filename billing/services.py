@@ -8,26 +8,21 @@ never deadlock.
 """
 
 import uuid
-from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
-from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, SavedBid
-from billing.selectors import ask_of, ask_overrides, online_islands, surge_active
-from compute.capability import can_serve
-from compute.models import Cargo, Island, Job
+from billing.models import Balance, LedgerEntry
 from core import prepared, tx
 from core.errors import ApiError
 from core.prepared import Prepared
 from portal.models import User
 
 if TYPE_CHECKING:
-    from compute.models import Job
+    pass
 
 Kind = LedgerEntry.Kind
 CENT = Decimal("0.000001")
@@ -50,7 +45,7 @@ _LOCK_SQL = (
 )
 
 
-def _lock(*user_ids: object) -> dict[str, Balance]:
+def lock_balances(*user_ids: object) -> dict[str, Balance]:
     """Lock the accounts' balances in primary-key order (created when missing)."""
     ids = sorted({str(uid) for uid in user_ids})
 
@@ -76,7 +71,7 @@ def _lock(*user_ids: object) -> dict[str, Balance]:
     return rows
 
 
-class _Book:
+class Book:
     """Movements on locked balances, computed in memory and written at the end in one
     statement (:meth:`write`). A key already taken makes it fail, and with it the whole
     transaction: a movement is applied exactly once or not at all."""
@@ -163,20 +158,13 @@ _WRITE_SQL = (
 )
 
 
-def _apply(
-    balance: Balance,
-    *,
-    kind: str,
-    amount: Decimal,
-    key: str,
-    job_id: uuid.UUID | None = None,
-    reason: str = "",
-) -> LedgerEntry | None:
-    """Move ``amount`` on a locked balance; None when the key was already applied."""
+def _apply(balance: Balance, *, key: str, **move: Any) -> LedgerEntry | None:
+    """:meth:`Book.move` on a locked balance (``kind``, ``amount``, ``job_id``,
+    ``reason``); None when the key was already applied."""
     if LedgerEntry.objects.filter(idempotency_key=key).exists():
         return None
-    book = _Book({str(balance.user_id): balance})
-    entry = book.move(balance.user_id, kind, amount, key, job_id=job_id, reason=reason)
+    book = Book({str(balance.user_id): balance})
+    entry = book.move(balance.user_id, key=key, **move)
     book.write()
     return entry
 
@@ -184,7 +172,7 @@ def _apply(
 @transaction.atomic
 def grant(*, user: User, amount: Decimal, reason: str, idempotency_key: str) -> LedgerEntry:
     """Add credits to an account (sign-up grant, admin grant). Idempotent by key."""
-    balance = _lock(user.pk)[str(user.pk)]
+    balance = lock_balances(user.pk)[str(user.pk)]
     _apply(balance, kind=Kind.GRANT, amount=amount, key=idempotency_key, reason=reason)
     return LedgerEntry.objects.get(idempotency_key=idempotency_key)
 
@@ -202,7 +190,7 @@ def grant_starting_credits(*, user: User, **_: object) -> None:
 @transaction.atomic
 def adjust(*, user: User, amount: Decimal, reason: str, idempotency_key: str) -> LedgerEntry:
     """A signed correction by an admin; the available balance may not go below zero."""
-    balance = _lock(user.pk)[str(user.pk)]
+    balance = lock_balances(user.pk)[str(user.pk)]
     if balance.available + amount < 0:
         raise InsufficientCredits(-amount, balance.available)
     _apply(balance, kind=Kind.ADJUSTMENT, amount=amount, key=idempotency_key, reason=reason)
@@ -267,7 +255,7 @@ def hold(*, user_id: object, job_id: uuid.UUID, amount: Decimal, new_job: bool =
                 cursor.execute(_HOLD_SQL, params)
                 if cursor.fetchone() is not None:
                     return True
-        balance = _lock(user_id)[str(user_id)]  # a missing row, or not enough credits
+        balance = lock_balances(user_id)[str(user_id)]  # a missing row, or not enough credits
         if balance.available >= amount:
             _apply(balance, kind=Kind.HOLD, amount=amount, key=key, job_id=job_id)
             return True
@@ -324,7 +312,7 @@ def _constraint(exc: IntegrityError) -> str | None:
     return diag.constraint_name if diag is not None else None
 
 
-def _job_entries(job_id: uuid.UUID) -> dict[str, Decimal]:
+def job_entries(job_id: uuid.UUID) -> dict[str, Decimal]:
     """The job's entries so far, ``{kind prefix of the key: amount}``."""
     return {key.split(":", 1)[0]: amount for key, amount in _entries_of_job.rows(job=job_id)}
 
@@ -336,241 +324,5 @@ _entries_of_job = Prepared(
 )
 
 
-def _closed(entries: dict[str, Decimal]) -> bool:
+def closed(entries: dict[str, Decimal]) -> bool:
     return "capture" in entries or "release" in entries
-
-
-def release(*, user_id: object, job_id: uuid.UUID) -> Decimal | None:
-    """Give a failed, cancelled or timed-out job's hold back: no charge. Returns the
-    amount released, None if there was nothing to release (no hold, or already closed)."""
-    with transaction.atomic(savepoint=False):
-        balances = _lock(user_id)
-        entries = _job_entries(job_id)
-        held = entries.get("hold")
-        if held is None or _closed(entries):
-            return None
-        book = _Book(balances)
-        book.move(user_id, Kind.RELEASE, held, f"release:{job_id}", job_id=job_id)
-        book.write()
-        return held
-
-
-@dataclass(frozen=True)
-class Settlement:
-    charged: Decimal
-    earned: Decimal
-    fee: Decimal
-
-
-def split_fee(price: Decimal) -> tuple[Decimal, Decimal]:
-    """``(earned, fee)`` of a price: the fee is rounded half-even to the ledger's 6
-    places, and the two always add up to the price exactly."""
-    fee = (price * settings.PLATFORM_FEE_RATE).quantize(CENT, rounding=ROUND_HALF_EVEN)
-    return price - fee, fee
-
-
-_ISLAND_OF_JOB = object()
-
-
-def settle(
-    *,
-    user_id: object,
-    owner_id: object | None,
-    job_id: uuid.UUID,
-    price: Decimal,
-    island_id: Any = _ISLAND_OF_JOB,
-) -> Settlement | None:
-    """Charge a completed job its clearing price, release the rest of the hold and pay
-    the Island's owner the price minus the platform fee. None if already settled.
-
-    The Island's ``earnings`` (what its card shows) grow by the same net amount in the
-    same transaction, so they always equal the ledger's earning minus fee entries of its
-    jobs. ``island_id``: the Island that ran the job (looked up when not given; None for
-    none). Its row is locked before the balances: the lock order of the job path.
-
-    A job without a hold (made outside the submission service) is held at its price now
-    if the balance covers it; otherwise it is not charged. An Island without an owner
-    earns nothing: the platform keeps the price."""
-
-    with transaction.atomic(savepoint=False):
-        if island_id is _ISLAND_OF_JOB:
-            island_id = Job.objects.filter(pk=job_id).values_list("island_id", flat=True).first()
-        if island_id:
-            Island.objects.select_for_update(no_key=True).filter(pk=island_id).values_list(
-                "pk"
-            ).first()
-        done = _settle(user_id=user_id, owner_id=owner_id, job_id=job_id, price=price)
-        if done and done.earned and island_id:
-            Island.objects.filter(pk=island_id).update(earnings=F("earnings") + done.earned)
-        return done
-
-
-def _settle(
-    *, user_id: object, owner_id: object | None, job_id: uuid.UUID, price: Decimal
-) -> Settlement | None:
-    with transaction.atomic(savepoint=False):
-        balances = _lock(user_id, *([owner_id] if owner_id else []))
-        entries = _job_entries(job_id)
-        if _closed(entries):
-            return None
-        book = _Book(balances)
-        held = entries.get("hold")
-        if held is None:
-            held = price if balances[str(user_id)].available >= price else Decimal(0)
-            if held:
-                book.move(user_id, Kind.HOLD, held, f"hold:{job_id}", job_id=job_id)
-        price = min(price, held)
-        book.move(user_id, Kind.CAPTURE, price, f"capture:{job_id}", job_id=job_id)
-        if held > price:
-            book.move(user_id, Kind.RELEASE, held - price, f"rest:{job_id}", job_id=job_id)
-        earned, fee = split_fee(price) if owner_id else (Decimal(0), Decimal(0))
-        if owner_id and price:
-            book.move(owner_id, Kind.EARNING, price, f"earning:{job_id}", job_id=job_id)
-            if fee:
-                book.move(owner_id, Kind.FEE, fee, f"fee:{job_id}", job_id=job_id)
-        book.write()
-        return Settlement(charged=price, earned=earned, fee=fee)
-
-
-def charged_for(job_id: uuid.UUID) -> Decimal:
-    """What the job was charged (its capture), 0 if nothing."""
-    return _job_entries(job_id).get("capture", Decimal(0))
-
-
-def settle_job(job: "Job", *, owner_id: object | None) -> Settlement:
-    """The money of a completed job, for the transaction that completes it: charged at
-    its clearing price (``Job.price``; its budget if it was never priced), its Island's
-    owner (``owner_id``) paid. The caller holds the job's and its Island's row locks (in
-    that order) and adds ``earned`` to the Island's ``earnings`` in its own row update
-    (compute.services.karma.record_completed_job)."""
-    price = job.price if job.price is not None else job.budget
-    if price is None:
-        price = job.cargo.price_per_job
-    done = _settle(user_id=job.user_id, owner_id=owner_id, job_id=job.pk, price=price)
-    return done or Settlement(charged=charged_for(job.pk), earned=Decimal(0), fee=Decimal(0))
-
-
-# --- The compute exchange -------------------------------------------------------------
-
-
-def snapshot_rates() -> int:
-    """Record avg/min/max ask and Island count per enabled Cargo; returns rows written."""
-
-    islands = list(
-        online_islands().only("id", "asking_prices", "runtimes", "capabilities", "status")
-    )
-    surge = surge_active()
-    now = timezone.now()
-    rows = []
-    for cargo in Cargo.objects.filter(is_enabled=True, is_approved=True):
-        overrides = ask_overrides(cargo)
-        asks = [ask_of(i, cargo, overrides) for i in islands if can_serve(i, cargo)]
-        reference = asks or [cargo.price_per_job]
-        rows.append(
-            RateSnapshot(
-                cargo=cargo,
-                avg_price=(sum(reference, Decimal(0)) / len(reference)).quantize(CENT),
-                min_price=min(reference),
-                max_price=max(reference),
-                num_hosts=len(asks),
-                surge=surge,
-                created_at=now,
-            )
-        )
-    RateSnapshot.objects.bulk_create(rows)
-    return len(rows)
-
-
-@transaction.atomic
-def set_asking_prices(
-    *, owner: User, island_id: uuid.UUID | str, prices: dict[str, Decimal]
-) -> dict:
-    """An Island owner's asks per Cargo slug; returns the asks now in force."""
-
-    island = Island.objects.filter(pk=island_id, owner=owner).first()
-    if island is None:
-        raise ApiError("Island not found", code="not_found", status_code=404)
-    cargos = {c.slug: c for c in Cargo.objects.filter(slug__in=list(prices))}
-    unknown = sorted(set(prices) - set(cargos))
-    if unknown:
-        raise ApiError(
-            f"Unknown Cargo: {', '.join(unknown)}",
-            code="validation_error",
-            status_code=422,
-            details={"prices": [f"Unknown Cargo: {slug}" for slug in unknown]},
-        )
-    for slug, price in prices.items():
-        AskingPrice.objects.update_or_create(
-            island=island,
-            cargo=cargos[slug],
-            defaults={"price": price, "updated_at": timezone.now()},
-        )
-    asks = AskingPrice.objects.filter(island=island).select_related("cargo")
-    return {ask.cargo.slug: str(ask.price) for ask in asks}
-
-
-def save_bid(*, user: User, cargo_slug: str, bid: Decimal) -> None:
-    cargo = Cargo.objects.filter(slug=cargo_slug, is_enabled=True).first()
-    if cargo is None:
-        raise ApiError("Cargo not found", code="not_found", status_code=404)
-    SavedBid.objects.update_or_create(
-        user=user, cargo=cargo, defaults={"bid": bid, "updated_at": timezone.now()}
-    )
-
-
-def ended_jobs_with_open_holds(limit: int = 1000) -> list:
-    """Ids of jobs in a final state whose hold was neither captured nor released."""
-    from django.db.models import Exists, OuterRef
-
-    entries = LedgerEntry.objects.filter(job_id=OuterRef("pk"))
-    return list(
-        Job.objects.filter(status__in=Job.FINAL, user__balance__held__gt=0)
-        .filter(Exists(entries.filter(kind=Kind.HOLD)))
-        .exclude(Exists(entries.filter(kind__in=[Kind.CAPTURE, Kind.RELEASE])))
-        .values_list("pk", flat=True)[:limit]
-    )
-
-
-def release_holds_of_ended_jobs() -> int:
-    """Safety net (Celery beat): a job that ended without its hold being captured or
-    released (a worker killed between the job's final state and its settlement, or a
-    state written by hand) is settled now: a completed job is charged its clearing price
-    and its Island's owner paid; any other is released. Returns how many it fixed."""
-
-    fixed = 0
-    for job_id in ended_jobs_with_open_holds():
-        with transaction.atomic():
-            job = (
-                Job.objects.select_for_update(of=("self",), no_key=True)
-                .select_related("cargo")
-                .filter(pk=job_id, status__in=Job.FINAL)
-                .first()
-            )
-            if job is None:
-                continue
-            if job.status == Job.Status.COMPLETED:
-                owner_id = None
-                if job.island_id:
-                    owner_id = (
-                        Island.objects.filter(pk=job.island_id)
-                        .values_list("owner_id", flat=True)
-                        .first()
-                    )
-                price = next(
-                    p for p in (job.price, job.budget, job.cargo.price_per_job) if p is not None
-                )
-                done = settle(
-                    user_id=job.user_id,
-                    owner_id=owner_id,
-                    job_id=job.pk,
-                    price=price,
-                    island_id=job.island_id,
-                )
-                if job.credits_used is None:
-                    Job.objects.filter(pk=job.pk).update(credits_used=charged_for(job.pk))
-                fixed += done is not None
-            elif release(user_id=job.user_id, job_id=job.pk) is not None:
-                if job.credits_used is None:
-                    Job.objects.filter(pk=job.pk).update(credits_used=Decimal(0))
-                fixed += 1
-    return fixed

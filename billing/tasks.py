@@ -2,19 +2,19 @@ import logging
 
 from celery import shared_task
 
-from billing import services
+from billing import exchange, settlement
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, max_retries=0)
 def snapshot_market_rates() -> int:
-    return services.snapshot_rates()
+    return exchange.snapshot_rates()
 
 
 @shared_task(acks_late=True, max_retries=0)
 def settle_ended_jobs() -> int:
-    fixed = services.release_holds_of_ended_jobs()
+    fixed = settlement.release_holds_of_ended_jobs()
     if fixed:
         logger.warning("Settled %d job(s) whose hold outlived the job", fixed)
     return fixed

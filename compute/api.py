@@ -44,16 +44,13 @@ def present_karma(island: Island) -> dict:
     }
 
 
+KARMA_EVENT_FIELDS = (
+    "delta", "minutes", "reason", "karma_after", "pending_minutes_after", "created_at",
+)  # fmt: skip
+
+
 def present_karma_event(event: KarmaEvent) -> dict:
-    return {
-        "id": event.pk,
-        "delta": event.delta,
-        "minutes": event.minutes,
-        "reason": event.reason,
-        "karma_after": event.karma_after,
-        "pending_minutes_after": event.pending_minutes_after,
-        "created_at": event.created_at,
-    }
+    return {"id": event.pk, **{name: getattr(event, name) for name in KARMA_EVENT_FIELDS}}
 
 
 class HostFilter(PageSerializer):

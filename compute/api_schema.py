@@ -7,7 +7,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from compute.chat import MAX_MESSAGES, MAX_NAME, MAX_TOKENS, ROLES
+from compute.chat import MAX_NAME, MAX_TOKENS, ROLES, messages_schema
 from compute.models import Cargo, Island, Job
 from portal.api.schema import NOT_ONLY_SPACES, nullable, number
 from portal.api.serializers import PageMeta, envelope
@@ -162,41 +162,32 @@ CHAT_INPUT = {
             "pattern": NOT_ONLY_SPACES,
             "description": "A Cargo slug",
         },
-        "messages": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": MAX_MESSAGES,
-            "items": {
-                "type": "object",
-                "required": ["role", "content"],
-                "properties": {
-                    "role": {"enum": ROLES},
-                    "content": {
-                        "nullable": True,
-                        "oneOf": [
-                            {"type": "string"},
-                            {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["type", "text"],
-                                    "properties": {
-                                        "type": {"enum": ["text"]},
-                                        "text": {"type": "string"},
-                                    },
-                                },
+        "messages": messages_schema(
+            role={"enum": ROLES},
+            content={
+                "nullable": True,
+                "oneOf": [
+                    {"type": "string"},
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["type", "text"],
+                            "properties": {
+                                "type": {"enum": ["text"]},
+                                "text": {"type": "string"},
                             },
-                        ],
+                        },
                     },
-                    "name": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": MAX_NAME,
-                        "pattern": NOT_ONLY_SPACES,
-                    },
-                },
+                ],
             },
-        },
+            name={
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_NAME,
+                "pattern": NOT_ONLY_SPACES,
+            },
+        ),
         "max_tokens": number(1, MAX_TOKENS, "integer"),
         "max_completion_tokens": number(1, MAX_TOKENS, "integer"),
         "temperature": number(0, 2),

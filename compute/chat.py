@@ -6,3 +6,14 @@ ROLES = ["system", "developer", "user", "assistant", "tool"]
 MAX_MESSAGES = 500
 MAX_TOKENS = 32_768
 MAX_NAME = 100  # a model's slug, a message's name
+
+
+def messages_schema(**properties: dict) -> dict:
+    """The JSON schema of a chat's ``messages``: 1 to :data:`MAX_MESSAGES` objects with a
+    ``role`` and a ``content`` of the given ``properties``."""
+    return {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_MESSAGES,
+        "items": {"type": "object", "required": ["role", "content"], "properties": properties},
+    }

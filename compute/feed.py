@@ -40,7 +40,7 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from compute.models import Job
-from compute.services.jobs import WAITING, event_token, usage_of
+from compute.services.lifecycle import WAITING, event_token, usage_of
 from compute.services.publish import Assignment, job_events_subject
 from compute.services.waiting import queued_event
 from core.tx import in_thread

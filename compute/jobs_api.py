@@ -16,7 +16,7 @@ from compute import api_schema as out
 from compute.models import Cargo, Job
 from compute.selectors import cargos as cargo_selectors
 from compute.selectors.jobs import job_of, jobs_of
-from compute.services import dispatch, idempotency, jobs, submission, waiting
+from compute.services import dispatch, idempotency, jobs, lifecycle, submission, waiting
 from compute.services.publish import Outbox
 from core import tx
 from core.errors import ApiError
@@ -41,35 +41,27 @@ def iso(moment: datetime | None) -> str | None:
     return _datetime.to_representation(moment) if moment else None
 
 
+# The fields of a Cargo in each answer, in their order (the models' names, but ``id``).
+CARGO_FIELDS = ("slug", "name", "description", "category", "runtime_type", "onnx_task_type",
+                "price_per_job", "required_vram_mb", "required_ram_mb")  # fmt: skip
+WORKLOAD_FIELDS = ("id", "name", "slug", "description", "category", "runtime_type",
+                   "required_vram_mb", "required_ram_mb", "price_per_job", "time_limit_seconds",
+                   "input_schema", "is_enabled")  # fmt: skip
+
+
+def _fields(cargo: Cargo, names: tuple[str, ...]) -> dict:
+    """``names`` of ``cargo``, its price as a JSON number."""
+    values = {name: getattr(cargo, name) for name in names}
+    values["price_per_job"] = float(cargo.price_per_job)
+    return values
+
+
 def present_cargo(cargo: Cargo) -> dict:
-    return {
-        "slug": cargo.slug,
-        "name": cargo.name,
-        "description": cargo.description,
-        "category": cargo.category,
-        "runtime_type": cargo.runtime_type,
-        "onnx_task_type": cargo.onnx_task_type,
-        "price_per_job": float(cargo.price_per_job),
-        "required_vram_mb": cargo.required_vram_mb,
-        "required_ram_mb": cargo.required_ram_mb,
-    }
+    return _fields(cargo, CARGO_FIELDS)
 
 
 def present_workload(cargo: Cargo) -> dict:
-    return {
-        "id": cargo.pk,
-        "name": cargo.name,
-        "slug": cargo.slug,
-        "description": cargo.description,
-        "category": cargo.category,
-        "runtime_type": cargo.runtime_type,
-        "required_vram_mb": cargo.required_vram_mb,
-        "required_ram_mb": cargo.required_ram_mb,
-        "price_per_job": float(cargo.price_per_job),
-        "time_limit_seconds": cargo.time_limit_seconds,
-        "input_schema": cargo.input_schema,
-        "is_enabled": cargo.is_enabled,
-    }
+    return _fields(cargo, WORKLOAD_FIELDS)
 
 
 def present_job(job: Job) -> dict:
@@ -81,7 +73,7 @@ def present_job(job: Job) -> dict:
         "priority": job.priority,
         "input": job.input,
         "output": job.output,
-        "usage": jobs.usage_of(job),
+        "usage": lifecycle.usage_of(job),
         "island_id": str(job.island_id) if job.island_id else None,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),

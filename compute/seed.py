@@ -5,7 +5,7 @@ or edit Cargos afterwards in the Django admin."""
 from decimal import Decimal
 from typing import Any
 
-from compute.chat import MAX_MESSAGES, MAX_TOKENS
+from compute.chat import MAX_TOKENS, messages_schema
 from compute.models import Cargo
 
 CHAT_INPUT = {
@@ -13,19 +13,9 @@ CHAT_INPUT = {
     "properties": {
         "prompt": {"type": "string", "maxLength": 100_000},
         "system": {"type": "string", "maxLength": 100_000},
-        "messages": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": MAX_MESSAGES,
-            "items": {
-                "type": "object",
-                "properties": {
-                    "role": {"enum": ["system", "user", "assistant", "tool"]},
-                    "content": {"type": "string"},
-                },
-                "required": ["role", "content"],
-            },
-        },
+        "messages": messages_schema(
+            role={"enum": ["system", "user", "assistant", "tool"]}, content={"type": "string"}
+        ),
         "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS},
         "temperature": {"type": "number", "minimum": 0, "maximum": 2},
     },

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import shared_task
 
-from compute.services import dispatch, islands, jobs, karma
+from compute.services import dispatch, islands, jobs, karma, sweep
 from core.retry import RETRY
 from sail.acks import ack
 
@@ -23,7 +23,7 @@ def dispatch_queued_task() -> int:
 
 @shared_task(name="compute.sweep_jobs", max_retries=0, ignore_result=True)
 def sweep_jobs_task() -> dict[str, int]:
-    return dispatch.sweep_jobs()
+    return sweep.sweep_jobs()
 
 
 # ``succeeded`` waits (re-queued every OUTPUT_WAIT_SECONDS, at most OUTPUT_WAIT_TRIES

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
 from core.errors import error_body
-from pairing import codes, services
+from pairing import codes, mobile, services
 from portal.api.auth import client_ip
 from portal.api.base import InputSerializer, PublicView, validated
 from portal.api.serializers import envelope
@@ -68,7 +68,7 @@ class NatsKey(serializers.CharField):
 class ClaimInput(InputSerializer):
     code = QrCode(max_length=20)
     device_name = serializers.CharField(max_length=100)
-    platform = serializers.ChoiceField(choices=sorted(services.MOBILE_RUNTIME))
+    platform = serializers.ChoiceField(choices=sorted(mobile.MOBILE_RUNTIME))
     hardware = HardwareInput(required=False, default=dict)
     runtimes = serializers.ListField(
         child=serializers.RegexField(r"^[a-z0-9][a-z0-9_.-]{0,49}$"),
@@ -116,7 +116,7 @@ class Claimed(serializers.Serializer):
         help_text="Only when the claim sent no key: the seed of the key made for the device. "
         "Shown once; the coordinator keeps only the public key",
     )
-    runtime = serializers.ChoiceField(choices=sorted(services.MOBILE_RUNTIME.values()))
+    runtime = serializers.ChoiceField(choices=sorted(mobile.MOBILE_RUNTIME.values()))
 
 
 ClaimedResponse = envelope("ClaimedResponse", Claimed())
@@ -133,7 +133,7 @@ class MobileClaimView(PublicView):
     def post(self, request: Request) -> Response:
         data = validated(ClaimInput, request.data)
         try:
-            island, token, session, seed = services.claim_mobile_session(
+            island, token, session, seed = mobile.claim_mobile_session(
                 code=data["code"],
                 nkey=data.get("nkey"),
                 device_name=data["device_name"],

@@ -1,5 +1,5 @@
-"""Pairing writes: codes for desktop Islands, /pair confirmation, mobile claims, and the
-owner's rename/unpair. Every attempt to use a code is audited (PairingAttempt) and wrong
+"""Pairing writes: codes for desktop Islands, /pair confirmation, and the owner's
+rename/unpair (mobile claims: pairing.mobile). Every attempt to use a code is audited (PairingAttempt) and wrong
 ones count against the limits of pairing/limits.py.
 
 Side effects fire on commit: ``host.{id}.paired`` on NATS (protocol extension), the
@@ -8,12 +8,10 @@ Side effects fire on commit: ``host.{id}.paired`` on NATS (protocol extension), 
 agent can go back to asking for a code at once).
 """
 
-import hashlib
 import logging
 import math
-import secrets
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import timedelta
 from ipaddress import ip_address
 
@@ -26,17 +24,14 @@ from compute.events import IslandPaired, send_to_user
 from compute.models import Island
 from core.counters import hit
 from pairing import codes, identities, limits
-from pairing.models import MobilePairingSession, PairingAttempt, PairingCode
+from pairing.models import PairingAttempt, PairingCode
 from portal.models import User
-from sail import keys, subjects
+from sail import subjects
 from sail.client import sail
 
 logger = logging.getLogger(__name__)
 Outcome = PairingAttempt.Outcome
 Kind = PairingAttempt.Kind
-MOBILE_SESSION_TTL = timedelta(minutes=10)
-MAX_LIVE_MOBILE_SESSIONS = 5
-MOBILE_RUNTIME = {"ios": "coreml", "android": "onnx"}
 # How long an Island that a key asked a code for stays when nobody pairs it.
 UNPAIRED_KEY_TTL = timedelta(hours=1)
 COUNTED = {Outcome.WRONG, Outcome.EXPIRED, Outcome.USED, Outcome.ALREADY_PAIRED, Outcome.LOCKED}
@@ -56,12 +51,12 @@ class PairingError(Exception):
         self.retry_after = retry_after
 
 
-def _after_commit(callback: Callable[[], object]) -> None:
+def after_commit(callback: Callable[[], object]) -> None:
     # robust: a NATS or Redis hiccup is logged and never turns a done pairing into a 500.
     transaction.on_commit(callback, robust=True)
 
 
-def _audit(
+def audit(
     *,
     kind: str,
     user: User | None,
@@ -89,11 +84,11 @@ def _minutes(duration: timedelta) -> str:
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
-def _refuse(message: str, outcome: str, code: str, status: int = 400) -> PairingError:
+def refuse(message: str, outcome: str, code: str, status: int = 400) -> PairingError:
     return PairingError(message, outcome=outcome, code=code, status=status)
 
 
-def _check_limits(*, user: User | None, ip: str) -> None:
+def check_limits(*, user: User | None, ip: str) -> None:
     wait = limits.retry_after(user_id=user.pk if user else None, ip=ip)
     if wait is not None:
         raise PairingError(
@@ -206,18 +201,18 @@ def _new_pairing_code(*, island: Island, now) -> PairingCode:
 
 def _find_desktop_code(*, code: str, user: User, ip: str, lock: bool = False) -> PairingCode:
     if not codes.is_well_formed(code, codes.DESKTOP_LENGTH):
-        raise _refuse(
+        raise refuse(
             "Enter the 6-character code your Island shows (letters and digits).",
             Outcome.INVALID_FORMAT,
             "invalid_format",
         )
     if codes.has_lookalikes(code):
-        raise _refuse(
+        raise refuse(
             "Pairing codes never contain I, O, 0 or 1. Check the code your Island shows.",
             Outcome.INVALID_FORMAT,
             "invalid_format",
         )
-    _check_limits(user=user, ip=ip)
+    check_limits(user=user, ip=ip)
     code_hash = codes.code_hash(code)
     rows = PairingCode.objects.select_related("island").filter(code_hash=code_hash)
     if lock:
@@ -227,14 +222,14 @@ def _find_desktop_code(*, code: str, user: User, ip: str, lock: bool = False) ->
     row = rows.first()
     now = timezone.now()
     if row is None:
-        raise _refuse(
+        raise refuse(
             "That code is not valid. Check the code your Island shows and try again.",
             Outcome.WRONG,
             "invalid_code",
             404,
         )
     if row.used_at is not None:
-        raise _refuse(
+        raise refuse(
             "This code has already been used. Each code works once.",
             Outcome.USED,
             "code_used",
@@ -242,7 +237,7 @@ def _find_desktop_code(*, code: str, user: User, ip: str, lock: bool = False) ->
         )
     if row.expires_at <= now:
         # The agent asks for a new code by itself the moment its code expires.
-        raise _refuse(
+        raise refuse(
             f"This code has expired (codes last {_minutes(settings.PAIRING_CODE_TTL)}). "
             "Your Island has shown a new code by itself: enter the newest code it shows.",
             Outcome.EXPIRED,
@@ -250,7 +245,7 @@ def _find_desktop_code(*, code: str, user: User, ip: str, lock: bool = False) ->
             410,
         )
     if row.island.owner_id is not None:
-        raise _refuse(
+        raise refuse(
             "This Island is already paired with an account.",
             Outcome.ALREADY_PAIRED,
             "already_paired",
@@ -258,7 +253,7 @@ def _find_desktop_code(*, code: str, user: User, ip: str, lock: bool = False) ->
         )
     ttl = math.ceil((row.expires_at - now).total_seconds())
     if not limits.note_account_on_code(code_hash=code_hash, user_id=user.pk, ttl_seconds=ttl):
-        raise _refuse(
+        raise refuse(
             "This code has been tried from too many accounts and is locked. Restart the "
             "Island software to get a new one.",
             Outcome.LOCKED,
@@ -268,12 +263,12 @@ def _find_desktop_code(*, code: str, user: User, ip: str, lock: bool = False) ->
     return row
 
 
-def _attempt(kind: str, code: str, user: User | None, ip: str, run: Callable[[], object]):
+def attempt(kind: str, code: str, user: User | None, ip: str, run: Callable[[], object]):
     """Run one attempt; audit it and count a failure against the limits."""
     try:
         result = run()
     except PairingError as error:
-        _audit(kind=kind, user=user, ip=ip, code=code, outcome=error.outcome)
+        audit(kind=kind, user=user, ip=ip, code=code, outcome=error.outcome)
         if error.outcome in COUNTED:
             limits.record_failure(user_id=user.pk if user else None, ip=ip)
         raise
@@ -283,10 +278,10 @@ def _attempt(kind: str, code: str, user: User | None, ip: str, run: Callable[[],
 def preview_pairing(*, code: str, user: User, ip: str) -> Island:
     """The Island a code would pair, for the confirmation step. Counts as an attempt."""
     code = codes.normalize(code)
-    row = _attempt(
+    row = attempt(
         Kind.DESKTOP, code, user, ip, lambda: _find_desktop_code(code=code, user=user, ip=ip)
     )
-    _audit(
+    audit(
         kind=Kind.DESKTOP,
         user=user,
         ip=ip,
@@ -300,8 +295,8 @@ def preview_pairing(*, code: str, user: User, ip: str) -> Island:
 def confirm_pairing(*, code: str, user: User, ip: str) -> Island:
     """Bind the code's Island to ``user``; the code is spent."""
     code = codes.normalize(code)
-    island = _attempt(Kind.DESKTOP, code, user, ip, lambda: _bind(code=code, user=user, ip=ip))
-    _audit(
+    island = attempt(Kind.DESKTOP, code, user, ip, lambda: _bind(code=code, user=user, ip=ip))
+    audit(
         kind=Kind.DESKTOP, user=user, ip=ip, code=code, outcome=Outcome.PAIRED, island_id=island.pk
     )
     return island
@@ -324,7 +319,7 @@ def _bind(*, code: str, user: User, ip: str) -> Island:
     )
     payload = {"host_id": str(island.pk), "account_id": str(user.pk), "paired_at": now.isoformat()}
     _tell_island(island, "paired", payload)
-    _after_commit(lambda: send_to_user(user.pk, _paired_event(island)))
+    after_commit(lambda: send_to_user(user.pk, paired_event(island)))
     return island
 
 
@@ -333,13 +328,13 @@ def _tell_island(island: Island, kind: str, payload: dict) -> None:
     its connections, which authenticate again at once with what the key may do now
     (the Island's permissions after a pairing, a pairing code's after an unpairing)."""
     subject = subjects.to_island(str(island.pk), kind, field=island.nkey is None)
-    _after_commit(lambda: sail.publish(subject, payload))
+    after_commit(lambda: sail.publish(subject, payload))
     if island.nkey:
         key = island.nkey
-        _after_commit(lambda: identities.cut_off(key))
+        after_commit(lambda: identities.cut_off(key))
 
 
-def _paired_event(island: Island, session_id: str | None = None) -> IslandPaired:
+def paired_event(island: Island, session_id: str | None = None) -> IslandPaired:
     runtime = island.runtimes[0] if island.runtimes else "container"
     return IslandPaired(
         island_id=str(island.pk),
@@ -348,138 +343,6 @@ def _paired_event(island: Island, session_id: str | None = None) -> IslandPaired
         runtime=runtime,
         session_id=session_id,
     )
-
-
-# --- Mobile Islands: a QR code at /pair/mobile, claimed by the phone over HTTPS.
-
-
-def start_mobile_session(*, user: User) -> tuple[MobilePairingSession, str]:
-    """A new one-time session; returns it with its code (never stored in clear)."""
-    now = timezone.now()
-    with transaction.atomic():
-        user_sessions = MobilePairingSession.objects.filter(user=user, claimed_at__isnull=True)
-        user_sessions.filter(expires_at__lte=now).delete()
-        live = list(user_sessions.order_by("-created_at").values_list("pk", flat=True))
-        # A user reloading the page must not pile up claimable codes.
-        stale = live[MAX_LIVE_MOBILE_SESSIONS - 1 :]
-        MobilePairingSession.objects.filter(pk__in=stale).update(expires_at=now)
-        code = codes.random_code(codes.MOBILE_LENGTH)
-        session = MobilePairingSession.objects.create(
-            user=user,
-            code_hash=codes.code_hash(code),
-            created_at=now,
-            expires_at=now + MOBILE_SESSION_TTL,
-        )
-    return session, code
-
-
-def _find_mobile_session(*, code: str, ip: str, lock: bool = False) -> MobilePairingSession:
-    _check_limits(user=None, ip=ip)
-    rows = MobilePairingSession.objects.select_related("user").filter(
-        code_hash=codes.code_hash(code)
-    )
-    if lock:
-        # Locked by the lookup: a second claim of the code waits, then sees it claimed.
-        rows = rows.select_for_update(of=("self",), no_key=True)
-    row = rows.first()
-    if row is None:
-        raise _refuse("Unknown pairing code", Outcome.WRONG, "invalid_code", 404)
-    if row.claimed_at is not None:
-        raise _refuse("This pairing code has already been used", Outcome.USED, "code_used", 409)
-    if row.expires_at <= timezone.now():
-        raise _refuse(
-            "This pairing code has expired: show a new code at /pair/mobile",
-            Outcome.EXPIRED,
-            "code_expired",
-            410,
-        )
-    return row
-
-
-def claim_mobile_session(
-    *,
-    code: str,
-    device_name: str,
-    platform: str,
-    hardware: dict,
-    runtimes: Iterable[str],
-    app_version: str = "",
-    nkey: str | None = None,
-    ip: str,
-) -> tuple[Island, str, MobilePairingSession, str]:
-    """Create the phone's Island for the session's account; returns it with its token
-    and, when the phone sent no key of its own, the seed of the key made for it."""
-    code = codes.normalize(code)
-    # A key made here is new to the world; one the phone sent may be taken already.
-    seed = "" if nkey else keys.new_seed()
-    island, token, session = _attempt(
-        Kind.MOBILE,
-        code,
-        None,
-        ip,
-        lambda: _claim(
-            code=code,
-            device_name=device_name,
-            platform=platform,
-            hardware=hardware,
-            runtimes=runtimes,
-            app_version=app_version,
-            nkey=nkey or keys.public_key(seed),
-            check_key=not seed,
-            ip=ip,
-        ),
-    )
-    _audit(
-        kind=Kind.MOBILE, user=session.user, ip=ip, code=code, outcome=Outcome.CLAIMED,
-        island_id=island.pk,
-    )  # fmt: skip
-    return island, token, session, seed
-
-
-def hash_token(token: str) -> str:
-    # 256 random bits: a fast hash is as safe as a slow one and keeps checks cheap.
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@transaction.atomic
-def _claim(
-    *,
-    code: str,
-    device_name: str,
-    platform: str,
-    hardware: dict,
-    runtimes: Iterable[str],
-    app_version: str,
-    nkey: str,
-    check_key: bool,
-    ip: str,
-) -> tuple[Island, str, MobilePairingSession]:
-    session = _find_mobile_session(code=code, ip=ip, lock=True)
-    if check_key and Island.objects.filter(nkey=nkey).exists():
-        raise _refuse("This key belongs to another Island", Outcome.USED, "key_in_use", 409)
-    now = timezone.now()
-    runtime = MOBILE_RUNTIME[platform]
-    token = secrets.token_urlsafe(32)
-    island = Island.objects.create(
-        id=uuid.uuid4(),
-        owner=session.user,
-        name=device_name,
-        platform=platform,
-        agent_version=app_version,
-        capabilities=dict(hardware),
-        runtimes=list(dict.fromkeys([runtime, *runtimes])),
-        registered_at=now,
-        paired_at=now,
-        nkey=nkey,
-        token_hash=hash_token(token),
-        token_expires_at=now + settings.MOBILE_TOKEN_TTL,
-    )
-    session.claimed_at = now
-    session.island = island
-    session.save(update_fields=["claimed_at", "island"])
-    event = _paired_event(island, session_id=str(session.pk))
-    _after_commit(lambda: send_to_user(session.user_id, event))
-    return island, token, session
 
 
 # --- The owner's Islands.

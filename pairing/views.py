@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.middleware import HtmxDetails
 
 from compute.models import Island
-from pairing import selectors, services
+from pairing import mobile, selectors, services
 from pairing.codes import normalize
 from pairing.forms import PairCodeForm, RenameIslandForm
 from portal.api.auth import client_ip as _client_ip
@@ -97,7 +97,7 @@ def mobile_payload(code: str) -> str:
 @require_GET
 def pair_mobile(request: AuthedRequest) -> HttpResponse:
     """A new one-time pairing session on every visit ("New code" reloads the page)."""
-    session, code = services.start_mobile_session(user=request.user)
+    session, code = mobile.start_mobile_session(user=request.user)
     payload = mobile_payload(code)
     context = {
         "session": session,

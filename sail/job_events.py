@@ -27,7 +27,7 @@ import msgspec
 import orjson
 
 from compute.models import Job
-from compute.services import jobs
+from compute.services import jobs, lifecycle
 from sail import subjects
 from sail.registry import Incoming
 from sail.schemas import Invalid, decode
@@ -257,7 +257,7 @@ class TokenRelay:
         published = 0
         subject = f"jobs.{job_id}.events"
         while expected in held:
-            msg_id, event = jobs.event_token(job_id, attempt, expected, held.pop(expected))
+            msg_id, event = lifecycle.event_token(job_id, attempt, expected, held.pop(expected))
             await self.nc.publish(subject, orjson.dumps(event), headers={"Nats-Msg-Id": msg_id})
             expected += 1
             published += 1

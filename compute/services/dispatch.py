@@ -10,9 +10,8 @@
   heartbeats with free slots, and on a job's end when a job waits:
   :func:`dispatch_if_waiting`) and every few seconds from beat, and keeps the reasons of
   the jobs that still wait true.
-- :func:`sweep_jobs` (beat) requeues jobs whose lease ran out or whose Island went
-  offline, to another Island, ends jobs over their Cargo's time limit, and jobs that
-  waited for an Island longer than their queue limit.
+- :func:`requeue_job` takes a job back from its Island (an assignment not delivered; a
+  lease run out or an Island gone silent: compute.services.sweep) for another Island.
 """
 
 import logging
@@ -30,10 +29,12 @@ from compute import signals
 from compute.models import Island, Job
 from compute.selectors.islands import offline_cutoff
 from compute.services import placement, waiting
-from compute.services.jobs import WAITING, S, finish, moving, start_as, transition
+from compute.services.ending import finish
+from compute.services.lifecycle import WAITING, S, moving, start_as, transition
 from compute.services.publish import (
     Assignment,
     Outbox,
+    assignment_payload,
     publish_cancel,
     publish_job_events,
 )
@@ -217,34 +218,13 @@ async def claim(
                 job_id=job.pk,
                 island_id=str(candidate.island_id),
                 attempt=attempt,
-                payload=assignment(job, lease_ms=int(lease.timestamp() * 1000)),
+                payload=assignment_payload(job, lease_ms=int(lease.timestamp() * 1000)),
                 island_name=name,
                 field=nkey is None,
             )
         )
     index.note_load(candidate.island_id, running + 1)
     return "assigned"
-
-
-def assignment(job: Job, *, lease_ms: int) -> dict[str, Any]:
-    """The ``host.{id}.jobs`` payload: protocol fields, then the Cargo's runtime fields."""
-    cargo = job.cargo
-    payload: dict[str, Any] = {
-        "job_id": str(job.pk),
-        "workload_id": cargo.slug,
-        "workload_slug": cargo.slug,  # extension
-        "input": job.input,
-        "lease_expires": lease_ms,
-        "runtime_type": cargo.runtime_type,
-        "time_limit_seconds": cargo.time_limit_seconds,  # extension
-    }
-    if cargo.onnx_task_type:
-        payload["onnx_task_type"] = cargo.onnx_task_type
-    spec = cargo.spec if isinstance(cargo.spec, dict) else {}
-    for name, value in spec.items():
-        if value is not None and name not in payload:
-            payload[name] = value
-    return payload
 
 
 async def deliver(outbox: Outbox) -> None:
@@ -397,31 +377,3 @@ def requeue_job(
         transaction.on_commit(request_dispatch)
     placement.index().note_load(str(island_id), 0)
     return True
-
-
-def sweep_jobs(*, now: datetime | None = None) -> dict[str, int]:
-    """Time out jobs over their limit, requeue jobs of silent Islands and expired leases,
-    end jobs that waited for an Island longer than their queue limit."""
-    now = now or timezone.now()
-    running = Job.objects.filter(status=S.RUNNING)
-    timed_out = sum(
-        finish(job_id=job_id, event="time_out", error=f"Timeout: job exceeded {limit}s limit", notify=True)
-        for job_id, limit in running.filter(deadline_at__lt=now).values_list("pk", "cargo__time_limit_seconds")
-    )  # fmt: skip
-    silent = list(
-        running.filter(
-            Q(island__last_heartbeat_at__lt=offline_cutoff(now))
-            | Q(island__status=Island.Status.OFFLINE)
-        ).values_list("pk", "island_id")
-    )
-    offline = sum(
-        requeue_job(job_id=j, island_id=i, reason="the Island went offline") for j, i in silent
-    )
-    expired = list(running.filter(lease_expires_at__lt=now).values_list("pk", "island_id"))
-    leases = sum(requeue_job(job_id=j, island_id=i, reason="lease expired") for j, i in expired)
-    return {
-        "timed_out": timed_out,
-        "offline": offline,
-        "lease_expired": leases,
-        "queue_expired": waiting.expire_waiting(now=now),
-    }

@@ -1,10 +1,5 @@
-"""Jobs: the state machine, submission and cancellation, and what Islands report.
-
-Every status change goes through :func:`transition`, a conditional UPDATE over the
-table :data:`TRANSITIONS`: it applies only when the row is still in an allowed source
-state (and, for Island reports, still on that Island and attempt), so two workers
-handling the same message, or a late message after a final state, never apply twice.
-Final states never change: no transition leaves them.
+"""Jobs: cancellation and what Islands report (the states: compute.services.lifecycle;
+a job's end: compute.services.ending).
 
 Island messages (status, output, progress, image, lease) lock the job row, apply, and
 publish the client events of :mod:`compute.services.publish` before the lock is
@@ -19,18 +14,18 @@ import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.dispatch import Signal
 from django.utils import timezone
 
-from billing import services as ledger
-from compute import signals
-from compute.models import Island, Job
-from compute.services import karma
-from compute.services.publish import client_event, publish_cancel, publish_job_events
+from compute.models import Job
+from compute.services.ending import finish
+from compute.services.lifecycle import (
+    S,
+    event_token,
+)
+from compute.services.publish import client_event, publish_job_events
 from core import tx
 from core.errors import ApiError
 from core.prepared import Prepared
@@ -39,85 +34,9 @@ from core.tx import SyncTx, run_sync
 from portal.models import User
 
 logger = logging.getLogger(__name__)
-S = Job.Status
-WAITING = frozenset({S.PENDING, S.QUEUED})
-ACTIVE = frozenset({S.PENDING, S.QUEUED, S.RUNNING})
-# event -> (source states, target state). The one place that says how a job may move.
-TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
-    "assign": (WAITING, S.RUNNING),
-    "wait": (frozenset({S.PENDING}), S.QUEUED),
-    "requeue": (frozenset({S.RUNNING}), S.QUEUED),
-    "succeed": (frozenset({S.RUNNING}), S.COMPLETED),
-    "fail": (ACTIVE, S.FAILED),
-    "cancel": (ACTIVE, S.CANCELLED),
-    "time_out": (frozenset({S.RUNNING}), S.TIMEOUT),
-    # A job that waited for an Island longer than its queue limit (compute.services.waiting).
-    "expire": (WAITING, S.TIMEOUT),
-}
 MAX_PENDING_CHUNKS = 10_000
 # Sent by an Island whose own time limit ended the job (island-protocol.md).
 ISLAND_TIMEOUT_PREFIX = "timeout"
-
-# Sent after the commit that made a job final: ``job_id``, ``status``.
-job_finished = Signal()
-
-
-def transition(
-    job_id: uuid.UUID | str,
-    event: str,
-    *,
-    on_island: uuid.UUID | str | None = None,
-    at_attempt: int | None = None,
-    **changes: Any,
-) -> bool:
-    """Move the job on ``event`` if it is in a source state (and, when given, still on
-    ``on_island`` at attempt ``at_attempt``); ``True`` if it moved. ``changes``: fields
-    written with the new state."""
-    statement = moving(job_id, event, on_island=on_island, at_attempt=at_attempt, **changes)
-    return run_sync(SyncTx().one(statement)) == 1
-
-
-def moving(
-    job_id: uuid.UUID | str,
-    event: str,
-    *,
-    on_island: uuid.UUID | str | None = None,
-    at_attempt: int | None = None,
-    **changes: Any,
-) -> tx.Statement:
-    """:func:`transition` as a statement, for a transaction of the job path (its result:
-    1 if the job moved)."""
-    sources, target = TRANSITIONS[event]
-    where: dict[str, Any] = {"pk": job_id, "status__in": sources}
-    if on_island is not None:
-        where["island_id"] = on_island
-    if at_attempt is not None:
-        where["attempts"] = at_attempt
-    return tx.update(Job, where, {"status": target, **changes})
-
-
-def start_as(job: Job, event: str, **changes: Any) -> None:
-    """Apply ``event`` to a job not stored yet: a submission decides the first state of
-    its job (assigned or queued) before the insert, by the same table of transitions."""
-    sources, target = TRANSITIONS[event]
-    if not job._state.adding or job.status not in sources:
-        raise ValueError(f"{event} does not apply to this job")
-    job.status = target
-    for name, value in changes.items():
-        setattr(job, name, value)
-
-
-# --- client events ------------------------------------------------------------------
-def usage_of(job: Job) -> dict:
-    known = [n for n in (job.prompt_tokens, job.completion_tokens) if n is not None]
-    return {
-        "prompt_tokens": job.prompt_tokens,
-        "completion_tokens": job.completion_tokens,
-        "total_tokens": sum(known) if known else None,
-        # A JSON number as in the seed page; the stored value is an exact decimal with
-        # 6 places, which a float's shortest repr reproduces digit for digit.
-        "credits_used": float(job.credits_used) if job.credits_used is not None else None,
-    }
 
 
 # --- cancellation (submission: compute.services.submission) -------------------------
@@ -138,127 +57,7 @@ def cancel_job(*, user: User, job_id: uuid.UUID | str) -> Job:
     return job
 
 
-# --- ending a job -------------------------------------------------------------------
-def _flush_pending(job: Job) -> list[tuple[int, str]]:
-    """Chunks still waiting for a gap that will never fill, in seq order."""
-    tail = sorted((int(seq), text) for seq, text in (job.pending_chunks or {}).items())
-    job.pending_chunks = {}
-    if tail:
-        job.output += "".join(text for _, text in tail)
-        job.last_seq = tail[-1][0]
-    return tail
-
-
-def finish(
-    *,
-    job_id: uuid.UUID | str,
-    event: str,
-    island_id: uuid.UUID | str | None = None,
-    error: str = "",
-    usage: dict | None = None,
-    notify: bool = False,
-) -> bool:
-    """End a job (``succeed``, ``fail``, ``cancel``, ``time_out``, ``expire``); ``True``
-    if this call ended it. ``island_id``: only if the job is on that Island. ``notify``: tell the
-    Island to stop (``host.{id}.cancel``) once committed."""
-    with transaction.atomic():
-        if island_id is None:
-            job = _locked.first(job=job_id)
-        else:
-            job = _locked_on.first(job=job_id, island=island_id)
-        if job is None or job.status not in TRANSITIONS[event][0]:
-            return False
-        _end(job, event, error=error, usage=usage or {})
-        if notify and job.island_id:
-            transaction.on_commit(lambda: publish_cancel(job.island_id, job.pk))
-        if job.island_id:  # a slot is free on its Island: queued jobs may take it now
-            transaction.on_commit(partial(signals.slot_freed.send, sender=Job), robust=True)
-    return True
-
-
-def _end(job: Job, event: str, *, error: str, usage: dict) -> None:
-    """Apply ``event`` to the locked ``job``: its money, its Island's counters and karma,
-    then publish its last events; all in the caller's transaction, so a job is ended,
-    settled and counted together or not at all (and only once: the caller holds the
-    job's row lock and checked that ``event`` applies)."""
-
-    now = timezone.now()
-    attempt, tail = job.attempts, _flush_pending(job)
-    changes: dict[str, Any] = {
-        "completed_at": now,
-        "output": job.output,
-        "last_seq": job.last_seq,
-        "pending_chunks": {},
-        "lease_expires_at": None,
-        "error": error[:2000],
-    }
-    # Lock order of a job's end: the job (held), its Island, then the balances.
-    island = None
-    if job.island_id and event in ("succeed", "fail", "time_out"):
-        island = karma.lock_island(job.island_id)
-    earned = Decimal(0)
-    if event == "succeed":
-        changes["prompt_tokens"] = _count(usage.get("prompt_tokens"))
-        changes["completion_tokens"] = _count(usage.get("completion_tokens"))
-        # Charge, refund the rest of the hold and pay the owner, in this transaction.
-        settlement = ledger.settle_job(job, owner_id=island.owner_id if island else None)
-        changes["credits_used"], earned = settlement.charged, settlement.earned
-    else:
-        ledger.release(user_id=job.user_id, job_id=job.pk)
-        changes["credits_used"] = Decimal(0)
-    transition(job.pk, event, **changes)
-    for name, value in changes.items():
-        setattr(job, name, value)
-    job.status = TRANSITIONS[event][1]
-    if island is not None:
-        _count_on_island(job, event, island, earned, ended=now)
-    events = [event_token(job.pk, attempt, seq, text) for seq, text in tail]
-    events.append(client_event(job.pk, f"s:{job.status}", "status", state=job.status))
-    if job.status == S.COMPLETED:
-        usage_out = {k: v for k, v in usage_of(job).items() if k != "credits_used"}
-        events.append(client_event(job.pk, "done", "done", usage=usage_out))
-    else:
-        events.append(client_event(job.pk, "error", "error", error=job.error or job.status))
-    publish_job_events(job.pk, events)
-    job_id, status = job.pk, job.status
-    transaction.on_commit(
-        lambda: job_finished.send_robust(sender=Job, job_id=job_id, status=status)
-    )
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def _count_on_island(
-    job: Job, event: str, island: Island, earned: Decimal, *, ended: datetime
-) -> None:
-    """The Island's counters, earnings and karma, exactly once per job."""
-
-    if event == "succeed":
-        started = job.started_at or job.assigned_at or ended
-        seconds = int((ended - started).total_seconds())
-        karma.record_completed_job(
-            island_id=island.pk, job_id=job.pk, seconds=seconds, earned=earned, island=island
-        )
-    else:
-        karma.record_failed_job(
-            island_id=island.pk, job_id=job.pk, timed_out=event == "time_out", island=island
-        )
-
-
-def event_token(job_id: object, attempt: int, seq: int, text: str) -> tuple[str, dict]:
-    return client_event(job_id, f"{attempt}:t:{seq}", "token", content=text, seq=seq)
-
-
-# Run for every job's end and for most Island messages: built once (core.prepared).
-_locked = Prepared(lambda job: Job.objects.filter(pk=job), lock=True, job=uuid.UUID)
-_locked_on = Prepared(
-    lambda job, island: Job.objects.filter(pk=job, island_id=island),
-    lock=True,
-    job=uuid.UUID,
-    island=uuid.UUID,
-)
+# Run for most Island messages: built once (core.prepared).
 _output_of = Prepared(
     lambda job, island: Job.objects.filter(pk=job, island_id=island, status=S.RUNNING).only(
         "id", "output", "last_seq", "pending_chunks", "attempts"

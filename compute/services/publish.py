@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from nats.js.errors import NoStreamResponseError, NotFoundError
 
-from compute.models import Island
+from compute.models import Island, Job
 from sail import subjects
 from sail.client import sail
 from sail.streams import JOB_UPDATES, JOBS
@@ -184,3 +184,24 @@ async def _publish_events(
         await nc.publish(subject, orjson.dumps(event), headers={"Nats-Msg-Id": msg_id})
     if flush:
         await nc.flush()
+
+
+def assignment_payload(job: Job, *, lease_ms: int) -> dict[str, Any]:
+    """The ``host.{id}.jobs`` payload: protocol fields, then the Cargo's runtime fields."""
+    cargo = job.cargo
+    payload: dict[str, Any] = {
+        "job_id": str(job.pk),
+        "workload_id": cargo.slug,
+        "workload_slug": cargo.slug,  # extension
+        "input": job.input,
+        "lease_expires": lease_ms,
+        "runtime_type": cargo.runtime_type,
+        "time_limit_seconds": cargo.time_limit_seconds,  # extension
+    }
+    if cargo.onnx_task_type:
+        payload["onnx_task_type"] = cargo.onnx_task_type
+    spec = cargo.spec if isinstance(cargo.spec, dict) else {}
+    for name, value in spec.items():
+        if value is not None and name not in payload:
+            payload[name] = value
+    return payload

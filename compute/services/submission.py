@@ -18,7 +18,7 @@ from compute.models import Cargo, Job
 from compute.selectors.cargos import submission as _to_submit
 from compute.services import cargos as cargo_service
 from compute.services import dispatch, placement, waiting
-from compute.services.jobs import ACTIVE, S, start_as
+from compute.services.lifecycle import ACTIVE, S, start_as
 from compute.services.publish import Outbox
 from core import tx
 from core.errors import ApiError

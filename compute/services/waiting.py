@@ -12,7 +12,7 @@ of a wait that lasts too long.
 - **How long.** A job waits at most ``queue_timeout_seconds`` (its submission's, else
   ``JOB_QUEUE_TIMEOUT_SECONDS``) from the time it was queued, counted again after a
   requeue. The sweep (:func:`expire_waiting`, beat) then ends it ``timeout`` with an error
-  that says why; compute.services.jobs.finish releases its hold, once: under the job's
+  that says why; compute.services.ending.finish releases its hold, once: under the job's
   row lock, and only from a waiting state.
 """
 
@@ -32,7 +32,8 @@ from django.utils import timezone
 from billing.selectors import ask_overrides
 from compute.models import Cargo, Job
 from compute.services import placement
-from compute.services.jobs import WAITING, S, finish
+from compute.services.ending import finish
+from compute.services.lifecycle import WAITING, S
 from compute.services.publish import client_event, publish_job_events
 
 logger = logging.getLogger(__name__)

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from billing import selectors, services, tasks
+from billing import selectors, services, settlement, tasks
 from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, SavedBid
 from compute.models import Island, Job
-from compute.services import dispatch, jobs, placement, submission
+from compute.services import dispatch, jobs, placement, submission, sweep
 from core.errors import ApiError
 from sail import job_events as handlers
 from tests.compute import jobs_support
@@ -211,7 +211,7 @@ def test_completion_charges_the_ask_refunds_the_rest_and_pays_the_owner_net_of_t
 def test_the_fee_split_is_exact_in_decimals(price, rate):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("django.conf.settings.PLATFORM_FEE_RATE", rate)
-        earned, fee = services.split_fee(price)
+        earned, fee = settlement.split_fee(price)
     assert isinstance(earned, Decimal)
     assert isinstance(fee, Decimal)
     assert earned + fee == price
@@ -244,7 +244,7 @@ def test_a_job_that_does_not_complete_costs_nothing(api, user, chat, submit, end
         status(host, job, "cancelled")
     else:
         Job.objects.filter(pk=job.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))
-        assert dispatch.sweep_jobs()["timed_out"] == 1
+        assert sweep.sweep_jobs()["timed_out"] == 1
     job.refresh_from_db()
     assert (job.status, job.credits_used) == (expected, D(0))
     assert (balance(user).available, balance(user).held) == (before, D(0))
@@ -389,7 +389,7 @@ def test_the_safety_net_leaves_running_jobs_and_settled_jobs_alone(chat, submit)
     running = submit(user, chat)
     done = submit(user, chat)
     status(host, done, "succeeded")
-    assert services.ended_jobs_with_open_holds() == []
+    assert settlement.ended_jobs_with_open_holds() == []
     assert tasks.settle_ended_jobs() == 0
     assert kinds(running) == ["hold"]
 
@@ -476,7 +476,7 @@ def test_any_sequence_of_job_events_keeps_the_ledger_equal_to_the_balances(chat,
             with contextlib.suppress(ApiError):  # 409 when it already ended
                 jobs.cancel_job(user=user, job_id=job.pk)
         else:
-            services.release_holds_of_ended_jobs()
+            settlement.release_holds_of_ended_jobs()
 
     owners = [Island.objects.get(pk=h.pk).owner for h in hosts]
     assert_books_balance(user, *owners)
@@ -484,7 +484,7 @@ def test_any_sequence_of_job_events_keeps_the_ledger_equal_to_the_balances(chat,
     captured = mine.filter(kind="capture").aggregate(s=Sum("amount"))["s"] or 0
     earned = mine.filter(kind="earning").aggregate(s=Sum("amount"))["s"] or 0
     assert captured == earned
-    assert services.ended_jobs_with_open_holds() == []
+    assert settlement.ended_jobs_with_open_holds() == []
     open_holds = sum(
         (j.budget for j in Job.objects.filter(pk__in=[j.pk for j in created])
          .exclude(status__in=Job.FINAL)),
@@ -492,7 +492,7 @@ def test_any_sequence_of_job_events_keeps_the_ledger_equal_to_the_balances(chat,
     )  # fmt: skip
     assert balance(user).held == open_holds
     for job in Job.objects.filter(pk__in=[j.pk for j in created], status__in=Job.FINAL):
-        assert job.credits_used == services.charged_for(job.pk)
+        assert job.credits_used == settlement.charged_for(job.pk)
     for host in hosts:
         host.refresh_from_db()
         cards = {c["id"]: c["net_earnings"] for c in selectors.island_earnings(user=host.owner)}

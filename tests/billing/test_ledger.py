@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing import services as ledger
+from billing import settlement
 from billing.models import Balance, LedgerEntry
 from portal import services as accounts
 
@@ -68,8 +69,12 @@ def test_settle_charges_the_price_releases_the_rest_and_pays_the_owner_minus_the
     job = uuid.uuid4()
     ledger.hold(user_id=consumer.pk, job_id=job, amount=D("1.5"))
     earned_before = balance_of(owner).earnings
-    result = ledger.settle(user_id=consumer.pk, owner_id=owner.pk, job_id=job, price=D("0.0133"))
-    assert result == ledger.Settlement(charged=D("0.0133"), earned=D("0.01197"), fee=D("0.00133"))
+    result = settlement.settle(
+        user_id=consumer.pk, owner_id=owner.pk, job_id=job, price=D("0.0133")
+    )
+    assert result == settlement.Settlement(
+        charged=D("0.0133"), earned=D("0.01197"), fee=D("0.00133")
+    )
     assert balance_of(consumer).available == D(100) - D("0.0133")
     assert balance_of(consumer).held == 0
     assert balance_of(owner).earnings - earned_before == D("0.01197")
@@ -78,10 +83,10 @@ def test_settle_charges_the_price_releases_the_rest_and_pays_the_owner_minus_the
 def test_settling_or_releasing_twice_changes_nothing(consumer, owner):
     job = uuid.uuid4()
     ledger.hold(user_id=consumer.pk, job_id=job, amount=D(2))
-    ledger.settle(user_id=consumer.pk, owner_id=owner.pk, job_id=job, price=D(1))
+    settlement.settle(user_id=consumer.pk, owner_id=owner.pk, job_id=job, price=D(1))
     before = list(LedgerEntry.objects.values_list("pk", flat=True))
-    assert ledger.settle(user_id=consumer.pk, owner_id=owner.pk, job_id=job, price=D(1)) is None
-    ledger.release(user_id=consumer.pk, job_id=job)
+    assert settlement.settle(user_id=consumer.pk, owner_id=owner.pk, job_id=job, price=D(1)) is None
+    settlement.release(user_id=consumer.pk, job_id=job)
     ledger.hold(user_id=consumer.pk, job_id=job, amount=D(2))
     assert list(LedgerEntry.objects.values_list("pk", flat=True)) == before
     assert balance_of(consumer).available == D(99)
@@ -90,7 +95,7 @@ def test_settling_or_releasing_twice_changes_nothing(consumer, owner):
 def test_a_failed_job_costs_nothing(consumer):
     job = uuid.uuid4()
     ledger.hold(user_id=consumer.pk, job_id=job, amount=D(7))
-    ledger.release(user_id=consumer.pk, job_id=job)
+    settlement.release(user_id=consumer.pk, job_id=job)
     assert (balance_of(consumer).available, balance_of(consumer).held) == (D(100), D(0))
     assert_ledger_explains_balance(consumer)
 
@@ -154,12 +159,12 @@ def test_any_sequence_of_movements_keeps_the_ledger_equal_to_the_balances(consum
             with contextlib.suppress(ledger.InsufficientCredits):
                 ledger.hold(user_id=consumer.pk, job_id=job, amount=amount)
         elif op == "settle":
-            ledger.settle(user_id=consumer.pk, owner_id=owner.pk, job_id=job, price=amount)
+            settlement.settle(user_id=consumer.pk, owner_id=owner.pk, job_id=job, price=amount)
         elif op == "release":
-            ledger.release(user_id=consumer.pk, job_id=job)
+            settlement.release(user_id=consumer.pk, job_id=job)
         else:
-            ledger.settle(user_id=consumer.pk, owner_id=owner.pk, job_id=job, price=amount)
-            ledger.release(user_id=consumer.pk, job_id=job)
+            settlement.settle(user_id=consumer.pk, owner_id=owner.pk, job_id=job, price=amount)
+            settlement.release(user_id=consumer.pk, job_id=job)
     for user in (consumer, owner):
         assert_ledger_explains_balance(user)
     total = LedgerEntry.objects.filter(user=consumer, kind="capture").aggregate(s=Sum("amount"))

@@ -5,7 +5,7 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from billing import selectors, services
+from billing import exchange, selectors
 from billing.models import RateSnapshot, SavedBid
 from compute.models import Cargo, Job
 from tests.factories import CargoFactory, IslandFactory, JobFactory
@@ -29,7 +29,7 @@ def test_a_snapshot_records_avg_min_max_and_the_number_of_islands(llm):
     IslandFactory(asking_prices={"llm-chat": "0.008"})
     IslandFactory(asking_prices={"_default": "0.012"})
     IslandFactory(asking_prices={"llm-chat": "0.010"}, status="offline")
-    services.snapshot_rates()
+    exchange.snapshot_rates()
     snap = RateSnapshot.objects.get(cargo=llm)
     assert (snap.min_price, snap.max_price, snap.avg_price, snap.num_hosts) == (
         D("0.008"),
@@ -48,7 +48,7 @@ def test_an_owner_ask_set_through_the_api_overrides_the_heartbeat_ask(llm, api, 
     )
     assert response.status_code == 200, response.content
     assert response.json()["data"]["asking_prices"] == {"llm-chat": "0.020000"}
-    services.snapshot_rates()
+    exchange.snapshot_rates()
     assert RateSnapshot.objects.get(cargo=llm).avg_price == D("0.02")
 
 
@@ -77,7 +77,7 @@ def test_asking_prices_reject_unknown_cargos_and_negative_prices(llm, api, user)
 
 def test_surge_multiplies_rates_when_queued_jobs_exceed_twice_the_free_capacity(llm, anon):
     IslandFactory(asking_prices={"llm-chat": "0.010"}, max_concurrent_jobs=1)
-    services.snapshot_rates()
+    exchange.snapshot_rates()
     assert anon.get("/api/v1/market/rates/llm-chat").json()["data"]["avg_price"] == "0.010000"
     JobFactory.create_batch(3, cargo=llm, status=Job.Status.QUEUED)
     cache.delete("market:surge")
@@ -90,7 +90,7 @@ def test_surge_multiplies_rates_when_queued_jobs_exceed_twice_the_free_capacity(
 def test_budget_follows_job_bid_then_saved_bid_then_market_rate_then_list_price(llm, user):
     assert selectors.budget_for(user=user, cargo=llm) == D("0.01")
     IslandFactory(asking_prices={"llm-chat": "0.02"})
-    services.snapshot_rates()
+    exchange.snapshot_rates()
     assert selectors.budget_for(user=user, cargo=llm) == D("0.02")
     SavedBid.objects.create(user=user, cargo=llm, bid=D("0.03"))
     assert selectors.budget_for(user=user, cargo=llm) == D("0.03")

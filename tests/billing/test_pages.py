@@ -12,7 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing import services
+from billing import services, settlement
 from billing.models import RateSnapshot
 from compute.models import Job
 from tests.factories import CargoFactory, IslandFactory, JobFactory, UserFactory
@@ -300,7 +300,7 @@ def test_earnings_per_island_add_up_from_the_ledger(signed_in, user, other_user)
     for island in (rig, rig, laptop):
         job = JobFactory(user=other_user, island=island, status=Job.Status.COMPLETED)
         services.hold(user_id=other_user.pk, job_id=job.id, amount=D("0.6"))
-        services.settle(user_id=other_user.pk, owner_id=user.pk, job_id=job.id, price=D("0.5"))
+        settlement.settle(user_id=other_user.pk, owner_id=user.pk, job_id=job.id, price=D("0.5"))
 
     page = signed_in.get("/settings/credits", **HTMX).content.decode()
 

@@ -8,7 +8,7 @@ from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from billing import services
+from billing import exchange
 from billing.models import Balance, LedgerEntry, RateSnapshot
 from tests.factories import CargoFactory, IslandFactory
 
@@ -156,8 +156,8 @@ def test_balances_are_read_only(admin, user):
 def test_market_models_are_read_only_lists(admin, user):
     cargo = CargoFactory(slug="llm-chat")
     island = IslandFactory(owner=user)
-    services.set_asking_prices(owner=user, island_id=island.pk, prices={"llm-chat": D("0.02")})
-    services.save_bid(user=user, cargo_slug="llm-chat", bid=D("0.03"))
+    exchange.set_asking_prices(owner=user, island_id=island.pk, prices={"llm-chat": D("0.02")})
+    exchange.save_bid(user=user, cargo_slug="llm-chat", bid=D("0.03"))
     RateSnapshot.objects.create(
         cargo=cargo, avg_price=D(1), min_price=D(1), max_price=D(1), num_hosts=1
     )

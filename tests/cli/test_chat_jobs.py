@@ -8,7 +8,8 @@ from island_cli.api import EXIT_NOT_FOUND, EXIT_USAGE
 
 from compute.models import Cargo, Job
 from compute.seed import seed_cargos
-from compute.services.jobs import client_event, event_token
+from compute.services.jobs import client_event
+from compute.services.lifecycle import event_token
 from compute.services.publish import publish_job_events
 from portal.models import User
 from tests.compute.jobs_support import _fresh_index, give_up_once_streamed, streams  # noqa: F401

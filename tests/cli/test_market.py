@@ -9,7 +9,7 @@ from decimal import Decimal as D
 from django.utils import timezone
 from island_cli.api import EXIT_NOT_FOUND, EXIT_USAGE
 
-from billing import services
+from billing import services, settlement
 from billing.models import RateSnapshot
 from compute.models import Job
 from portal.models import User
@@ -162,7 +162,7 @@ def test_account_as_json_has_available_held_and_earnings(run, live, key):
     services.grant(user=consumer, amount=D(10), reason="Test", idempotency_key="grace")
     job = JobFactory(user=consumer, island=IslandFactory(owner=owner), status="completed")
     services.hold(user_id=consumer.pk, job_id=job.id, amount=D("2"))
-    services.settle(user_id=consumer.pk, owner_id=owner.pk, job_id=job.id, price=D("1.5"))
+    settlement.settle(user_id=consumer.pk, owner_id=owner.pk, job_id=job.id, price=D("1.5"))
 
     result = run("--api-url", live.url, "--api-key", key, "account", "--format", "json")
 

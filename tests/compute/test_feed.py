@@ -11,7 +11,8 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from compute.feed import Feed, Relay
-from compute.services.jobs import client_event, event_token
+from compute.services.jobs import client_event
+from compute.services.lifecycle import event_token
 from compute.services.publish import Assignment, job_events_subject
 from sail import client as sail_client
 from sail.client import loop_connection

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from compute.models import Job
-from compute.services import dispatch, jobs, submission
+from compute.services import dispatch, jobs, submission, sweep
 from tests.compute import jobs_support
 from tests.compute.jobs_support import Inbox, assignments, island, job_events, running_job
 from tests.factories import UserFactory
@@ -163,7 +163,7 @@ def test_an_expired_lease_requeues_the_job_to_another_island(chat, on_commit):
     first, second = island(), island()
     job = running_job(chat, first, lease_expires_at=timezone.now() - timedelta(seconds=1))
     inbox = Inbox(f"host.{first.pk}.cancel")
-    assert on_commit(dispatch.sweep_jobs)["lease_expired"] == 1
+    assert on_commit(sweep.sweep_jobs)["lease_expired"] == 1
     job.refresh_from_db()
     assert (job.status, job.island_id, job.excluded_islands) == ("queued", None, [str(first.pk)])
     assert inbox.messages() == [{"job_id": str(job.pk)}]
@@ -179,7 +179,7 @@ def test_a_job_fails_after_its_last_attempt(chat, on_commit, settings):
     job = running_job(
         chat, host, attempts=2, lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
-    on_commit(dispatch.sweep_jobs)
+    on_commit(sweep.sweep_jobs)
     job.refresh_from_db()
     assert job.status == "failed"
     assert "2 attempts" in job.error
@@ -189,7 +189,7 @@ def test_a_job_over_its_time_limit_times_out_and_its_island_is_told(chat, on_com
     host = island()
     job = running_job(chat, host, deadline_at=timezone.now() - timedelta(seconds=1))
     inbox = Inbox(f"host.{host.pk}.cancel")
-    assert on_commit(dispatch.sweep_jobs)["timed_out"] == 1
+    assert on_commit(sweep.sweep_jobs)["timed_out"] == 1
     job.refresh_from_db()
     assert job.status == "timeout"
     assert job.completed_at is not None
@@ -202,7 +202,7 @@ def test_a_job_over_its_time_limit_times_out_and_its_island_is_told(chat, on_com
 def test_jobs_of_an_island_that_went_silent_are_requeued(chat, on_commit):
     host = island(last_heartbeat_at=timezone.now() - timedelta(minutes=5))
     job = running_job(chat, host)
-    assert on_commit(dispatch.sweep_jobs)["offline"] == 1
+    assert on_commit(sweep.sweep_jobs)["offline"] == 1
     job.refresh_from_db()
     assert job.status == "queued"
     assert job.excluded_islands == [str(host.pk)]
@@ -212,7 +212,7 @@ def test_every_running_job_of_a_silent_island_is_requeued_and_no_other(chat, on_
     host = island(max_concurrent_jobs=3, last_heartbeat_at=timezone.now() - timedelta(minutes=5))
     kept = running_job(chat, island())
     dropped = [running_job(chat, host), running_job(chat, host)]
-    assert on_commit(dispatch.sweep_jobs)["offline"] == 2
+    assert on_commit(sweep.sweep_jobs)["offline"] == 2
     assert {j.status for j in Job.objects.filter(pk__in=[d.pk for d in dropped])} == {"queued"}
     kept.refresh_from_db()
     assert kept.status == "running"

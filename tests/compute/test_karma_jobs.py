@@ -9,9 +9,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from billing.services import split_fee
+from billing.settlement import split_fee
 from compute.models import Island, Job, KarmaEvent
-from compute.services import dispatch, karma, submission
+from compute.services import karma, submission, sweep
 from sail import job_events as handlers
 from tests.compute import jobs_support
 from tests.compute.jobs_support import island, running_job
@@ -120,7 +120,7 @@ def test_a_timeout_found_by_the_sweep_deducts_the_timeout_penalty(chat, settings
     settings.KARMA_TIMEOUT_PENALTY = 2
     host = island(karma=5)
     job = running_job(chat, host, deadline_at=timezone.now() - timedelta(seconds=1))
-    assert dispatch.sweep_jobs()["timed_out"] == 1
+    assert sweep.sweep_jobs()["timed_out"] == 1
     host.refresh_from_db()
     assert history(host) == [("job_timeout", -2, 0, 3, 0)]
     assert KarmaEvent.objects.get(island=host).job_id == job.pk

@@ -13,7 +13,8 @@ import pytest
 from billing.models import Balance
 from compute.models import Cargo, Job
 from compute.seed import seed_cargos
-from compute.services.jobs import client_event, event_token
+from compute.services.jobs import client_event
+from compute.services.lifecycle import event_token
 from compute.services.publish import publish_job_events
 from portal import services
 from portal.models import User

@@ -14,7 +14,8 @@ from django.utils import timezone
 from compute.models import Cargo
 from compute.seed import seed_cargos
 from compute.services import dispatch, waiting
-from compute.services.jobs import client_event, event_token
+from compute.services.jobs import client_event
+from compute.services.lifecycle import event_token
 from compute.services.publish import publish_job_events
 from portal import services
 from tests.compute.jobs_support import _fresh_index, chat, running_job, streams  # noqa: F401

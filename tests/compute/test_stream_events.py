@@ -10,7 +10,7 @@ from django.db import connections
 from compute import feed, streaming
 from compute.feed import Relay
 from compute.models import Job
-from compute.services.jobs import event_token
+from compute.services.lifecycle import event_token
 from compute.services.publish import publish_job_events
 from tests.compute.jobs_support import running_job, streams  # noqa: F401
 from tests.factories import CargoFactory, IslandFactory

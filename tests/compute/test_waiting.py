@@ -11,7 +11,7 @@ from django.utils import timezone
 from billing.models import Balance, LedgerEntry
 from compute.models import Job
 from compute.seed import seed_cargos
-from compute.services import dispatch, placement, waiting
+from compute.services import dispatch, placement, sweep, waiting
 from tests.billing.test_job_billing import assert_books_balance
 from tests.compute import jobs_support
 from tests.compute.jobs_support import island, job_events, running_job
@@ -54,7 +54,7 @@ def busy_island(chat):
 
 def expire(job: Job, *, after: float) -> dict[str, int]:
     """The sweep, ``after`` seconds past the job's creation."""
-    return dispatch.sweep_jobs(now=job.created_at + timedelta(seconds=after))
+    return sweep.sweep_jobs(now=job.created_at + timedelta(seconds=after))
 
 
 # --- why a job waits ----------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_jobs_a_pass_does_not_try_are_told_their_reason_too(api, chat):
 def test_a_requeued_job_says_why_it_waits_and_what_took_it_back(chat):
     host = island()
     job = running_job(chat, host, lease_expires_at=timezone.now() - timedelta(seconds=1))
-    dispatch.sweep_jobs()
+    sweep.sweep_jobs()
     job.refresh_from_db()
     assert (job.status, job.queue_reason) == ("queued", "no_island")  # its Island is excluded
     [requeued] = [e for e in job_events(job.pk) if e["type"] == "status"]
@@ -237,7 +237,7 @@ def test_a_requeued_job_waits_its_own_limit_again(api, chat):
         queue_deadline_at=long_ago + timedelta(seconds=30),
         lease_expires_at=now - timedelta(seconds=1),
     )
-    swept = dispatch.sweep_jobs()
+    swept = sweep.sweep_jobs()
     assert (swept["lease_expired"], swept["queue_expired"]) == (1, 0)
     job.refresh_from_db()
     assert (job.status, job.island_id) == ("queued", None)

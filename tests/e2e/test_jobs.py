@@ -16,7 +16,7 @@ from island_cli.agent.runtimes import prompt_text
 from island_cli.agent.runtimes.mock import reply_tokens
 
 from compute.models import Cargo, Job
-from compute.services import dispatch
+from compute.services import sweep
 from sail.client import sail
 from tests.conftest import BASE_DIR
 from tests.e2e.conftest import eventually, online, pair
@@ -204,7 +204,7 @@ def test_a_job_of_a_killed_agent_is_requeued_to_another_and_completed(e2e, accou
     # Beat would run the sweep every few seconds; here the test runs it until the lease
     # (renewed by 2 s at a time) or the silence (2 s) gives the job back.
     def requeued() -> bool:
-        dispatch.sweep_jobs()
+        sweep.sweep_jobs()
         return Job.objects.filter(pk=job_id).exclude(island_id=first.host_id).exists()
 
     eventually(requeued, timeout=10, interval=0.2)

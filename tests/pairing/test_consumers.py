@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from compute.events import IslandStatus, send_to_user
 from config.asgi import application
-from pairing import services
+from pairing import mobile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,7 +55,7 @@ def claim(code: str) -> dict:
 
 @in_own_loop
 async def test_the_mobile_socket_refuses_anonymous_visitors(user):
-    session, _ = await sync_to_async(services.start_mobile_session)(user=user)
+    session, _ = await sync_to_async(mobile.start_mobile_session)(user=user)
     communicator, connected = await connect(f"/ws/pair/mobile/{session.pk}/")
     assert connected is False
     await communicator.disconnect()
@@ -63,7 +63,7 @@ async def test_the_mobile_socket_refuses_anonymous_visitors(user):
 
 @in_own_loop
 async def test_the_mobile_socket_refuses_another_users_session(user, other_user):
-    session, _ = await sync_to_async(services.start_mobile_session)(user=user)
+    session, _ = await sync_to_async(mobile.start_mobile_session)(user=user)
     communicator, connected = await connect(f"/ws/pair/mobile/{session.pk}/", other_user)
     assert connected is False
     await communicator.disconnect()
@@ -71,7 +71,7 @@ async def test_the_mobile_socket_refuses_another_users_session(user, other_user)
 
 @in_own_loop
 async def test_the_mobile_socket_receives_island_paired_after_a_claim(user):
-    session, code = await sync_to_async(services.start_mobile_session)(user=user)
+    session, code = await sync_to_async(mobile.start_mobile_session)(user=user)
     communicator, connected = await connect(f"/ws/pair/mobile/{session.pk}/", user)
     assert connected is True
     data = await sync_to_async(claim)(code)
@@ -89,8 +89,8 @@ async def test_the_mobile_socket_receives_island_paired_after_a_claim(user):
 
 @in_own_loop
 async def test_the_mobile_socket_ignores_pairings_of_other_sessions(user):
-    session, _ = await sync_to_async(services.start_mobile_session)(user=user)
-    _, other_code = await sync_to_async(services.start_mobile_session)(user=user)
+    session, _ = await sync_to_async(mobile.start_mobile_session)(user=user)
+    _, other_code = await sync_to_async(mobile.start_mobile_session)(user=user)
     communicator, _ = await connect(f"/ws/pair/mobile/{session.pk}/", user)
     await sync_to_async(claim)(other_code)
     assert await communicator.receive_nothing(timeout=0.5) is True

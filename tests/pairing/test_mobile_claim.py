@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from compute.models import Island
-from pairing import services
+from pairing import mobile as pairing_mobile
 from pairing.models import MobilePairingSession, PairingAttempt
 
 URL = "/api/v1/pairing/mobile/claim"
@@ -16,7 +16,7 @@ URL = "/api/v1/pairing/mobile/claim"
 @pytest.fixture
 def mobile(user) -> tuple[MobilePairingSession, str]:
     """A live mobile pairing session of ``user`` and its code."""
-    return services.start_mobile_session(user=user)
+    return pairing_mobile.start_mobile_session(user=user)
 
 
 def claim_body(_code: str, /, **overrides) -> dict:
@@ -131,6 +131,6 @@ def test_claims_are_rate_limited_per_ip(anon, db, settings):
 
 def test_reloading_the_page_does_not_pile_up_live_codes(user):
     for _ in range(8):
-        services.start_mobile_session(user=user)
+        pairing_mobile.start_mobile_session(user=user)
     live = MobilePairingSession.objects.filter(expires_at__gt=timezone.now())
-    assert live.count() == services.MAX_LIVE_MOBILE_SESSIONS
+    assert live.count() == pairing_mobile.MAX_LIVE_MOBILE_SESSIONS

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from pairing import codes, services
+from pairing import codes, mobile, services
 from pairing.models import PairingCode
 
 
@@ -46,9 +46,9 @@ def test_confirming_spends_every_live_code_of_the_island_but_credits_only_the_ty
 
 
 def test_claiming_locks_only_the_session_with_the_lookup(user):
-    session, code = services.start_mobile_session(user=user)
+    session, code = mobile.start_mobile_session(user=user)
     with CaptureQueriesContext(connection) as queries:
-        island, _, claimed, _ = services.claim_mobile_session(
+        island, _, claimed, _ = mobile.claim_mobile_session(
             code=code, device_name="Pixel 8", platform="android", hardware={}, runtimes=[],
             ip="10.0.0.1",
         )  # fmt: skip

@@ -3,9 +3,9 @@ the OpenAPI document gives them (a client generated from the document can read t
 
 import schemathesis
 
-from billing.services import snapshot_rates
+from billing.exchange import snapshot_rates
 from compute.models import KarmaEvent
-from pairing.services import start_mobile_session
+from pairing.mobile import start_mobile_session
 from portal import services
 from tests.factories import CargoFactory, IslandFactory
 

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from compute.models import Island, Job
 from compute.seed import seed_cargos
+from pairing import mobile as pairing_mobile
 from pairing import services as pairing
 from pairing.models import PairingCode
 from portal import services as accounts
@@ -445,7 +446,7 @@ def test_the_field_users_password_is_stored_hashed_in_the_server_configuration()
 
 def test_a_mobile_claim_gives_the_phone_its_own_credentials_and_a_public_url(stack, peers):
     user = UserFactory()
-    _, code = pairing.start_mobile_session(user=user)
+    _, code = pairing_mobile.start_mobile_session(user=user)
     body = {"code": code, "device_name": "Pixel 8", "platform": "android"}
     with stack.client() as client:
         answer = client.post("/pairing/mobile/claim", json=body)
@@ -468,7 +469,7 @@ def test_a_mobile_claim_gives_the_phone_its_own_credentials_and_a_public_url(sta
 
 def test_a_phone_may_claim_with_a_key_of_its_own(stack):
     user = UserFactory()
-    _, code = pairing.start_mobile_session(user=user)
+    _, code = pairing_mobile.start_mobile_session(user=user)
     seed = keys.new_seed()
     body = {"code": code, "device_name": "iPhone", "platform": "ios", "nkey": keys.public_key(seed)}
     with stack.client() as client:
@@ -477,7 +478,7 @@ def test_a_phone_may_claim_with_a_key_of_its_own(stack):
         assert "nats_seed" not in data
         assert data["nats_key"] == keys.public_key(seed)
         # The same key again: it belongs to that Island now.
-        _, again = pairing.start_mobile_session(user=user)
+        _, again = pairing_mobile.start_mobile_session(user=user)
         taken = client.post("/pairing/mobile/claim", json={**body, "code": again})
     assert taken.status_code == 409
     assert taken.json()["error"]["code"] == "key_in_use"
