@@ -20,6 +20,7 @@ from django.utils import timezone
 from compute.events import IslandStatus, send_to_user
 from compute.models import Island
 from compute.selectors.islands import OFFLINE, ONLINE, live_status, offline_cutoff
+from compute.services import dispatch
 from core.redis import redis_client
 from sail import subjects
 from sail.client import sail
@@ -101,9 +102,7 @@ def ingest_heartbeats(*, records: list[dict] | str) -> int:
             transaction.on_commit(partial(notify_owners, changes), robust=True)
         if _came_online(rows):
             # Queued jobs may fit the Island that just came online: dispatch them now.
-            from compute.services.dispatch import request_dispatch
-
-            transaction.on_commit(request_dispatch, robust=True)
+            transaction.on_commit(dispatch.request_dispatch, robust=True)
         if unregistered:
             transaction.on_commit(partial(ask_to_register, unregistered), robust=True)
     return len(rows)
