@@ -271,12 +271,13 @@ _AVAILABLE_SQL = f"SELECT available FROM {Balance._meta.db_table} WHERE user_id 
 
 async def hold_with(
     db: "tx.SyncTx | tx.AsyncTx", first: "tx.Statement", *, user_id: object, job_id: uuid.UUID,
-    amount: Decimal, available: Decimal | None = None,
+    amount: Decimal, available: Decimal | None = None, after: "tuple[tx.Statement, ...]" = (),
 ) -> None:  # fmt: skip
     """Run ``first`` (the insert of the job, created in this transaction) and the job's
     hold together, one round trip on Postgres; InsufficientCredits (402) when the
     available balance is smaller. The job is new, so no earlier hold can exist (the
-    unique key would still refuse a second one).
+    unique key would still refuse a second one). ``after``: statements that run once the
+    hold is made (rows locked after the balance, as a job's end locks them).
 
     ``available``: the balance the caller read in this transaction. When it covers the
     hold, these are the transaction's last statements and go with its commit."""
@@ -285,26 +286,28 @@ async def hold_with(
     if connection.vendor != "postgresql":
         await db.one(first)
         await db.call(lambda: hold(user_id=user_id, job_id=job_id, amount=amount, new_job=True))
+        if after:
+            await db.run(*after)
         return
     params = {"user": str(user_id), "amount": amount, "kind": Kind.HOLD, "job": str(job_id),
               "key": f"hold:{job_id}", "now": timezone.now()}  # fmt: skip
     if available is not None and available >= amount:
         try:
-            await db.commit_with(first, tx.raw(_HOLD_OR_FAIL_SQL, params))
+            await db.commit_with(first, tx.raw(_HOLD_OR_FAIL_SQL, params), *after)
         except IntegrityError as exc:  # spent since it was read (it was read without a lock)
             if _constraint(exc) != "available_not_negative":
                 raise
             raise InsufficientCredits(amount, available) from None
         return
     _, held = await db.run(first, tx.raw(_HOLD_SQL, params))
-    if held:
-        return
-    # No balance row yet (an account made without the sign-up grant), or not enough.
-    await db.one(tx.Statement(_ENSURE_BALANCE_SQL, [str(user_id)], tx.NOTHING))
-    if await db.one(tx.raw(_HOLD_SQL, params)):
-        return
-    [(available,)] = await db.one(tx.raw(_AVAILABLE_SQL, [str(user_id)]))
-    raise InsufficientCredits(amount, available)
+    if not held:
+        # No balance row yet (an account made without the sign-up grant), or not enough.
+        await db.one(tx.Statement(_ENSURE_BALANCE_SQL, [str(user_id)], tx.NOTHING))
+        if not await db.one(tx.raw(_HOLD_SQL, params)):
+            [(available,)] = await db.one(tx.raw(_AVAILABLE_SQL, [str(user_id)]))
+            raise InsufficientCredits(amount, available)
+    if after:
+        await db.run(*after)
 
 
 def _constraint(exc: IntegrityError) -> str | None:

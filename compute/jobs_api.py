@@ -32,6 +32,7 @@ from portal.api.base import (
     validated,
 )
 from portal.api.lane import Call, Reply
+from portal.keys.limits import KeyLimits
 from portal.models import User
 
 _datetime = serializers.DateTimeField()
@@ -176,15 +177,17 @@ async def submit(
     data: Any,
     idempotency_key: str | None,
     outbox: Outbox | None = None,
+    api_key: KeyLimits | None = None,
 ) -> tuple[int, Any, dict[str, str]]:
     """``POST /jobs`` on either path (DRF, or the fast lane): ``(status, body,
-    headers)``. ``outbox``: the caller publishes the assignment (see submission.submit_job)."""
+    headers)``. ``outbox``: the caller publishes the assignment (see submission.submit_job);
+    ``api_key``: the limits of the request's key."""
     if idempotency_key is None:
-        return *await _create(db, user, data, None, outbox), {}
+        return *await _create(db, user, data, None, outbox, api_key), {}
     key = idempotency.check_key(idempotency_key)
     code, body, replayed = await idempotency.run_once(
         db, user_id=user.pk, key=key, scope=SCOPE, body=data,
-        run=lambda: _create(db, user, data, key, outbox),
+        run=lambda: _create(db, user, data, key, outbox, api_key),
     )  # fmt: skip
     return code, body, {"Idempotent-Replayed": "true"} if replayed else {}
 
@@ -193,7 +196,12 @@ SCOPE = "POST /jobs"
 
 
 async def _create(
-    db: SyncTx | AsyncTx, user: User, data: Any, key: str | None, outbox: Outbox | None
+    db: SyncTx | AsyncTx,
+    user: User,
+    data: Any,
+    key: str | None,
+    outbox: Outbox | None,
+    api_key: KeyLimits | None,
 ) -> tuple[int, Any]:
     fields = validated(JobInput, data)
     job = await submission.submit_job(
@@ -207,6 +215,7 @@ async def _create(
         bid=fields.get("bid"),
         queue_timeout=fields.get("queue_timeout_seconds"),
         outbox=outbox,
+        key=api_key,
     )
     return status.HTTP_201_CREATED, {"data": present_job(job)}
 
@@ -218,7 +227,14 @@ async def submit_fast(call: Call) -> Reply:
     data, outbox = call.json(), Outbox()
     key = call.header("Idempotency-Key")
     code, body, headers = await tx.work(
-        lambda db: submit(db, user=call.user, data=data, idempotency_key=key, outbox=outbox)
+        lambda db: submit(
+            db,
+            user=call.user,
+            data=data,
+            idempotency_key=key,
+            outbox=outbox,
+            api_key=call.key.limits,
+        )
     )
     await dispatch.deliver(outbox)
     return Reply(status=code, body=body, headers=headers)
@@ -241,7 +257,9 @@ class JobListView(APIView):
     )
     def post(self, request: SignedRequest) -> Response:
         key = request.headers.get("Idempotency-Key")
-        answer = submit(SyncTx(), user=request.user, data=request.data, idempotency_key=key)
+        limits = getattr(request.auth, "limits", None)  # a key's (portal.api.auth.KeyInfo)
+        answer = submit(SyncTx(), user=request.user, data=request.data, idempotency_key=key,
+                        api_key=limits)  # fmt: skip
         code, body, headers = run_sync(answer)
         return Response(body, status=code, headers=headers)
 

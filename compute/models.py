@@ -144,6 +144,11 @@ class Job(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
     )
     cargo = models.ForeignKey(Cargo, on_delete=models.PROTECT, related_name="jobs")
+    # The key it was submitted with (its usage and limits: portal.keys); none from a session.
+    api_key = models.ForeignKey(
+        "portal.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_index=False,
+    )  # fmt: skip
     island = models.ForeignKey(
         Island, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
@@ -188,6 +193,12 @@ class Job(models.Model):
             models.Index(fields=["status", "-priority", "created_at"]),
             models.Index(fields=["island", "status"], name="job_island_status"),
             models.Index(fields=["user", "status"], name="job_user_status"),
+            # A key's jobs of the last minute (its jobs-per-minute limit).
+            models.Index(
+                fields=["api_key", "created_at"],
+                name="job_api_key_created",
+                condition=models.Q(api_key__isnull=False),
+            ),
             # Whether a new job would overtake a queued one (every submission asks).
             models.Index(
                 fields=["cargo", "-priority"],

@@ -40,6 +40,7 @@ from core.tx import AsyncTx, SyncTx, run_sync
 from portal.api.base import validated
 from portal.api.errors import REFUSALS, Refusal
 from portal.api.lane import Call, Reply, error_reply
+from portal.keys.limits import KeyLimits
 
 logger = logging.getLogger(__name__)
 SCOPE = "POST /chat/completions"
@@ -71,12 +72,20 @@ class Chat:
 
 
 async def create(
-    db: SyncTx | AsyncTx, *, user: Any, data: dict, body: Any, key: str | None, outbox: Outbox
+    db: SyncTx | AsyncTx,
+    *,
+    user: Any,
+    data: dict,
+    body: Any,
+    key: str | None,
+    outbox: Outbox,
+    api_key: KeyLimits | None = None,
 ) -> Job:
     """The job of a chat request (``data``: its validated fields). With an
-    Idempotency-Key, a retry gets the first request's job, whose completion it reads."""
+    Idempotency-Key, a retry gets the first request's job, whose completion it reads.
+    ``api_key``: the limits of the request's key."""
     fields = {"user": user, "workload": data["model"], "job_input": job_input(data),
-              "outbox": outbox}  # fmt: skip
+              "outbox": outbox, "key": api_key}  # fmt: skip
     if key is None:
         return await submission.submit_job(db, **fields)
     key, made = idempotency.check_key(key), []
@@ -118,7 +127,7 @@ def submit(request: HttpRequest, outbox: Outbox) -> Chat:
     try:
         key = request.headers.get("Idempotency-Key")
         job = run_sync(create(SyncTx(), user=user, data=data, body=drf.data, key=key,
-                              outbox=outbox))  # fmt: skip
+                              outbox=outbox, api_key=getattr(drf.auth, "limits", None)))  # fmt: skip
     except BaseException:
         if slot:
             slots.release_sync(user.pk, slot)
@@ -146,7 +155,15 @@ async def complete_fast(call: Call) -> Reply:
     outbox, key = Outbox(), call.header("Idempotency-Key")
     try:
         job = await tx.work(
-            lambda db: create(db, user=call.user, data=data, body=body, key=key, outbox=outbox)
+            lambda db: create(
+                db,
+                user=call.user,
+                data=data,
+                body=body,
+                key=key,
+                outbox=outbox,
+                api_key=call.key.limits,
+            )
         )
     except BaseException:
         if slot:

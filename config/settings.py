@@ -150,6 +150,7 @@ CELERY_DB_REUSE_MAX = 2**62
 CELERY_BEAT_SCHEDULE: dict = {
     "market-snapshot": {"task": "billing.tasks.snapshot_market_rates", "schedule": 300.0},
     "settle-ended-jobs": {"task": "billing.tasks.settle_ended_jobs", "schedule": 60.0},
+    "flush-key-requests": {"task": "portal.tasks.flush_key_requests", "schedule": 60.0},
 }
 
 # --- NATS (the Sail).

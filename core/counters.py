@@ -23,12 +23,15 @@ from core.errors import ApiError
 from core.redis import redis_client
 
 WINDOW_SECONDS = 60
+REQUESTS_HASH = "key-requests"  # key id -> requests not yet counted in the database
 
 # ``marker``, when given, is a key's revocation marker: checking it here lets every web
-# process refuse a revoked key at once without a second round trip.
+# process refuse a revoked key at once without a second round trip. ``counter`` and
+# ``field``, given with it: the key's request count (portal.keys.usage), in the same trip.
 _HIT_FUNCTION = """
-local function hit(bucket, window, marker)
+local function hit(bucket, window, marker, counter, field)
   local count = redis.call('INCR', bucket)
+  if counter then redis.call('HINCRBY', counter, field, 1) end
   local ttl = redis.call('PTTL', bucket)
   if ttl < 0 then
     redis.call('PEXPIRE', bucket, window)
@@ -53,18 +56,18 @@ local function take(key, limit, ttl, member)
   return 1
 end
 """
-_HIT = _HIT_FUNCTION + "return {hit(KEYS[1], ARGV[1], KEYS[2])}"
+_HIT = _HIT_FUNCTION + "return {hit(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[2])}"
 _TAKE = _TAKE_FUNCTION + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
 # The two in one round trip; the member is taken only by a request within its limit
-# (ARGV[2]) and whose key is not revoked.
+# (ARGV[3]) and whose key is not revoked.
 _HIT_THEN_TAKE = (
     _HIT_FUNCTION
     + _TAKE_FUNCTION
     + """
-local count, ttl, revoked = hit(KEYS[1], ARGV[1], KEYS[2])
+local count, ttl, revoked = hit(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[2])
 local taken = 0
-if count <= tonumber(ARGV[2]) and revoked == 0 then
-  taken = take(KEYS[3], ARGV[3], ARGV[4], ARGV[5])
+if count <= tonumber(ARGV[3]) and revoked == 0 then
+  taken = take(KEYS[4], ARGV[4], ARGV[5], ARGV[6])
 end
 return {count, ttl, revoked, taken}
 """
@@ -117,12 +120,21 @@ def mark_revoked(key_id: str) -> None:
 
 def hit(bucket: str, limit: int, *, key_id: str | None = None) -> Usage:
     """Count one request against ``bucket`` (and check ``key_id``'s revocation marker)."""
-    keys = [f"rl:{bucket}"] + ([revocation_marker(key_id)] if key_id else [])
+    keys, args = _keys_args(bucket, key_id)
     try:
-        counted = _hit_script()(keys=keys, args=[WINDOW_SECONDS * 1000])
+        counted = _hit_script()(keys=keys, args=args)
     except redis.RedisError as exc:
         raise _unavailable() from exc
     return _usage(limit, *counted)
+
+
+def _keys_args(bucket: str, key_id: str | None) -> tuple[list[str], list]:
+    """The script's keys and arguments: a key's bucket also checks its revocation marker
+    and counts its request."""
+    if not key_id:
+        return [f"rl:{bucket}"], [WINDOW_SECONDS * 1000]
+    keys = [f"rl:{bucket}", revocation_marker(key_id), REQUESTS_HASH]
+    return keys, [WINDOW_SECONDS * 1000, key_id]
 
 
 class AsyncRedis(NamedTuple):
@@ -156,8 +168,7 @@ async def ahit(
 ) -> Usage:
     """:func:`hit` on the running event loop; with ``take`` (and ``key_id``), also take
     that member when the request is within its limit (``Usage.taken``)."""
-    keys = [f"rl:{bucket}"] + ([revocation_marker(key_id)] if key_id else [])
-    args: list = [WINDOW_SECONDS * 1000]
+    keys, args = _keys_args(bucket, key_id)
     scripts = async_redis()
     if take is not None:
         if not key_id:

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
-from portal import services
+from portal.keys import services as keys
 from portal.models import ApiKey, MagicLink, User
 
 
@@ -39,6 +39,9 @@ class UserAdmin(BaseUserAdmin):
     ]
 
 
+LIMITS = ("expires_at", *keys.CAPS, "allowed_cargos", "allowed_ips")  # edited by the owner
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are created by their owners (the full key is shown only to them); staff may revoke."""
@@ -46,8 +49,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["name", "prefix", "user", "created_at", "last_used_at", "revoked_at"]
     list_select_related = ["user"]
     search_fields = ["name", "prefix", "user__email"]
-    fields = ["user", "name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["user", "prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
+    fields = ["user", "name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at",
+              *LIMITS]  # fmt: skip
+    readonly_fields = ["user", "prefix", "scopes", "created_at", "last_used_at", "revoked_at",
+                       *LIMITS]  # fmt: skip
     actions = ["revoke"]
 
     def has_add_permission(self, request) -> bool:
@@ -55,8 +60,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset) -> None:
+        actor = keys.Actor.of(request)  # the staff member, in the owner's audit trail
         for key in queryset.filter(revoked_at__isnull=True):
-            services.revoke_api_key(key=key)
+            keys.revoke_key(actor=actor, key=key)
 
 
 @admin.register(MagicLink)

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from django.conf import settings
 
+from portal.keys.limits import KeyLimits
 from portal.models import User
 
 MAX_CACHED_KEYS = 10_000
@@ -20,6 +21,7 @@ class KeyInfo:
     scopes: frozenset[str]
     expires_at: datetime | None
     last_used: float  # Unix time of the last known write of last_used_at
+    limits: KeyLimits  # portal.keys.limits
 
 
 _cache: dict[str, KeyInfo | None] = {}  # by key hash; None remembers an unknown key

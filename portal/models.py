@@ -5,6 +5,8 @@ from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 from django.utils import timezone
 
+from core.money import MONEY
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -41,9 +43,13 @@ class User(AbstractUser):
 
 
 class ApiKey(models.Model):
-    """A bearer key. Only the SHA-256 of the full key is stored; the prefix is for display."""
+    """A bearer key. Only the SHA-256 of the full key is stored; the prefix is for display.
 
-    SCOPES = ("read", "write")
+    Its limits (all optional, README "API keys"): spend caps in credits per UTC day, per
+    UTC month and in all (a job counts its budget while it runs, its cost once ended), a
+    jobs-per-minute limit, an expiry, the Cargos and the client addresses it may use."""
+
+    SCOPES = ("read", "write", "keys")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
@@ -55,12 +61,56 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    spend_cap_day = models.DecimalField(**MONEY, null=True, blank=True)
+    spend_cap_month = models.DecimalField(**MONEY, null=True, blank=True)
+    spend_cap_total = models.DecimalField(**MONEY, null=True, blank=True)
+    jobs_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    allowed_cargos = models.JSONField(default=list, blank=True)  # slugs; empty: any
+    allowed_ips = models.JSONField(default=list, blank=True)  # addresses or CIDRs; empty: any
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class ApiKeyDay(models.Model):
+    """A key's usage in one UTC day, counted where it happens (portal.keys.usage): its
+    jobs and the credits they hold when submitted, their cost and tokens when they end
+    (on the day they were submitted), its requests."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="days")
+    day = models.DateField()
+    requests = models.BigIntegerField(default=0)
+    jobs = models.BigIntegerField(default=0)
+    tokens = models.BigIntegerField(default=0)
+    credits_spent = models.DecimalField(**MONEY, default=0)
+    credits_held = models.DecimalField(**MONEY, default=0)
+
+    class Meta:
+        ordering = ["day"]
+        constraints = [models.UniqueConstraint(fields=["key", "day"], name="unique_key_day")]
+
+
+class ApiKeyChange(models.Model):
+    """The audit trail of a key: who changed what, when, and through which key or session
+    (a hash of the session's key, never the key itself)."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="changes")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+    action = models.CharField(max_length=16)  # created, updated, revoked
+    changes = models.JSONField(default=dict)  # {field: [before, after]}
+    by_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    by_session = models.CharField(max_length=16, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["key", "-at"], name="key_change_key_at")]
 
 
 class MagicLink(models.Model):

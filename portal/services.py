@@ -5,6 +5,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -34,10 +35,15 @@ def sign_up(*, email: str, password: str | None) -> User:
     return user
 
 
+DEFAULT_SCOPES = ("read", "write")  # ``keys`` only when asked for
+
+
 def create_api_key(
-    *, user: User, name: str, scopes: Iterable[str] = ApiKey.SCOPES
+    *, user: User, name: str, scopes: Iterable[str] = DEFAULT_SCOPES, **limits: Any
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the full key, which is never retrievable again."""
+    """Create a key (``limits``: its optional fields, portal.keys); returns the row and
+    the full key, which is never retrievable again. Minting rules and the audit trail:
+    portal.keys.services."""
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     raw = KEY_PREFIX + "".join(secrets.choice(alphabet) for _ in range(KEY_RANDOM_CHARS))
     key = ApiKey.objects.create(
@@ -46,6 +52,7 @@ def create_api_key(
         prefix=raw[:8],
         key_hash=hash_key(raw),
         scopes=sorted(set(scopes)),
+        **limits,
     )
     return key, raw
 

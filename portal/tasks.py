@@ -15,6 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from portal import services
+from portal.keys import usage
 
 # A mail server that is down or refuses for a while (not the database: core.retry): tried
 # again, later each time (a new link each time; an undelivered one is never used and expires).
@@ -61,3 +62,10 @@ def password_reset(email: str) -> None:
             email_template_name="registration/password_reset_email.txt",
             extra_email_context={"public_url": settings.PUBLIC_URL},
         )
+
+
+@shared_task(acks_late=True, max_retries=0)
+def flush_key_requests() -> int:
+    """API keys' request counts, from Redis to their days (portal.keys.usage); a flush
+    that fails loses its minute's counts rather than counting them twice."""
+    return usage.flush_requests()

@@ -3,7 +3,6 @@ Thin callers of portal.services; htmx requests get the partial they swap in."""
 
 import copy
 import math
-import uuid
 
 from django.conf import settings
 from django.contrib import messages
@@ -13,15 +12,16 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from portal import services, tasks
-from portal.forms import ApiKeyForm, EmailForm, LoginForm, ProfileForm, SignUpForm
-from portal.models import ApiKey, User
+from portal.forms import EmailForm, LoginForm, ProfileForm, SignUpForm
+from portal.keys.page import keys_context
+from portal.models import User
 
 BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -161,17 +161,12 @@ def _optional_url(name: str) -> str | None:
         return None
 
 
-def _active_keys(user: User):
-    return ApiKey.objects.filter(user=user, revoked_at__isnull=True)
-
-
-def _settings_context(request: PortalRequest, **overrides) -> dict:
+def settings_context(request: PortalRequest, **overrides) -> dict:
     user = request.user
     context = {
         "profile_form": ProfileForm(instance=user),
-        "key_form": ApiKeyForm(),
-        "api_keys": _active_keys(user),
         "credit_history_url": _optional_url("credit-history"),
+        **keys_context(user),
     }
     context.update(overrides)
     return context
@@ -180,7 +175,7 @@ def _settings_context(request: PortalRequest, **overrides) -> dict:
 @never_cache
 @login_required
 def settings_page(request: PortalRequest) -> HttpResponse:
-    return render(request, "settings.html", _settings_context(request))
+    return render(request, "settings.html", settings_context(request))
 
 
 @never_cache
@@ -201,41 +196,4 @@ def profile_update(request: PortalRequest) -> HttpResponse:
     if saved:
         messages.success(request, "Profile saved.")
         return redirect("settings")
-    return render(request, "settings.html", _settings_context(request, profile_form=form))
-
-
-@never_cache
-@login_required
-@require_http_methods(["GET", "POST"])
-def api_keys(request: PortalRequest) -> HttpResponse:
-    if request.method == "GET":
-        if request.htmx:
-            context = {"key_form": ApiKeyForm(), "api_keys": _active_keys(request.user)}
-            return render(request, "portal/_api_keys.html", context)
-        return redirect(reverse("settings") + "#api-keys")
-    form = ApiKeyForm(request.POST)
-    new_key = None
-    if form.is_valid():
-        _, new_key = services.create_api_key(user=request.user, **form.cleaned_data)
-        form = ApiKeyForm()
-    context = {"key_form": form, "api_keys": _active_keys(request.user), "new_key": new_key}
-    if request.htmx:
-        return render(request, "portal/_api_keys.html", context)
-    return render(request, "settings.html", _settings_context(request, **context))
-
-
-@never_cache
-@login_required
-@require_http_methods(["GET", "POST"])
-def api_key_revoke(request: PortalRequest, key_id: uuid.UUID) -> HttpResponse:
-    key = get_object_or_404(ApiKey, pk=key_id, user=request.user, revoked_at__isnull=True)
-    if request.method == "GET":
-        template = "portal/_api_key_confirm.html" if request.htmx else "portal/api_key_revoke.html"
-        return render(request, template, {"key": key})
-    services.revoke_api_key(key=key)
-    notice = f"Key “{key.name}” ({key.prefix}…) revoked. Requests with it are refused from now on."
-    if request.htmx:
-        context = {"key_form": ApiKeyForm(), "api_keys": _active_keys(request.user)}
-        return render(request, "portal/_api_keys.html", {**context, "notice": notice})
-    messages.success(request, notice)
-    return redirect(reverse("settings") + "#api-keys")
+    return render(request, "settings.html", settings_context(request, profile_form=form))

@@ -52,8 +52,8 @@ def other_user(db) -> User:
 
 @pytest.fixture
 def api_key(user) -> str:
-    """A full read+write key of ``user``."""
-    return services.create_api_key(user=user, name="test")[1]
+    """A full key of ``user``: read, write and keys."""
+    return services.create_api_key(user=user, name="test", scopes=["read", "write", "keys"])[1]
 
 
 @pytest.fixture

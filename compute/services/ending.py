@@ -24,6 +24,7 @@ from compute.services.lifecycle import (
 )
 from compute.services.publish import client_event, publish_cancel, publish_job_events
 from core.prepared import Prepared
+from portal.keys import usage as key_usage
 
 # Run for every job's end and for most Island messages: built once (core.prepared).
 _locked = Prepared(lambda job: Job.objects.filter(pk=job), lock=True, job=uuid.UUID)
@@ -105,6 +106,10 @@ def _end(job: Job, event: str, *, error: str, usage: dict) -> None:
     transition(job.pk, event, **changes)
     for name, value in changes.items():
         setattr(job, name, value)
+    if job.api_key_id:  # the key's usage: its hold ends, its cost and tokens count
+        tokens = (job.prompt_tokens or 0) + (job.completion_tokens or 0)
+        key_usage.record_end(key_id=job.api_key_id, created_at=job.created_at,
+                             budget=job.budget, charged=job.credits_used, tokens=tokens)  # fmt: skip
     job.status = TRANSITIONS[event][1]
     if island is not None:
         _count_on_island(job, event, island, earned, ended=now)

@@ -24,6 +24,8 @@ from core import tx
 from core.errors import ApiError
 from core.prepared import Prepared
 from core.tx import SyncTx, run_sync
+from portal.keys import limits as key_limits
+from portal.keys import usage as key_usage
 from portal.models import User
 
 
@@ -44,6 +46,7 @@ async def submit_job(
     bid: Decimal | None = None,
     queue_timeout: int | None = None,
     outbox: Outbox | None = None,
+    key: key_limits.KeyLimits | None = None,
 ) -> Job:
     """Validate, enforce the concurrent-job quota, store the job holding its budget and
     assigned to an Island, all in one transaction: one commit stands between a request
@@ -57,6 +60,10 @@ async def submit_job(
     Cargo, else the market rate, else the Cargo's price) is held in the same
     transaction: without the credits, 402 ``insufficient_credits`` and no job.
 
+    ``key``: the limits of the API key it comes with (none from a session): its Cargos,
+    and, read after the account's lock, its spend caps and jobs per minute
+    (portal.keys.limits); the job counts in the key's usage with its hold.
+
     Statements that do not wait for each other's answers go together: two round trips to
     Postgres in all (the Cargo, the account's lock, count and balance, and the Island's
     lock and count; the job, its hold and the commit), three when the Island must be
@@ -64,6 +71,10 @@ async def submit_job(
     committed: by the caller through ``outbox`` (the fast lane, on its event loop), or on
     commit without one."""
 
+    if key is not None:
+        key_limits.check_cargo(key, workload)
+    now = timezone.now()
+    caps = (key_limits.usage_statement(key, now),) if key is not None and key.counted else ()
     async with db.atomic():
         guess = await _guess(db, workload, bid=bid, region=region)
         # One lock per account serialises its submissions; counted after it (in a
@@ -74,8 +85,10 @@ async def submit_job(
             tx.query(_lock_account, user=user.pk),
             tx.query(_active_jobs, user=user.pk),
             tx.query(_available, user=user.pk),
+            *caps,
             *(dispatch.lock_statements(guess[1][0].island_id, timezone.now()) if guess else ()),
         )
+        used = island.pop(0) if caps else None
         if not found:
             _last.pop(workload, None)
             raise ApiError(
@@ -101,10 +114,12 @@ async def submit_job(
             rate_hosts=cargo.rate_hosts, surge=surge,
         ).quantize(ledger.CENT)  # fmt: skip
         _last[workload] = (cargo, budget)
-        now = timezone.now()
+        if used is not None and key is not None:
+            key_limits.check_usage(key, used, budget, now)
         job = Job(user=user, cargo=cargo, input=job_input, priority=priority, region=region,
                   budget=budget, idempotency_key=idempotency_key, status=S.PENDING,
-                  created_at=now, **waiting.limit(queue_timeout, since=now))  # fmt: skip
+                  created_at=now, api_key_id=key.key_id if key else None,
+                  **waiting.limit(queue_timeout, since=now))  # fmt: skip
         if cargo.queued_ahead:
             # Behind a job of its Cargo that waits, for the same reason (owners' asks
             # aside, which are not read here: the next dispatch pass corrects it).
@@ -128,8 +143,10 @@ async def submit_job(
             else:
                 choices = await dispatch.choose(db, need)
                 await dispatch.place(db, job, choices, asks=asks, outbox=outbox, need=need)
+        # The key's usage after the hold: a job's end locks the balance, then the usage.
+        usage = (key_usage.submitted(key.key_id, budget, now),) if key is not None else ()
         await ledger.hold_with(db, tx.insert(job), user_id=user.pk, job_id=job.pk, amount=budget,
-                               available=balance[0][0] if balance else None)  # fmt: skip
+                               available=balance[0][0] if balance else None, after=usage)  # fmt: skip
     return job
 
 

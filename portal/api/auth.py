@@ -29,12 +29,16 @@ from core.prepared import Prepared
 from core.tx import SyncTx, run_sync
 from portal import keycache
 from portal.keycache import KeyInfo, cache_key, forget_key_id
+from portal.keys.limits import KeyLimits, check_address, networks
 from portal.models import ApiKey, User
 from portal.services import KEY_PREFIX, hash_key
 
 LAST_USED_WRITE_INTERVAL = 60.0
 MAX_KEY_LENGTH = 200
 
+
+LIMIT_FIELDS = ("spend_cap_day", "spend_cap_month", "spend_cap_total", "jobs_per_minute",
+                "allowed_cargos", "allowed_ips")  # fmt: skip
 
 # The live key of a hash and its account, in one statement built once (core.prepared):
 # the account, with the key's fields as annotations.
@@ -47,6 +51,7 @@ _by_hash = Prepared(
         key_scopes=F("api_keys__scopes"),
         key_expires_at=F("api_keys__expires_at"),
         key_last_used_at=F("api_keys__last_used_at"),
+        **{f"key_{name}": F(f"api_keys__{name}") for name in LIMIT_FIELDS},
     )[:1],
     key_hash=str,
 )
@@ -63,6 +68,15 @@ def _info(rows: list[Any], key_hash: str) -> KeyInfo | None:
         scopes=frozenset(user.key_scopes),
         expires_at=user.key_expires_at,
         last_used=last_used.timestamp() if last_used else 0.0,
+        limits=KeyLimits(
+            key_id=str(user.key_id),
+            spend_cap_day=user.key_spend_cap_day,
+            spend_cap_month=user.key_spend_cap_month,
+            spend_cap_total=user.key_spend_cap_total,
+            jobs_per_minute=user.key_jobs_per_minute,
+            allowed_cargos=frozenset(user.key_allowed_cargos or ()),
+            allowed_ips=networks(user.key_allowed_ips or ()),
+        ),
     )
 
 
@@ -133,12 +147,14 @@ def bearer_key(header: str) -> str:
     return raw
 
 
-def usable(info: KeyInfo | None) -> KeyInfo:
-    """``info`` if it names a live key; 401 otherwise."""
+def usable(info: KeyInfo | None, ip: str) -> KeyInfo:
+    """``info`` if it names a live key usable from ``ip``; 401 (403 from an address the
+    key does not allow) otherwise."""
     if info is None:
         raise exceptions.AuthenticationFailed("Invalid or revoked API key")
     if info.expires_at and info.expires_at <= timezone.now():
         raise exceptions.AuthenticationFailed("API key has expired")
+    check_address(info.limits, ip)
     return info
 
 
@@ -170,8 +186,12 @@ def touch(info: KeyInfo) -> None:
         run_sync(SyncTx().one(touching(info)))
 
 
-def has_scope(info: KeyInfo, method: str) -> bool:
-    """A key needs ``read`` for safe methods and ``write`` for the others."""
+def has_scope(info: KeyInfo, method: str, view: object = None) -> bool:
+    """A key needs ``read`` for safe methods and ``write`` for the others; and the view's
+    ``key_scope`` when it names one (``keys``: the API-key endpoints)."""
+    needed = getattr(view, "key_scope", None)
+    if needed is not None and needed not in info.scopes:
+        return False
     return ("read" if method in permissions.SAFE_METHODS else "write") in info.scopes
 
 
@@ -184,7 +204,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         # The headers of a refused lookup tell its limit (portal.api.middleware).
         counted = functools.partial(setattr, getattr(request, "_request", request), "rate_limit")
-        info = usable(lookup_key(bearer_key(header), client_ip(request), counted))
+        ip = client_ip(request)
+        info = usable(lookup_key(bearer_key(header), ip, counted), ip)
         touch(info)
         return info.user, info
 
@@ -209,7 +230,12 @@ class HasScope(permissions.BasePermission):
         method = request.method or ""
         if not isinstance(request.auth, KeyInfo) or not hasattr(view, method.lower()):
             return True  # a session has every scope; an unsupported method answers 405
-        return has_scope(request.auth, method)
+        needed = getattr(view, "key_scope", None)
+        if needed is not None and needed not in request.auth.scopes:
+            raise exceptions.PermissionDenied(
+                f"This API key lacks the '{needed}' scope: create a key with it on /settings"
+            )
+        return has_scope(request.auth, method, view)
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

@@ -154,14 +154,14 @@ async def _authenticate(
     raw = auth.bearer_key(request.headers["Authorization"])
     key_hash = auth.hash_key(raw)
     found, info = auth.cached_key(key_hash)
+    ip = request.META.get("REMOTE_ADDR") or ""
     if not found:
-        ip = request.META.get("REMOTE_ADDR") or ""
         if tx.async_available():
             async with tx.async_tx() as db:
                 info = await auth.aload_key(db, key_hash, ip, counted)
         else:
             info = await tx.in_thread(auth.load_key, key_hash, ip, counted)
-    key = auth.usable(info)
+    key = auth.usable(info, ip)
     if auth.touch_due(key):
         await tx.work(lambda db: db.one(auth.touching(key)))
     if not auth.has_scope(key, request.method or "GET"):

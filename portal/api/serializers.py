@@ -1,9 +1,6 @@
-"""Input and output shapes of the account and API-key endpoints."""
+"""Input and output shapes of the account endpoints (API keys: portal.api.key_serializers)."""
 
 from rest_framework import serializers
-
-from portal.api.base import InputSerializer, PageSerializer
-from portal.models import ApiKey
 
 
 class AccountSerializer(serializers.Serializer):
@@ -13,32 +10,6 @@ class AccountSerializer(serializers.Serializer):
     held = serializers.FloatField(help_text="Credits held for running jobs")
     earnings = serializers.FloatField(help_text="What your Islands earned, net of fees")
     created_at = serializers.DateTimeField()
-
-
-class ApiKeySerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    name = serializers.CharField()
-    prefix = serializers.CharField(help_text="The first 8 characters of the key")
-    scopes = serializers.ListField(child=serializers.ChoiceField(choices=ApiKey.SCOPES))
-    created_at = serializers.DateTimeField()
-    last_used_at = serializers.DateTimeField(allow_null=True, help_text="Updated once a minute")
-    expires_at = serializers.DateTimeField(allow_null=True)
-
-
-class CreateApiKeyInput(InputSerializer):
-    name = serializers.CharField(max_length=100)
-    scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=ApiKey.SCOPES),
-        min_length=1,
-        max_length=len(ApiKey.SCOPES),
-        required=False,
-        default=list(ApiKey.SCOPES),
-        help_text="Default: both",
-    )
-
-
-class ApiKeyListInput(PageSerializer):
-    limit = serializers.IntegerField(min_value=1, max_value=100, default=100)
 
 
 def envelope(name: str, data: serializers.Field, **more: serializers.Field) -> type:
@@ -54,13 +25,6 @@ class PageMeta(serializers.Serializer):
 
 
 AccountResponse = envelope("AccountResponse", AccountSerializer())
-ApiKeyResponse = envelope("ApiKeyResponse", ApiKeySerializer())
-CreatedApiKeyResponse = envelope(
-    "CreatedApiKeyResponse",
-    ApiKeySerializer(),
-    key=serializers.CharField(help_text="The full key: shown only in this response"),
-)
-ApiKeyListResponse = envelope("ApiKeyListResponse", ApiKeySerializer(many=True), meta=PageMeta())
 
 
 class HealthResponse(serializers.Serializer):

@@ -3,74 +3,22 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework import status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import ApiError
-from portal import services
 from portal.api import serializers as s
-from portal.api.base import PublicView, SignedRequest, paginate, validated
-from portal.models import ApiKey
-
-MAX_KEYS_PER_ACCOUNT = 50
+from portal.api.base import PublicView
 
 
 class HealthView(PublicView):
     @extend_schema(summary="Server status (no authentication)", responses=s.HealthResponse)
     def get(self, request: Request) -> Response:
         return Response({"status": "ok", "version": settings.VERSION})
-
-
-def _active_keys(request: SignedRequest):
-    return ApiKey.objects.filter(user=request.user, revoked_at__isnull=True)
-
-
-def _present_key(key: ApiKey) -> dict:
-    return s.ApiKeySerializer(key).data
-
-
-class ApiKeyListView(APIView):
-    @extend_schema(
-        summary="List your API keys",
-        operation_id="api_keys_list",
-        parameters=[s.ApiKeyListInput],
-        responses=s.ApiKeyListResponse,
-    )
-    def get(self, request: SignedRequest) -> Response:
-        return Response(paginate(request, _active_keys(request), _present_key, s.ApiKeyListInput))
-
-    @extend_schema(
-        summary="Create an API key (the full key is returned only here)",
-        request=s.CreateApiKeyInput,
-        responses={201: s.CreatedApiKeyResponse},
-    )
-    def post(self, request: SignedRequest) -> Response:
-        data = validated(s.CreateApiKeyInput, request.data)
-        if _active_keys(request).count() >= MAX_KEYS_PER_ACCOUNT:
-            raise ApiError(
-                f"At most {MAX_KEYS_PER_ACCOUNT} active keys per account",
-                code="key_limit_reached",
-                status_code=status.HTTP_409_CONFLICT,
-            )
-        key, raw = services.create_api_key(
-            user=request.user, name=data["name"], scopes=data["scopes"]
-        )
-        body = {"data": _present_key(key), "key": raw}
-        return Response(body, status=status.HTTP_201_CREATED)
-
-
-class ApiKeyDetailView(APIView):
-    @extend_schema(summary="Revoke an API key (refused from then on)", responses=s.ApiKeyResponse)
-    def delete(self, request: SignedRequest, key_id: str) -> Response:
-        key = get_object_or_404(_active_keys(request), pk=key_id)
-        services.revoke_api_key(key=key)
-        return Response({"data": _present_key(key)})
 
 
 @extend_schema(exclude=True)

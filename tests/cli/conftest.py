@@ -46,9 +46,10 @@ def run(home: Path) -> Run:
 
 @pytest.fixture
 def key(live) -> str:
-    """A full API key of a new account (created after `live`, in the transactional DB)."""
+    """A full API key (read, write, keys) of a new account (created after `live`, in the
+    transactional DB)."""
     user = services.sign_up(email="ada@example.com", password="correct horse battery")
-    return services.create_api_key(user=user, name="laptop")[1]
+    return services.create_api_key(user=user, name="laptop", scopes=["read", "write", "keys"])[1]
 
 
 @pytest.fixture

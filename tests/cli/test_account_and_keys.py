@@ -1,8 +1,10 @@
 import json
 
+from django.utils import timezone
 from island_cli.api import EXIT_ERROR, EXIT_NOT_FOUND
 
-from portal.models import ApiKey, User
+from portal import services
+from portal.models import ApiKey, ApiKeyDay, User
 
 
 def test_account_prints_the_seed_pages_block(run, live, key):
@@ -31,7 +33,9 @@ def test_api_keys_list_shows_an_aligned_table_of_prefixes(run, live, key):
 
     assert result.exit_code == 0, result.output
     header, row = result.stdout.splitlines()
-    assert header.split() == ["ID", "NAME", "PREFIX", "SCOPES", "CREATED", "LAST", "USED"]
+    assert header.split() == [
+        "ID", "NAME", "PREFIX", "SCOPES", "LIMITS", "TODAY", "CREATED", "LAST", "USED",
+    ]  # fmt: skip
     assert row.index("laptop") == header.index("NAME")
     assert row.index(key[:8]) == header.index("PREFIX")
     assert key not in result.stdout
@@ -45,7 +49,8 @@ def test_api_keys_create_prints_the_key_once_with_the_warning(run, live, key):
     full_key = next(w for w in result.stdout.split() if w.startswith(created.prefix))
     assert len(full_key) > 32
     assert "only shown once" in result.stdout
-    listing = run("--api-url", live.url, "--api-key", full_key, "api-keys", "list")
+    assert run("--api-url", live.url, "--api-key", full_key, "account").exit_code == 0
+    listing = run("--api-url", live.url, "--api-key", key, "api-keys", "list")
     assert listing.exit_code == 0
     assert full_key not in listing.stdout
 
@@ -99,3 +104,54 @@ def test_an_invalid_name_is_an_api_error_with_exit_1_and_the_servers_message(run
     assert result.exit_code == EXIT_ERROR
     assert result.stderr.startswith("Error: name:")
     assert "validation_error" in result.stderr
+
+
+def test_api_keys_create_with_limits_and_list_shows_them(run, live, key):
+    args = ("--api-url", live.url, "--api-key", key)
+    created = run(*args, "api-keys", "create", "ci", "--scope", "read", "--scope", "write",
+                  "--cap-day", "5", "--jobs-per-minute", "2", "--cargo", "llm-chat")  # fmt: skip
+    assert created.exit_code == 0, created.output
+    listing = run(*args, "api-keys", "list").stdout
+    [row] = [line for line in listing.splitlines() if " ci " in line]
+    assert "5/day 2 jobs/min llm-chat" in row
+    assert "0 jobs, 0.00 cr" in row
+
+
+def test_api_keys_update_changes_and_clears_limits(run, live, key):
+    args = ("--api-url", live.url, "--api-key", key, "--format", "json")
+    made = json.loads(run(*args, "api-keys", "create", "ci", "--cap-month", "9").stdout)
+    result = run(
+        *args, "api-keys", "update", made["id"], "--cap-month", "none", "--ip", "10.0.0.0/8"
+    )
+    assert result.exit_code == 0, result.output
+    updated = json.loads(result.stdout)
+    assert (updated["spend_cap_month"], updated["allowed_ips"]) == (None, ["10.0.0.0/8"])
+
+
+def test_api_keys_update_beyond_the_own_key_is_refused(run, live, key):
+    ApiKey.objects.filter(prefix=key[:8]).update(spend_cap_day=1)
+    args = ("--api-url", live.url, "--api-key", key)
+    result = run(*args, "api-keys", "create", "big", "--cap-day", "2")
+    assert result.exit_code != 0
+    assert "beyond_own_limits" in result.stderr
+
+
+def test_api_keys_usage_shows_a_day_a_line_and_the_total(run, live, key):
+    own = ApiKey.objects.get(prefix=key[:8])
+    ApiKeyDay.objects.create(key=own, day=timezone.now().date(), jobs=3, tokens=40, requests=9)
+    args = ("--api-url", live.url, "--api-key", key)
+    result = run(*args, "api-keys", "usage", str(own.pk), "--window", "7d")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["DAY", "REQUESTS", "JOBS", "TOKENS", "CREDITS"]
+    assert len(lines) == 1 + 7 + 1
+    assert lines[-2].split()[1:4] == ["9", "3", "40"]
+    assert lines[-1].split()[:4] == ["TOTAL", "9", "3", "40"]
+
+
+def test_api_keys_with_a_key_without_the_keys_scope_says_which_scope(run, live):
+    user = services.sign_up(email="bo@example.com", password="correct horse battery")
+    plain = services.create_api_key(user=user, name="plain")[1]
+    result = run("--api-url", live.url, "--api-key", plain, "api-keys", "list")
+    assert result.exit_code != 0
+    assert "'keys' scope" in result.stderr

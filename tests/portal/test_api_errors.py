@@ -171,7 +171,7 @@ def test_a_live_server_refuses_a_chunked_body_over_one_mib(live, user):
 
 
 def test_a_live_server_reads_a_small_chunked_body(live, user):
-    raw = services.create_api_key(user=user, name="t")[1]
+    raw = services.create_api_key(user=user, name="t", scopes=["read", "write", "keys"])[1]
 
     def chunks():
         yield b'{"name": '

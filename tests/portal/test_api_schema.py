@@ -12,8 +12,13 @@ MY_PATHS = {
     "/api/v1/health": {"get"},
     "/api/v1/account": {"get"},
     "/api/v1/api-keys": {"get", "post"},
-    "/api/v1/api-keys/{key_id}": {"delete"},
+    "/api/v1/api-keys/{key_id}": {"patch", "delete"},
+    "/api/v1/api-keys/{key_id}/usage": {"get"},
+    "/api/v1/api-keys/{key_id}/changes": {"get"},
+    "/api/v1/api-keys/changes": {"get"},
 }
+LIMITS = {"expires_at", "spend_cap_day", "spend_cap_month", "spend_cap_total",
+          "jobs_per_minute", "allowed_cargos", "allowed_ips"}  # fmt: skip
 
 
 @pytest.fixture
@@ -31,6 +36,20 @@ def test_the_schema_is_valid_openapi_3(schema):
 def test_the_schema_lists_the_account_and_key_operations(schema):
     for path, methods in MY_PATHS.items():
         assert methods <= set(schema["paths"][path]), path
+
+
+def test_the_schema_describes_a_keys_limits_scopes_and_usage_windows(schema):
+    components = schema["components"]["schemas"]
+    for name in ("CreateApiKeyInput", "PatchedUpdateApiKeyInput", "ApiKeyWithUsage"):
+        assert set(components[name]["properties"]) >= LIMITS, name
+    created = components["CreateApiKeyInput"]["properties"]
+    assert "keys:" in created["scopes"]["description"]
+    assert "402 key_spend_cap" in created["spend_cap_day"]["description"]
+    assert "429 key_job_rate" in created["jobs_per_minute"]["description"]
+    assert "403 ip_not_allowed" in created["allowed_ips"]["description"]
+    parameters = schema["paths"]["/api/v1/api-keys/{key_id}/usage"]["get"]["parameters"]
+    [window] = [p for p in parameters if p["name"] == "window"]
+    assert set(window["schema"]["enum"]) == {"day", "7d", "30d", "90d", "month"}
 
 
 def test_the_schema_documents_bearer_keys_and_the_error_shape(schema):
@@ -100,7 +119,7 @@ def test_the_docs_page_renders_the_operations_with_no_outside_network(live, page
     page.route("**/*", only_local)
     page.goto(f"{live.url}/api/v1/docs")
 
-    page.get_by_text("/api/v1/api-keys/{key_id}").wait_for()
+    page.get_by_text("/api/v1/api-keys/{key_id}", exact=True).first.wait_for()
     assert page.get_by_text("Create an API key").count() >= 1
     assert outside == []
 
