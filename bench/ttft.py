@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/ttft.py                       # 1 and 50 concurrent requests
     .venv/bin/python bench/ttft.py --concurrency 1,50 --requests 300
+    .venv/bin/python bench/ttft.py --key-caps            # keys with caps (never reached)
 
 Starts the whole coordinator (the Procfile's web process, a Celery worker, the NATS
 bridge) on the bench database, and Islands played by nats-py in a process of their own
@@ -129,12 +130,22 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=50, help="requests use them in turn")
     parser.add_argument("--islands", type=int, default=10)
     parser.add_argument("--pause", type=float, default=0.0, help="seconds between waves")
+    parser.add_argument(
+        "--key-caps", action="store_true",
+        help="give every key caps it never reaches (the submission then reads its usage)",
+    )  # fmt: skip
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     env = bench_env(JOB_CONCURRENT_LIMIT="1000", STREAM_CONCURRENT_LIMIT="1000")
     setup_django(env)
     ensure_streams_exist()
     pairs = accounts(args.accounts, "ttft")
+    if args.key_caps:
+        from portal.models import ApiKey
+
+        ApiKey.objects.filter(user__in=[user for user, _ in pairs]).update(
+            spend_cap_day=10**9, spend_cap_month=10**9, spend_cap_total=10**9, jobs_per_minute=10**6
+        )
     islands = [bench_cargo_and_island(pairs[0][0], 1000)[1] for _ in range(args.islands)]
     from compute.models import Island
 
