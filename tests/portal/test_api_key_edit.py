@@ -161,3 +161,19 @@ def test_requests_are_counted_per_key_and_flushed_to_the_day(user):
     usage.flush_requests()
     assert ApiKeyDay.objects.get(key=key).requests == 4
     assert usage.flush_requests() == 0  # nothing new
+
+
+def test_a_revocation_in_the_admin_lands_in_the_owners_trail(
+    client, user, target, django_user_model
+):
+    staff = django_user_model.objects.create_superuser(email="root@example.com", password="pw")
+    client.force_login(staff)
+    response = client.post(
+        "/admin/portal/apikey/",
+        {"action": "revoke", "_selected_action": [str(target.pk)]},
+    )
+    assert response.status_code == 302
+    target.refresh_from_db()
+    assert target.revoked_at is not None
+    change = ApiKeyChange.objects.get(key=target, action="revoked")
+    assert (change.user, change.by_key_id, len(change.by_session)) == (staff, None, 16)
