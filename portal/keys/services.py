@@ -164,5 +164,5 @@ def revoke_key(*, actor: Actor, key: ApiKey) -> None:
 
 def changes_of(user: User, key_id: Any = None):
     """The account's audit trail (of one key), newest first."""
-    rows = ApiKeyChange.objects.filter(key__user=user).select_related("key", "by_key")
+    rows = ApiKeyChange.objects.filter(key__user=user).select_related("key", "by_key", "user")
     return rows.filter(key_id=key_id) if key_id is not None else rows

@@ -177,3 +177,5 @@ def test_a_revocation_in_the_admin_lands_in_the_owners_trail(
     assert target.revoked_at is not None
     change = ApiKeyChange.objects.get(key=target, action="revoked")
     assert (change.user, change.by_key_id, len(change.by_session)) == (staff, None, 16)
+    client.force_login(user)
+    assert "root@example.com, portal session" in client.get("/settings").content.decode()
