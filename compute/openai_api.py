@@ -38,7 +38,7 @@ from compute.streaming import (
 from core import tx
 from core.tx import AsyncTx, SyncTx, run_sync
 from portal.api.base import validated
-from portal.api.errors import REFUSALS, Refusal
+from portal.api.errors import REFUSALS, UNAVAILABLE_ERRORS, Refusal, service_away
 from portal.api.lane import Call, Reply, error_reply
 from portal.keys.limits import KeyLimits
 
@@ -376,6 +376,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         chat = await db(submit, request, outbox)
     except REFUSALS as exc:
         return openai_error(exc)
+    except UNAVAILABLE_ERRORS as exc:
+        return openai_error(service_away(exc))
     try:
         status, body, stream = await answer(chat, outbox)
     except BaseException:

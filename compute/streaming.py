@@ -32,7 +32,13 @@ from core.counters import Take, Usage, async_redis, take_script
 from core.errors import ApiError
 from core.redis import redis_client
 from portal.api.auth import ApiKeyAuthentication, HasScope, PortalSessionAuthentication
-from portal.api.errors import REFUSALS, Refusal, exception_handler
+from portal.api.errors import (
+    REFUSALS,
+    UNAVAILABLE_ERRORS,
+    Refusal,
+    exception_handler,
+    service_away,
+)
 from portal.api.lane import SSE_HEADERS, Call, Reply
 from portal.api.parsers import StrictJSONParser
 from portal.api.throttling import RedisRateThrottle
@@ -139,13 +145,7 @@ class StreamSlots:
     async def aacquire(self, user_id: object) -> str:
         """:meth:`acquire` on the event loop."""
         slot = self.take(user_id)
-        try:
-            taken = await async_redis().take(
-                keys=[slot.key], args=[slot.limit, slot.ttl, slot.member]
-            )
-        except redis.RedisError as exc:
-            raise ApiError("Service temporarily unavailable", code="unavailable",
-                           status_code=503) from exc  # fmt: skip
+        taken = await async_redis().take(keys=[slot.key], args=[slot.limit, slot.ttl, slot.member])
         return self._taken(taken, slot.member)
 
     async def kept(self, user_id: object, usage: Usage, slot: Take | None) -> str:
@@ -239,6 +239,8 @@ async def job_stream(request: HttpRequest, job_id: uuid.UUID) -> HttpResponseBas
         job, user_id, slot = await db(_open_stream, request, job_id)
     except REFUSALS as exc:
         return error_response(exc)
+    except UNAVAILABLE_ERRORS as exc:
+        return error_response(service_away(exc))
     return sse_response(held(user_id, slot, _job_sse(job)))
 
 

@@ -102,7 +102,10 @@ elif env.int("DB_POOL_SIZE", 0) > 0:
     DATABASES["default"]["OPTIONS"] = {
         "pool": {"min_size": 1, "max_size": env.int("DB_POOL_SIZE"), "timeout": 10}
     }
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # the pool checks what it lends
 else:
+    # A connection kept between requests is checked before its first use in the next
+    # one: one that died with a Postgres restart is replaced, not used (and failed).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # The job path's statements are prepared once per Postgres connection (core.prepared);
 # off behind a connection pooler in transaction mode that does not keep them.
@@ -219,6 +222,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "Archipelago <noreply@localho
 # --- Public API.
 API_RATE_LIMIT = env.int("API_RATE_LIMIT", 100)  # requests per minute per key
 API_ANON_RATE_LIMIT = env.int("API_ANON_RATE_LIMIT", 300)  # per minute per IP, no key
+# Web processes (the Procfile's granian workers). While Redis is away each one limits on
+# its own, to its share of each limit (portal.api.throttling.Fallback).
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", 2)
 # How long a web process trusts its copy of an API key. A revoked key is refused at once
 # everywhere (a Redis marker, portal.api.throttling); this bounds how long a deactivated
 # account's keys keep working.

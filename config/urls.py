@@ -9,3 +9,5 @@ urlpatterns = [
     path("", include("compute.urls")),
     path("", include("billing.urls")),
 ]
+
+handler500 = "portal.api.middleware.server_error"

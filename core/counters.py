@@ -6,10 +6,17 @@ costs one round trip: an atomic script increments, starts the minute and reads w
 :func:`hit` counts from sync code, :func:`ahit` from an event loop (the API's fast lane,
 portal.api.lane), with the same script and buckets. The API layer turns a :class:`Usage`
 into its answer (portal.api.throttling).
+
+While Redis is away, requests are not refused for it: each process counts in its own
+memory (:class:`Fallback`), allowing a bucket's limit divided by ``WEB_CONCURRENCY``, and
+tries Redis again after ``REDIS_RETRY_SECONDS``; ``/api/v1/health`` reports ``degraded``.
+What needs Redis itself (a stream's slot, an Idempotency-Key) answers 503 meanwhile.
 """
 
 import asyncio
+import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -19,11 +26,12 @@ import redis
 import redis.asyncio
 from django.conf import settings
 
-from core.errors import ApiError
 from core.redis import redis_client
 
+logger = logging.getLogger(__name__)
 WINDOW_SECONDS = 60
 REQUESTS_HASH = "key-requests"  # key id -> requests not yet counted in the database
+REDIS_RETRY_SECONDS = 1.0
 
 # ``marker``, when given, is a key's revocation marker: checking it here lets every web
 # process refuse a revoked key at once without a second round trip. ``counter`` and
@@ -118,13 +126,53 @@ def mark_revoked(key_id: str) -> None:
     redis_client().set(revocation_marker(key_id), 1, ex=ttl)
 
 
+class Fallback:
+    """This process's own buckets, used while Redis is away: one counter per bucket for
+    the minute from its first request, as the Redis script keeps them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, int]] = {}
+        self._down_until = 0.0
+
+    def down(self) -> bool:
+        """Whether Redis failed within the last ``REDIS_RETRY_SECONDS`` (not tried again
+        yet: a request does not wait for a dead server's timeout)."""
+        return time.monotonic() < self._down_until
+
+    def trip(self, exc: BaseException) -> None:
+        if not self.down():
+            logger.warning("Redis is unavailable (%s): rate limits are per process", exc)
+        self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
+
+    def hit(self, bucket: str, limit: int) -> Usage:
+        share = max(1, math.ceil(limit / settings.WEB_CONCURRENCY))
+        now = time.monotonic()
+        with self._lock:
+            if len(self._buckets) > 100_000:  # a flood of new buckets: forget the old ones
+                self._buckets = {
+                    k: v for k, v in self._buckets.items() if now - v[0] < WINDOW_SECONDS
+                }
+            start, count = self._buckets.get(bucket, (now, 0))
+            if now - start >= WINDOW_SECONDS:
+                start, count = now, 0
+            self._buckets[bucket] = (start, count + 1)
+        return _usage(share, count + 1, int((start + WINDOW_SECONDS - now) * 1000), 0)
+
+
+fallback = Fallback()
+
+
 def hit(bucket: str, limit: int, *, key_id: str | None = None) -> Usage:
     """Count one request against ``bucket`` (and check ``key_id``'s revocation marker)."""
     keys, args = _keys_args(bucket, key_id)
+    if fallback.down():
+        return fallback.hit(keys[0], limit)
     try:
         counted = _hit_script()(keys=keys, args=args)
     except redis.RedisError as exc:
-        raise _unavailable() from exc
+        fallback.trip(exc)
+        return fallback.hit(keys[0], limit)
     return _usage(limit, *counted)
 
 
@@ -135,6 +183,18 @@ def _keys_args(bucket: str, key_id: str | None) -> tuple[list[str], list]:
         return [f"rl:{bucket}"], [WINDOW_SECONDS * 1000]
     keys = [f"rl:{bucket}", revocation_marker(key_id), REQUESTS_HASH]
     return keys, [WINDOW_SECONDS * 1000, key_id]
+
+
+def redis_available() -> bool:
+    """Whether Redis answers (for the health check); a failure switches to the fallback."""
+    if fallback.down():
+        return False
+    try:
+        redis_client().ping()
+    except redis.RedisError as exc:
+        fallback.trip(exc)
+        return False
+    return True
 
 
 class AsyncRedis(NamedTuple):
@@ -175,16 +235,17 @@ async def ahit(
             raise ValueError("a member is taken with a key's count")
         keys.append(take.key)
         args += [limit, take.limit, take.ttl, take.member]
+    if fallback.down() and take is None:
+        return fallback.hit(keys[0], limit)
     try:
         script = scripts.hit if take is None else scripts.hit_then_take
         counted = await script(keys=keys, args=args)
     except redis.RedisError as exc:
-        raise _unavailable() from exc
+        fallback.trip(exc)
+        if take is not None:  # the member lives in Redis: nothing to take without it
+            raise
+        return fallback.hit(keys[0], limit)
     return _usage(limit, *counted)
-
-
-def _unavailable() -> ApiError:
-    return ApiError("Service temporarily unavailable", code="unavailable", status_code=503)
 
 
 def _usage(limit: int, count: int, ttl_ms: int, revoked: int, taken: int = 0) -> Usage:

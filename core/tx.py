@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import select
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -286,6 +287,19 @@ def _connect_kwargs() -> dict[str, Any]:
     return params
 
 
+async def _check(conn: Any) -> None:
+    """Before a pooled connection is handed out: a connection whose server went away
+    (Postgres restarted, the link was cut) has data or an end of file waiting on its
+    socket, where a healthy idle one has nothing; only then is it checked with a round
+    trip, which fails and makes the pool replace it. Costs the fast lane a ``poll``."""
+    from psycopg_pool import AsyncConnectionPool
+
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    if poller.poll(0):
+        await AsyncConnectionPool.check_connection(conn)
+
+
 async def _configure(conn: Any) -> None:
     # Django's connections speak UTC; timestamps read here must come back alike.
     await conn.execute("SET TIME ZONE 'UTC'")
@@ -306,6 +320,7 @@ async def _pool() -> Any:
             min_size=1,
             max_size=settings.DB_ASYNC_POOL_SIZE,
             configure=_configure,
+            check=_check,
             open=False,
             timeout=10,
         )

@@ -4,8 +4,11 @@ exceptions in the API's one shape, ``{"error": {"message", "code", ...}}``."""
 import logging
 from typing import Any
 
+import redis
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
+from psycopg_pool import PoolTimeout
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -17,6 +20,28 @@ logger = logging.getLogger(__name__)
 # What a door (DRF view, fast lane, stream) catches and renders.
 Refusal = exceptions.APIException | ApiError
 REFUSALS = (exceptions.APIException, ApiError)
+
+
+# What a request meets while Postgres or Redis is away (restarting, unreachable, a dead
+# pooled connection): the client is asked to come back rather than told the server broke.
+UNAVAILABLE_ERRORS = (OperationalError, InterfaceError, PoolTimeout, redis.RedisError)
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable(exc: BaseException) -> ApiError | None:
+    """``exc`` as a 503 with ``Retry-After`` when a backing service is away, else None."""
+    return service_away(exc) if isinstance(exc, UNAVAILABLE_ERRORS) else None
+
+
+def service_away(exc: BaseException) -> ApiError:
+    """The 503 with ``Retry-After`` that answers one of ``UNAVAILABLE_ERRORS``."""
+    logger.warning("a backing service is unavailable: %s", exc)
+    return ApiError(
+        "Service temporarily unavailable, please retry",
+        code="unavailable",
+        status_code=503,
+        retry_after=RETRY_AFTER_SECONDS,
+    )
 
 
 def _first_message(detail: Any) -> str:
@@ -55,10 +80,11 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    exc = unavailable(exc) or exc
 
     if isinstance(exc, ApiError):
         headers = {}
-        if exc.status_code == 429 and "retry_after" in exc.extra:  # quotas, like rate limits
+        if exc.status_code in (429, 503) and "retry_after" in exc.extra:  # quotas, outages
             headers["Retry-After"] = str(exc.extra["retry_after"])
         body = error_body(str(exc.detail), exc.code, **exc.extra)
         return Response(body, status=exc.status_code, headers=headers)

@@ -45,7 +45,7 @@ from core import tx
 from core.counters import Take, Usage, ahit
 from portal.api import auth
 from portal.api.auth import enforce
-from portal.api.errors import REFUSALS, Refusal, exception_handler
+from portal.api.errors import REFUSALS, Refusal, exception_handler, unavailable
 from portal.api.parsers import StrictJSONParser
 from portal.api.throttling import rate_limit_headers
 from portal.models import User
@@ -137,9 +137,10 @@ async def serve(scope: dict, body: bytes, receive: Any, send: Any, view: Any, kw
         reply = await handler(Call(request, body, kwargs, key, counted.append))
     except REFUSALS as exc:
         reply = render_error(exc)
-    except Exception:
-        logger.exception("fast lane failed on %s %s", scope["method"], scope["path"])
-        reply = render_error(APIException())
+    except Exception as exc:
+        if (away := unavailable(exc)) is None:
+            logger.exception("fast lane failed on %s %s", scope["method"], scope["path"])
+        reply = render_error(away or APIException())
     if counted:
         reply.headers = {**rate_limit_headers(counted[-1]), **reply.headers}
     await _respond(reply, request, receive, send)

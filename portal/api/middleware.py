@@ -1,9 +1,13 @@
 """Guards and headers for everything under /api/v1, before and after DRF."""
 
+import sys
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 
 from core.errors import error_body
+from portal.api.errors import unavailable
 from portal.api.throttling import rate_limit_headers
 
 API_PREFIX = "/api/v1/"
@@ -51,3 +55,26 @@ class ApiMiddleware:
             if name in response:
                 json_response[name] = response[name]
         return json_response
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's ``handler500``: a 503 with ``Retry-After`` when the cause is a backing
+    service that is away (Postgres restarting, Redis down), in the API's error shape
+    under /api/v1; Django's own 500 page otherwise."""
+    away = unavailable(sys.exc_info()[1] or Exception())
+    if away is None:
+        return defaults.server_error(request)
+    retry_after = str(away.extra["retry_after"])
+    if request.path.startswith(API_PREFIX):
+        response: HttpResponse = JsonResponse(
+            error_body(str(away.detail), away.code, retry_after=away.extra["retry_after"]),
+            status=503,
+        )
+    else:
+        response = HttpResponse(
+            "Service temporarily unavailable, please retry in a moment.",
+            status=503,
+            content_type="text/plain",
+        )
+    response["Retry-After"] = retry_after
+    return response

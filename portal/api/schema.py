@@ -85,7 +85,8 @@ ERROR_SCHEMA = {
                 },
                 "retry_after": {
                     "type": "integer",
-                    "description": "On 429: seconds until the limit resets (also `Retry-After`).",
+                    "description": "On 429: seconds until the limit resets; on 503: seconds "
+                    "before a retry is worth it (both also `Retry-After`).",
                 },
             },
         }
@@ -94,7 +95,8 @@ ERROR_SCHEMA = {
 
 ERROR_RESPONSE = {
     "description": "An error: 400 malformed, 401 no valid key, 403 missing scope, "
-    "404 not found, 405 method not allowed, 422 invalid fields, 429 rate limited",
+    "404 not found, 405 method not allowed, 422 invalid fields, 429 rate limited, "
+    "503 a backing service is briefly unavailable (retry after `Retry-After` seconds)",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 

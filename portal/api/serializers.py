@@ -28,5 +28,10 @@ AccountResponse = envelope("AccountResponse", AccountSerializer())
 
 
 class HealthResponse(serializers.Serializer):
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=["ok", "degraded"])
     version = serializers.CharField()
+    degraded = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="With status degraded: the backing services that are away (redis)",
+    )

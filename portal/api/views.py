@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.counters import redis_available
 from core.errors import ApiError
 from portal.api import serializers as s
 from portal.api.base import PublicView
@@ -18,7 +19,11 @@ from portal.api.base import PublicView
 class HealthView(PublicView):
     @extend_schema(summary="Server status (no authentication)", responses=s.HealthResponse)
     def get(self, request: Request) -> Response:
-        return Response({"status": "ok", "version": settings.VERSION})
+        if redis_available():
+            return Response({"status": "ok", "version": settings.VERSION})
+        # Still serving, with per-process rate limits (portal.api.throttling).
+        body = {"status": "degraded", "version": settings.VERSION, "degraded": ["redis"]}
+        return Response(body)
 
 
 @extend_schema(exclude=True)
