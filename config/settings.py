@@ -277,6 +277,9 @@ MOBILE_TOKEN_TTL = timedelta(days=env.int("MOBILE_TOKEN_TTL_DAYS", 30))
 # --- Jobs, placement and dispatch (compute/services/jobs.py, placement.py, dispatch.py).
 JOB_CONCURRENT_LIMIT = env.int("JOB_CONCURRENT_LIMIT", 10)  # non-final jobs per account
 JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", 60)  # first lease of an assignment
+# An assignment its Island has not acknowledged (``started``) after this is offered again,
+# to the same Island while it heartbeats (compute.services.delivery).
+JOB_ACK_TIMEOUT_SECONDS = env.float("JOB_ACK_TIMEOUT_SECONDS", 3.0)
 JOB_MAX_LEASE_EXTENSION_SECONDS = env.int("JOB_MAX_LEASE_EXTENSION_SECONDS", 300)
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", 3)  # Islands tried before a job fails
 # Karma an Island loses at once per failed job and per timed-out job (0 turns it off).

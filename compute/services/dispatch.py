@@ -10,8 +10,9 @@
   heartbeats with free slots, and on a job's end when a job waits:
   :func:`dispatch_if_waiting`) and every few seconds from beat, and keeps the reasons of
   the jobs that still wait true.
-- :func:`requeue_job` takes a job back from its Island (an assignment not delivered; a
-  lease run out or an Island gone silent: compute.services.sweep) for another Island.
+- :func:`requeue_job` takes a job back from its Island (a lease run out or an Island gone
+  silent: compute.services.sweep) for another Island; an assignment not delivered stays
+  with its Island, to be offered again (compute.services.delivery).
 """
 
 import logging
@@ -29,6 +30,7 @@ from compute import signals
 from compute.models import Island, Job
 from compute.selectors.islands import offline_cutoff
 from compute.services import placement, waiting
+from compute.services.delivery import undelivered
 from compute.services.ending import finish
 from compute.services.lifecycle import WAITING, S, moving, start_as, transition
 from compute.services.publish import (
@@ -241,17 +243,6 @@ def delivered_on_commit(db: SyncTx | AsyncTx) -> Outbox:
     outbox = Outbox()
     db.on_commit(lambda: undelivered(outbox.send()))
     return outbox
-
-
-def undelivered(items: list[Assignment]) -> None:
-    """Assignments that could not be published (their jobs were committed as assigned):
-    take each job back and queue it, for this Island or another."""
-    for item in items:
-        logger.error("could not publish job %s to %s; requeueing it", item.job_id, item.island_id)
-        requeue_job(
-            job_id=item.job_id, island_id=item.island_id, reason="assignment not delivered",
-            exclude=False,
-        )  # fmt: skip
 
 
 # --- the queue ----------------------------------------------------------------------

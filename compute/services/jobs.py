@@ -88,11 +88,16 @@ def apply_status(
 ) -> bool:
     """``host.{id}.status``; ``True`` if it changed something."""
     if state in ("started", "streaming"):
-        # One round trip: the job's attempt if it runs there, and its start if first.
+        # One round trip: the job's attempt if it runs there, and its start if first: the
+        # Island acknowledged the assignment (compute.services.delivery), and its lease
+        # starts afresh (its delivery may have taken a few offers).
         where = {"pk": job_id, "island_id": host_id, "status": S.RUNNING}
+        now = timezone.now()
+        lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
         found, first = run_sync(SyncTx().run(
             tx.query(_running, job=job_id, island=host_id),
-            tx.update(Job, {**where, "started_at__isnull": True}, {"started_at": timezone.now()}),
+            tx.update(Job, {**where, "started_at__isnull": True},
+                      {"started_at": now, "lease_expires_at": lease}),
         ))  # fmt: skip
         if not found:
             return False

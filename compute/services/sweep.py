@@ -1,7 +1,8 @@
 """The sweep of running and waiting jobs (beat, every few seconds: compute.tasks): jobs
 over their Cargo's time limit end, jobs whose lease ran out or whose Island went silent go
 back to the queue for another Island (compute.services.dispatch.requeue_job), jobs that
-waited for an Island longer than their queue limit end."""
+waited for an Island longer than their queue limit end, and the assignments their
+Islands did not acknowledge in time are offered again (compute.services.delivery)."""
 
 from datetime import datetime
 
@@ -10,7 +11,7 @@ from django.utils import timezone
 
 from compute.models import Island, Job
 from compute.selectors.islands import offline_cutoff
-from compute.services import waiting
+from compute.services import delivery, waiting
 from compute.services.dispatch import requeue_job
 from compute.services.ending import finish
 from compute.services.lifecycle import S
@@ -40,5 +41,6 @@ def sweep_jobs(*, now: datetime | None = None) -> dict[str, int]:
         "timed_out": timed_out,
         "offline": offline,
         "lease_expired": leases,
+        "offered_again": delivery.reoffer_unacknowledged(now=now),
         "queue_expired": waiting.expire_waiting(now=now),
     }
