@@ -3,7 +3,9 @@ restart of the server does to every connection), and a redis-server of its own t
 stops and starts. The machine's shared services are never touched."""
 
 import contextlib
+import os
 import selectors
+import shutil
 import socket
 import subprocess
 import threading
@@ -106,14 +108,66 @@ class RedisServer:
         cmd = [str(self.binary), "--bind", "127.0.0.1", "--port", str(self.port)]
         cmd += ["--dir", str(self.home), "--save", "", "--appendonly", "no"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        wait_for_port(self.port)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+class NatsServer:
+    """A nats-server of the test's own with the Sail's configuration (accounts, auth
+    callout, the field user), as the stack starts one (portal.stack.embedded_nats), on a
+    fixed port and data folder: a restart is the same server, its JetStream kept."""
+
+    def __init__(self, home: Path):
+        from portal.stack import VENV_BIN
+        from sail import keys, server_config
+
+        self.binary = shutil.which("nats-server", path=str(VENV_BIN)) or "nats-server"
+        self.port = free_port()
+        self.config = home / "nats.conf"
+        password = os.environ.get("SAIL_FIELD_PASSWORD", "")
+        home.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            server_config.render(
+                server_config.Server("127.0.0.1", self.port, str(home / "data")),
+                keys.CoordinatorKeys.from_secret(os.environ["SAIL_SECRET"]),
+                field_user=os.environ.get("SAIL_FIELD_USER") or "island",
+                field_password_hash=server_config.field_password_hash(password) if password else "",
+            )
+        )
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> "NatsServer":
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def wait_for_port(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
