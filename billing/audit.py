@@ -17,21 +17,20 @@ def job_problems(job_ids: Iterable[uuid.UUID | str]) -> list[str]:
     entries: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
     ids = [uuid.UUID(str(job_id)) for job_id in job_ids]
     rows = LedgerEntry.objects.filter(job_id__in=ids, kind__in=[K.HOLD, K.CAPTURE, K.RELEASE])
-    for job_id, kind, amount in rows.values_list("job_id", "kind", "amount"):
-        entries[str(job_id)][kind].append(amount)
+    for found, kind, amount in rows.values_list("job_id", "kind", "amount"):
+        entries[str(found)][kind].append(amount)
     problems = []
-    for job_id in map(str, ids):
-        kinds = entries[job_id]
-        counts = {kind: len(kinds[kind]) for kind in (K.HOLD, K.CAPTURE, K.RELEASE)}
-        if counts[K.HOLD] != 1 or counts[K.CAPTURE] > 1 or counts[K.RELEASE] > 1:
-            problems.append(f"job {job_id}: {counts['hold']} holds, {counts['capture']} "
-                            f"captures, {counts['release']} releases")  # fmt: skip
+    for job in map(str, ids):
+        kinds = entries[job]
+        holds, captures, releases = (len(kinds[k]) for k in (K.HOLD, K.CAPTURE, K.RELEASE))
+        if holds != 1 or captures > 1 or releases > 1:
+            problems.append(f"job {job}: {holds} holds, {captures} captures, {releases} releases")
         elif sum(kinds[K.CAPTURE] + kinds[K.RELEASE], Decimal(0)) != kinds[K.HOLD][0]:
-            problems.append(f"job {job_id}: its hold of {kinds[K.HOLD][0]} is not settled")
+            problems.append(f"job {job}: its hold of {kinds[K.HOLD][0]} is not settled")
     return problems
 
 
-def balance_problems(user_ids: Iterable[object]) -> list[str]:
+def balance_problems(user_ids: Iterable[uuid.UUID | str]) -> list[str]:
     """Accounts whose balance is not the sum of their ledger entries' effects."""
     problems = []
     for user_id in user_ids:

@@ -28,6 +28,9 @@ import os
 
 import django
 
+from config.lifeline import die_with_parent
+
+die_with_parent()  # a worker of granian's (the Procfile's) master dies with it
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)
 

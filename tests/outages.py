@@ -124,6 +124,7 @@ class NatsServer:
 
     def __init__(self, home: Path):
         from portal.stack import VENV_BIN
+
         from sail import keys, server_config
 
         self.binary = shutil.which("nats-server", path=str(VENV_BIN)) or "nats-server"
