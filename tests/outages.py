@@ -12,7 +12,11 @@ import threading
 import time
 from pathlib import Path
 
-from tests.conftest import free_port
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class CuttableProxy:
