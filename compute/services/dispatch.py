@@ -17,6 +17,7 @@
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,6 +50,9 @@ from sail.client import loop_connection
 logger = logging.getLogger(__name__)
 CANDIDATES = 5
 PASS_LOCK, PASS_AGAIN, PASS_REQUESTED = "dispatch:pass", "dispatch:again", "dispatch:requested"
+# A pass holds its lock this long, renewed as it goes: a worker killed in a pass blocks
+# the next passes for seconds, not a minute (bench/README.md, "Faults").
+PASS_LOCK_SECONDS = 10
 
 
 def dispatch_job(job_id: uuid.UUID | str) -> str:
@@ -276,7 +280,7 @@ def dispatch_queued(*, limit: int = 500) -> int:
     """Dispatch waiting jobs, highest priority first, then oldest; returns how many were
     assigned. One pass at a time; a pass requested meanwhile runs right after."""
     redis = redis_client()
-    if not redis.set(PASS_LOCK, 1, nx=True, ex=60):
+    if not redis.set(PASS_LOCK, 1, nx=True, ex=PASS_LOCK_SECONDS):
         redis.set(PASS_AGAIN, 1, ex=60)
         return 0
     assigned = 0
@@ -285,14 +289,14 @@ def dispatch_queued(*, limit: int = 500) -> int:
             # From here on, news (a queued job, an Island online) may come too late for
             # this pass: let it request another (which finds the lock and sets AGAIN).
             redis.delete(PASS_AGAIN, PASS_REQUESTED)
-            assigned += _pass(limit)
+            assigned += _pass(limit, renew=lambda: redis.expire(PASS_LOCK, PASS_LOCK_SECONDS))
             if not redis.get(PASS_AGAIN):
                 return assigned
     finally:
         redis.delete(PASS_LOCK)
 
 
-def _pass(limit: int) -> int:
+def _pass(limit: int, *, renew: Callable[[], Any]) -> int:
     stale = timezone.now() - timedelta(seconds=5)  # pending ones whose own dispatch died
     jobs = list(
         Job.objects.filter(Q(status=S.QUEUED) | Q(status=S.PENDING, created_at__lt=stale))
@@ -304,7 +308,9 @@ def _pass(limit: int) -> int:
     placement.index().refresh()  # a pass often follows news of an Island: see it now
     blocked: set[int] = set()
     assigned, untried = 0, []
-    for job_id, cargo_id, excluded in jobs:
+    for n, (job_id, cargo_id, excluded) in enumerate(jobs, 1):
+        if n % 50 == 0:
+            renew()
         if cargo_id in blocked and not excluded:
             untried.append(job_id)
             continue

@@ -231,3 +231,28 @@ def test_dispatching_an_unknown_or_finished_job_does_nothing(chat):
     job = running_job(chat, island())
     Job.objects.filter(pk=job.pk).update(status="completed")
     assert dispatch.dispatch_job(job.pk) == "gone"
+
+
+def test_a_pass_that_dies_blocks_the_next_passes_for_seconds_not_a_minute(monkeypatch):
+    """GIVEN a dispatch pass in progress (its worker may be killed at any moment)
+    THEN the lock it holds expires within PASS_LOCK_SECONDS."""
+    import threading
+
+    from portal.api.throttling import redis_client
+
+    inside, release = threading.Event(), threading.Event()
+
+    def stuck(limit, *, renew):
+        inside.set()
+        release.wait(10)
+        return 0
+
+    monkeypatch.setattr(dispatch, "_pass", stuck)
+    passing = threading.Thread(target=dispatch.dispatch_queued)
+    passing.start()
+    try:
+        assert inside.wait(5)
+        assert 0 < redis_client().ttl(dispatch.PASS_LOCK) <= dispatch.PASS_LOCK_SECONDS <= 10
+    finally:
+        release.set()
+        passing.join()
