@@ -31,10 +31,11 @@ def proxy() -> Iterator[CuttableProxy]:
 
 @pytest.fixture(scope="module")
 def behind_proxy(django_db_setup, django_db_blocker, proxy) -> Iterator[Server]:
-    """A web process that reaches Postgres only through ``proxy``."""
+    """A web process that reaches Postgres only through ``proxy``, with a pool of
+    connections as the Procfile's has."""
     db = settings.DATABASES["default"]
     url = f"postgres://{db['USER'] or ''}@127.0.0.1:{proxy.port}/{db['NAME']}"
-    server = start_server(env={"DATABASE_URL": url})
+    server = start_server(env={"DATABASE_URL": url, "DB_POOL_SIZE": "4"})
     yield server
     stop_server(server)
 
