@@ -116,6 +116,9 @@ class Outbox:
         items, self.items = self.items, []
         failed = []
         for item in items:
+            if not nc.is_connected:  # NATS is away: at once, not after a timeout per job
+                failed.append(item)
+                continue
             try:
                 await _publish_assignment(nc, item)
             except NoStreamResponseError:
@@ -182,7 +185,7 @@ async def _publish_events(
     subject = job_events_subject(job_id)
     for msg_id, event in events:
         await nc.publish(subject, orjson.dumps(event), headers={"Nats-Msg-Id": msg_id})
-    if flush:
+    if flush and nc.is_connected:  # reconnecting: they leave, in order, once it is back
         await nc.flush()
 
 

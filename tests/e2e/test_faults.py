@@ -21,7 +21,7 @@ from island_cli.agent.runtimes.mock import reply_tokens
 from billing.audit import balance_problems, job_problems
 from compute.models import Job
 from portal import services
-from sail.client import sail
+from sail.client import sail, system
 from tests.conftest import BASE_DIR, server_env, start_server, stop_server
 from tests.e2e.conftest import _env, eventually, online, pair
 from tests.e2e.test_jobs import chat_input, submit
@@ -48,12 +48,14 @@ NATS_RESUMED = 10.0
 
 
 def use_nats(url: str) -> None:
-    """Point this process's Sail connection at ``url`` (the pairing of Islands publishes
-    on it, and the stack's readiness check reads the bridge's consumers through it)."""
+    """Point this process's Sail connections at ``url`` (the pairing of Islands publishes
+    on them, and the stack's readiness check reads the bridge's consumers through them):
+    each is closed, and the next call connects anew."""
     django_settings.NATS_URL = url
-    if sail._nc is not None:
-        sail.call(lambda nc: nc.close())
-    sail._nc = None
+    for client in (sail, system):
+        if client._nc is not None:
+            client.call(lambda nc: nc.close())
+        client._nc = None
 
 
 class Processes:
