@@ -223,7 +223,7 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "Archipelago <noreply@localho
 API_RATE_LIMIT = env.int("API_RATE_LIMIT", 100)  # requests per minute per key
 API_ANON_RATE_LIMIT = env.int("API_ANON_RATE_LIMIT", 300)  # per minute per IP, no key
 # Web processes (the Procfile's granian workers). While Redis is away each one limits on
-# its own, to its share of each limit (portal.api.throttling.Fallback).
+# its own, to its share of each limit (core.counters.Fallback).
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", 2)
 # How long a web process trusts its copy of an API key. A revoked key is refused at once
 # everywhere (a Redis marker, portal.api.throttling); this bounds how long a deactivated

@@ -123,12 +123,11 @@ class RedisServer:
 
 class NatsServer:
     """A nats-server of the test's own with the Sail's configuration (accounts, auth
-    callout, the field user), as the stack starts one (portal.stack.embedded_nats), on a
+    callout, the field user), as the stack starts one (config.stack.embedded_nats), on a
     fixed port and data folder: a restart is the same server, its JetStream kept."""
 
     def __init__(self, home: Path):
-        from portal.stack import VENV_BIN
-
+        from config.stack import VENV_BIN
         from sail import keys, server_config
 
         self.binary = shutil.which("nats-server", path=str(VENV_BIN)) or "nats-server"

@@ -12,7 +12,7 @@ no karma and no second hold, and an Island that did get the first copy ignores t
 second (agents drop a job they already took, JetStream drops the same ``Nats-Msg-Id``).
 Once the Island acknowledges, the job's lease starts afresh.
 
-Where the Island is at fault, the jobs' sweep (compute.services.dispatch.sweep_jobs)
+Where the Island is at fault, the jobs' sweep (compute.services.sweep.sweep_jobs)
 moves the job to another Island as before: its heartbeats stopped, or its lease (the
 time it had to take the job) ran out with every offer unanswered.
 """

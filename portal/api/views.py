@@ -21,7 +21,7 @@ class HealthView(PublicView):
     def get(self, request: Request) -> Response:
         if redis_available():
             return Response({"status": "ok", "version": settings.VERSION})
-        # Still serving, with per-process rate limits (portal.api.throttling).
+        # Still serving, with per-process rate limits (core.counters).
         body = {"status": "degraded", "version": settings.VERSION, "degraded": ["redis"]}
         return Response(body)
 

@@ -238,7 +238,7 @@ def test_a_pass_that_dies_blocks_the_next_passes_for_seconds_not_a_minute(monkey
     THEN the lock it holds expires within PASS_LOCK_SECONDS."""
     import threading
 
-    from portal.api.throttling import redis_client
+    from core.redis import redis_client
 
     inside, release = threading.Event(), threading.Event()
 

@@ -69,7 +69,7 @@ class Processes:
         self.beat = self._start("beat", "-s", str(home / "beat-schedule"))
 
     def _start(self, kind: str, *args: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "celery", "-A", "portal", kind, "--loglevel", "WARNING", *args]
+        cmd = [sys.executable, "-m", "celery", "-A", "config", kind, "--loglevel", "WARNING", *args]
         return subprocess.Popen(cmd, env=server_env(self.env), cwd=BASE_DIR)
 
     def kill_worker(self) -> None:
