@@ -267,9 +267,10 @@ SPECTACULAR_SETTINGS = {
 
 # --- Pairing (pairing/): code lifetime and the brute-force limits (see pairing/limits.py).
 PAIRING_CODE_TTL = timedelta(minutes=env.int("PAIRING_CODE_TTL_MINUTES", 10))
-PAIRING_MAX_FAILURES_PER_USER = env.int("PAIRING_MAX_FAILURES_PER_USER", 10)  # per hour
-PAIRING_MAX_FAILURES_PER_IP = env.int("PAIRING_MAX_FAILURES_PER_IP", 30)  # per hour
-PAIRING_MAX_FAILURES_TOTAL = env.int("PAIRING_MAX_FAILURES_TOTAL", 1000)  # per hour
+# Failures in any hour (sliding windows).
+PAIRING_MAX_FAILURES_PER_USER = env.int("PAIRING_MAX_FAILURES_PER_USER", 10)
+PAIRING_MAX_FAILURES_PER_IP = env.int("PAIRING_MAX_FAILURES_PER_IP", 30)  # per address or /64
+PAIRING_MAX_FAILURES_TOTAL = env.int("PAIRING_MAX_FAILURES_TOTAL", 1000)
 PAIRING_MAX_ACCOUNTS_PER_CODE = env.int("PAIRING_MAX_ACCOUNTS_PER_CODE", 3)
 PAIRING_CLAIMS_PER_IP = env.int("PAIRING_CLAIMS_PER_IP", 20)  # mobile claims per minute
 MOBILE_TOKEN_TTL = timedelta(days=env.int("MOBILE_TOKEN_TTL_DAYS", 30))

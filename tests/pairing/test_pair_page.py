@@ -1,17 +1,27 @@
 """/pair with the test client: the confirmation step, clear refusals, limits and audit."""
 
+import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import orjson
 import pytest
 from django.test import Client
 from django.utils import timezone
+from rest_framework.test import APIClient
 
+from core import windows
 from pairing import codes
 from pairing.models import PairingAttempt, PairingCode
 from portal import services as portal_services
 from sail import subjects
 from sail.client import sail
+
+MOBILE_CLAIM = "/api/v1/pairing/mobile/claim"
+
+
+def mobile_claim(code: str) -> dict:
+    return {"code": code, "device_name": "Pixel 8", "platform": "android", "hardware": {}}
 
 
 def wrong_code(code: str) -> str:
@@ -134,15 +144,70 @@ def test_it_limits_wrong_codes_per_ip_across_accounts(settings, island, code, db
     assert elsewhere.post("/pair", {"code": code}).status_code == 200
 
 
-def test_it_limits_wrong_codes_in_total(settings, island, code, db):
+def signed_in(email: str, ip: str) -> Client:
+    """A test client of a new account, from ``ip``."""
+    client = Client(REMOTE_ADDR=ip)
+    client.force_login(portal_services.sign_up(email=email, password=None))
+    return client
+
+
+def test_past_the_total_limit_only_those_who_have_failed_are_stopped(settings, island, code, db):
     settings.PAIRING_MAX_FAILURES_TOTAL = 2
     for n in range(2):
-        client = Client(REMOTE_ADDR=f"198.51.100.{n}")
-        client.force_login(portal_services.sign_up(email=f"u{n}@example.com", password=None))
-        client.post("/pair", {"code": wrong_code(code)})
-    client = Client(REMOTE_ADDR="198.51.100.99")
-    client.force_login(portal_services.sign_up(email="late@example.com", password=None))
-    assert client.post("/pair", {"code": code}).status_code == 429
+        signed_in(f"u{n}@example.com", f"198.51.100.{n}").post("/pair", {"code": wrong_code(code)})
+
+    failed_address = signed_in("again@example.com", "198.51.100.0")
+    refused = failed_address.post("/pair", {"code": code})
+    fresh = signed_in("late@example.com", "198.51.100.99")
+    first, second = (fresh.post("/pair", {"code": c}) for c in (wrong_code(code), code))
+
+    assert refused.status_code == 429
+    assert 3590 < int(refused["Retry-After"]) <= 3600
+    assert first.status_code == 404  # a fresh account on a fresh address may try once...
+    assert second.status_code == 429  # ...and is stopped once it has failed
+
+
+def test_an_attack_that_fills_the_total_limit_does_not_stop_a_legitimate_pairing(
+    settings, island, code, db
+):
+    """GIVEN a stranger who fills the total failure limit with wrong mobile claims from
+    many addresses (as the review did: 31 addresses x 30 claims) WHEN someone signed in,
+    on an address that has not failed, enters a valid code THEN the Island is paired."""
+    settings.PAIRING_MAX_FAILURES_TOTAL = 40
+    stranger = APIClient()
+    statuses = set()
+    for n in range(8):
+        for _ in range(settings.PAIRING_MAX_FAILURES_PER_IP // 5):
+            response = stranger.post(
+                MOBILE_CLAIM, mobile_claim("ABCDEFGH"), format="json", REMOTE_ADDR=f"10.9.0.{n}"
+            )
+            statuses.add(response.status_code)
+    assert statuses == {404, 429}  # the total filled up on the way
+    legitimate = signed_in("owner@example.com", "192.0.2.200")
+
+    preview = legitimate.post("/pair", {"code": code})
+    confirm = legitimate.post("/pair/confirm", {"code": code})
+
+    assert (preview.status_code, confirm.status_code) == (200, 200)
+    island.refresh_from_db()
+    assert island.owner.email == "owner@example.com"
+
+
+def test_a_limit_spent_before_the_hour_is_still_spent_after_it(
+    browser_client, island, code, monkeypatch
+):
+    """GIVEN an account's ten failures in the last seconds before the hour WHEN the hour
+    turns THEN it is still refused (fixed hourly counters started afresh on the hour)."""
+    hour = (time.time() // 3600 + 1) * 3600
+    monkeypatch.setattr(windows, "time", SimpleNamespace(time=lambda: hour - 5))
+    for _ in range(10):
+        browser_client.post("/pair", {"code": wrong_code(code)})
+    monkeypatch.setattr(windows, "time", SimpleNamespace(time=lambda: hour + 5))
+
+    response = browser_client.post("/pair", {"code": code})
+
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) == 3600 - 10
 
 
 def test_it_locks_a_code_looked_up_by_too_many_accounts(island, code, db):
