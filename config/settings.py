@@ -197,6 +197,13 @@ SESSION_COOKIE_AGE = int(timedelta(days=30).total_seconds())
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", PUBLIC_URL.startswith("https://"))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 MAGIC_LINK_TTL = timedelta(minutes=15)
+# Failed password logins (the portal's and the admin's) in any 15 minutes
+# (portal/attempts.py): from one address for one email, from one address, and for one
+# email from everywhere (much higher: a stranger must not lock the owner out).
+LOGIN_FAILURE_WINDOW_SECONDS = 15 * 60
+LOGIN_MAX_FAILURES_PER_EMAIL_AND_IP = env.int("LOGIN_MAX_FAILURES_PER_EMAIL_AND_IP", 10)
+LOGIN_MAX_FAILURES_PER_IP = env.int("LOGIN_MAX_FAILURES_PER_IP", 50)
+LOGIN_MAX_FAILURES_PER_EMAIL = env.int("LOGIN_MAX_FAILURES_PER_EMAIL", 200)
 STARTING_CREDITS = env.decimal("STARTING_CREDITS", Decimal("10000"))
 LOW_CREDITS_THRESHOLD = 10
 PLATFORM_FEE_RATE = env.decimal(

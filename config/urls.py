@@ -1,8 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from portal import views
+
 urlpatterns = [
     path("api/v1/", include("config.api_urls")),
+    path("admin/login/", views.admin_login),  # the admin's, with the attempt limits
     path("admin/", admin.site.urls),
     path("", include("portal.page_urls")),
     path("", include("pairing.urls")),

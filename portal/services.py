@@ -2,9 +2,7 @@
 
 import hashlib
 import secrets
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +10,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.counters import mark_revoked
-from core.redis import redis_client
 from portal import signals
 from portal.keycache import forget_key
 from portal.models import ApiKey, MagicLink, User
@@ -93,60 +90,3 @@ def redeem_magic_link(*, token: str) -> User | None:
     # of one token, only one matches a row with used_at still empty.
     claimed = MagicLink.objects.filter(pk=link.pk, used_at__isnull=True).update(used_at=now)
     return link.user if claimed else None
-
-
-# --- Sign-in attempt limits -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AttemptLimit:
-    per_ip: int
-    per_email: int
-    window_seconds: int
-
-
-AUTH_ATTEMPT_LIMITS = {
-    "login": AttemptLimit(per_ip=50, per_email=10, window_seconds=15 * 60),
-    "magic_link": AttemptLimit(per_ip=20, per_email=5, window_seconds=15 * 60),
-    "password_reset": AttemptLimit(per_ip=20, per_email=5, window_seconds=15 * 60),
-    "signup": AttemptLimit(per_ip=10, per_email=5, window_seconds=60 * 60),
-}
-
-
-def _redis():
-    return redis_client()
-
-
-def _attempt_counters(action: str, ip: str, email: str) -> tuple[list[tuple[str, int]], int]:
-    limit = AUTH_ATTEMPT_LIMITS[action]
-    now = time.time()
-    window = int(now // limit.window_seconds)
-    # The address is hashed so that Redis never holds the email in clear.
-    email_id = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-    counters = [
-        (f"auth:{action}:ip:{ip}:{window}", limit.per_ip),
-        (f"auth:{action}:email:{email_id}:{window}", limit.per_email),
-    ]
-    retry_after = max(1, int((window + 1) * limit.window_seconds - now + 0.999))
-    return counters, retry_after
-
-
-def auth_attempts_exhausted(*, action: str, ip: str, email: str) -> int:
-    """Seconds until this IP and email may try ``action`` again; 0 when they may now."""
-    counters, retry_after = _attempt_counters(action, ip, email)
-    counts = _redis().mget([name for name, _ in counters])
-    for count, (_, limit) in zip(counts, counters, strict=True):
-        if count is not None and int(count) >= limit:
-            return retry_after
-    return 0
-
-
-def record_auth_attempt(*, action: str, ip: str, email: str) -> None:
-    """Count one attempt of ``action`` against both the IP and the email."""
-    counters, _ = _attempt_counters(action, ip, email)
-    window_seconds = AUTH_ATTEMPT_LIMITS[action].window_seconds
-    pipe = _redis().pipeline(transaction=False)
-    for name, _ in counters:
-        pipe.incr(name)
-        pipe.expire(name, window_seconds + 1)
-    pipe.execute()

@@ -5,7 +5,8 @@ import copy
 import math
 
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -18,7 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from portal import services, tasks
+from portal import attempts, services, tasks
 from portal.forms import EmailForm, LoginForm, ProfileForm, SignUpForm
 from portal.keys.page import keys_context
 from portal.models import User
@@ -48,11 +49,14 @@ def quickstart(request: HttpRequest) -> HttpResponse:
 # --- Accounts ---------------------------------------------------------------------------
 
 
+def _wait_message(wait: int) -> str:
+    minutes = math.ceil(wait / 60)
+    return f"Too many attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+
+
 def _limited(request: HttpRequest, template: str, form, wait: int) -> HttpResponse:
     """The form again, with a message saying when the next attempt is allowed."""
-    minutes = math.ceil(wait / 60)
-    when = f"{minutes} minute{'s' if minutes != 1 else ''}"
-    context = {"form": form, "limit_message": f"Too many attempts. Try again in {when}."}
+    context = {"form": form, "limit_message": _wait_message(wait)}
     response = render(request, template, context, status=429)
     response["Retry-After"] = str(wait)
     return response
@@ -65,15 +69,36 @@ class LoginView(auth_views.LoginView):
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         email = request.POST.get("username", "")
-        wait = services.auth_attempts_exhausted(action="login", ip=client_ip(request), email=email)
-        if wait:
+        if wait := attempts.exhausted(action="login", ip=client_ip(request), email=email):
             return _limited(request, self.template, LoginForm(initial={"username": email}), wait)
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
         email = form.data.get("username", "")
-        services.record_auth_attempt(action="login", ip=client_ip(self.request), email=email)
+        attempts.record(action="login", ip=client_ip(self.request), email=email)
         return super().form_invalid(form)
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's login page, with the same attempt limits (and counters) as /login."""
+    if request.method != "POST":
+        return admin.site.login(request)
+    email, ip = request.POST.get("username", ""), client_ip(request)
+    if wait := attempts.exhausted(action="login", ip=ip, email=email):
+        context = {
+            **admin.site.each_context(request),
+            "title": "Log in",
+            "app_path": request.get_full_path(),
+            "form": AdminAuthenticationForm(request, initial={"username": email}),
+            "limit_message": _wait_message(wait),
+        }
+        response = render(request, "admin/login_limited.html", context, status=429)
+        response["Retry-After"] = str(wait)
+        return response
+    response = admin.site.login(request)
+    if response.status_code == 200:  # the form again: the password did not open the admin
+        attempts.record(action="login", ip=ip, email=email)
+    return response
 
 
 @require_http_methods(["GET", "POST"])
@@ -84,9 +109,9 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST if request.method == "POST" else None)
     if request.method == "POST":
         email, ip = request.POST.get("email", ""), client_ip(request)
-        if wait := services.auth_attempts_exhausted(action="signup", ip=ip, email=email):
+        if wait := attempts.exhausted(action="signup", ip=ip, email=email):
             return _limited(request, template, SignUpForm(initial={"email": email}), wait)
-        services.record_auth_attempt(action="signup", ip=ip, email=email)
+        attempts.record(action="signup", ip=ip, email=email)
         if form.is_valid():
             try:
                 user = services.sign_up(**form.cleaned_data)
@@ -108,11 +133,12 @@ def magic_link_request(request: HttpRequest) -> HttpResponse:
     form = EmailForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         email, ip = form.cleaned_data["email"], client_ip(request)
-        if wait := services.auth_attempts_exhausted(action="magic_link", ip=ip, email=email):
+        if wait := attempts.exhausted(action="magic_link", ip=ip, email=email):
             return _limited(request, template, EmailForm(initial={"email": email}), wait)
-        services.record_auth_attempt(action="magic_link", ip=ip, email=email)
+        attempts.record(action="magic_link", ip=ip, email=email)
         # The same answer, and the same work here, whether or not the account exists.
-        tasks.magic_link.delay(email)
+        if attempts.may_send(action="magic_link", email=email):
+            tasks.magic_link.delay(email)
         return redirect("magic_link_sent")
     return render(request, template, {"form": form})
 
@@ -140,13 +166,14 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     def form_valid(self, form: PasswordResetForm) -> HttpResponse:
         email, ip = form.cleaned_data["email"], client_ip(self.request)
-        if wait := services.auth_attempts_exhausted(action="password_reset", ip=ip, email=email):
+        if wait := attempts.exhausted(action="password_reset", ip=ip, email=email):
             return _limited(
                 self.request, self.template, PasswordResetForm(initial={"email": email}), wait
             )
-        services.record_auth_attempt(action="password_reset", ip=ip, email=email)
+        attempts.record(action="password_reset", ip=ip, email=email)
         # The same answer, and the same work here, whether or not the account exists.
-        tasks.password_reset.delay(email)
+        if attempts.may_send(action="password_reset", email=email):
+            tasks.password_reset.delay(email)
         return HttpResponseRedirect(self.get_success_url())
 
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -128,6 +129,92 @@ def test_log_in_is_refused_after_too_many_failures_from_one_ip_across_emails(cli
     response = client.post(reverse("login"), {"username": user.email, "password": PASSWORD})
 
     assert response.status_code == 429
+
+
+@pytest.mark.django_db
+def test_ten_wrong_passwords_from_one_address_do_not_lock_the_owner_out(user):
+    """GIVEN a stranger's ten wrong passwords for the owner's email from one address
+    WHEN the owner signs in from another THEN they are in; the stranger is refused."""
+    stranger, owner = Client(REMOTE_ADDR="203.0.113.66"), Client(REMOTE_ADDR="198.51.100.5")
+    for _ in range(10):
+        stranger.post(reverse("login"), {"username": user.email, "password": "guess"})
+
+    refused = stranger.post(reverse("login"), {"username": user.email, "password": "guess"})
+    signed_in = owner.post(reverse("login"), {"username": user.email, "password": PASSWORD})
+
+    assert refused.status_code == 429
+    assert signed_in.status_code == 302
+    assert owner.session["_auth_user_id"] == str(user.pk)
+
+
+@pytest.mark.django_db
+def test_failures_for_one_email_from_many_addresses_stop_at_a_much_higher_level(user, settings):
+    settings.LOGIN_MAX_FAILURES_PER_EMAIL = 30
+    for n in range(30):
+        Client(REMOTE_ADDR=f"10.8.0.{n}").post(
+            reverse("login"), {"username": user.email, "password": "guess"}
+        )
+
+    owner = Client(REMOTE_ADDR="198.51.100.5")
+    response = owner.post(reverse("login"), {"username": user.email, "password": PASSWORD})
+
+    assert response.status_code == 429
+    assert 890 < int(response["Retry-After"]) <= 900
+
+
+@pytest.mark.django_db
+def test_failed_passwords_never_block_the_magic_link(client, user, mailoutbox, settings):
+    settings.LOGIN_MAX_FAILURES_PER_EMAIL = 10
+    for _ in range(10):
+        client.post(reverse("login"), {"username": user.email, "password": "guess"})
+    assert client.post(reverse("login"), {"username": user.email}).status_code == 429
+
+    client.post(reverse("magic_link"), {"email": user.email})
+
+    assert client.post(local(link_in(mailoutbox[0])))["Location"] == reverse("settings")
+    assert client.session["_auth_user_id"] == str(user.pk)
+
+
+@pytest.mark.django_db
+def test_a_stranger_asking_for_many_sign_in_links_leaves_the_owner_one_that_works(user, mailoutbox):
+    """GIVEN a stranger who asked for sign-in links for the owner's email until refused
+    WHEN the owner asks from another address THEN the same answer, no more emails, and
+    the newest link in the mailbox signs them in."""
+    stranger, owner = Client(REMOTE_ADDR="203.0.113.66"), Client(REMOTE_ADDR="198.51.100.5")
+    statuses = [
+        stranger.post(reverse("magic_link"), {"email": user.email}).status_code for _ in range(6)
+    ]
+
+    response = owner.post(reverse("magic_link"), {"email": user.email})
+
+    assert statuses == [302] * 5 + [429]
+    assert response["Location"] == reverse("magic_link_sent")
+    assert len(mailoutbox) == 5
+    assert owner.post(local(link_in(mailoutbox[-1])))["Location"] == reverse("settings")
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    """A superuser."""
+    return User.objects.create_superuser(email="boss@example.com", password=PASSWORD)
+
+
+@pytest.mark.django_db
+def test_admin_login_is_limited_like_the_portal_login(admin_user):
+    stranger, owner = Client(REMOTE_ADDR="203.0.113.66"), Client(REMOTE_ADDR="198.51.100.5")
+    login = {"username": admin_user.email, "password": "guess", "next": "/admin/"}
+    statuses = [stranger.post("/admin/login/", login).status_code for _ in range(11)]
+
+    refused = stranger.post("/admin/login/", {**login, "password": PASSWORD})
+    portal_too = stranger.post(reverse("login"), {**login, "password": PASSWORD})
+    signed_in = owner.post("/admin/login/", {**login, "password": PASSWORD})
+
+    assert statuses == [200] * 10 + [429]
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 900
+    assert "Too many attempts. Try again in 15 minutes." in refused.content.decode()
+    assert portal_too.status_code == 429  # one set of counters for both doors
+    assert signed_in["Location"] == "/admin/"
 
 
 @pytest.mark.django_db
