@@ -46,6 +46,14 @@ class IslandPaired:
     type: str = "island.paired"
 
 
+@dataclass(frozen=True)
+class SessionsEnded:
+    """Sessions of the user were ended ("Sign out everywhere"): each websocket checks
+    that its own is still live, and closes if not."""
+
+    type: str = "sessions.ended"
+
+
 class _SendLoop:
     """An event loop on a daemon thread, started on first use and again after a fork."""
 
@@ -68,7 +76,7 @@ class _SendLoop:
 _send_loop = _SendLoop()
 
 
-def send_to_user(user_id: object, event: IslandStatus | IslandPaired) -> None:
+def send_to_user(user_id: object, event: IslandStatus | IslandPaired | SessionsEnded) -> None:
     """Send from sync code; returns once the event is in the channel layer."""
     layer = get_channel_layer()
     if layer is None:

@@ -28,7 +28,6 @@ INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
-    "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
@@ -194,6 +193,12 @@ CELERY_BEAT_SCHEDULE["sweep-liveness"] = {
 
 # --- Accounts.
 SESSION_COOKIE_AGE = int(timedelta(days=30).total_seconds())
+# Sessions in the database by the hash of their key only (portal.sessions).
+SESSION_ENGINE = "portal.sessions"
+CELERY_BEAT_SCHEDULE["clear-expired-sessions"] = {
+    "task": "portal.clear_expired_sessions",
+    "schedule": 3600.0,
+}
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", PUBLIC_URL.startswith("https://"))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 MAGIC_LINK_TTL = timedelta(minutes=15)

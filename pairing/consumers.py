@@ -6,6 +6,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from compute.events import user_group
 from pairing.selectors import mobile_session_of
+from portal.sessions import session_is_live
 
 # Close codes for refused handshakes (sent as an HTTP 403 before accept).
 UNAUTHORIZED = 4401
@@ -25,6 +26,8 @@ class UserEventsConsumer(AsyncJsonWebsocketConsumer):
         if not await self.authorize(user):
             await self.close(code=FORBIDDEN)
             return
+        # Kept to check, when sessions of the user end, whether this one did.
+        self.session_key = getattr(self.scope.get("session"), "session_key", None)
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -39,6 +42,10 @@ class UserEventsConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
         """The browser only listens: what it sends is dropped unread (decoding it as JSON
         would end the connection with an error on anything else)."""
+
+    async def sessions_ended(self, event: dict) -> None:
+        if not await session_is_live(self.session_key):
+            await self.close()
 
     async def island_status(self, event: dict) -> None:
         await self.send_json(event)

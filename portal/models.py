@@ -2,6 +2,7 @@ import uuid
 from typing import ClassVar
 
 from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.utils import timezone
 
@@ -121,3 +122,20 @@ class MagicLink(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
+
+
+class Session(AbstractBaseSession):
+    """A browser's session. The key is the cookie's value; only its SHA-256 is stored
+    (portal.sessions), so a copy of this table opens no session. ``user`` lets the owner
+    end them all ("Sign out everywhere" on /settings)."""
+
+    session_key = models.CharField(max_length=64, primary_key=True)
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="sessions"
+    )
+
+    @classmethod
+    def get_session_store_class(cls):
+        from portal.sessions import SessionStore
+
+        return SessionStore

@@ -32,6 +32,7 @@ urlpatterns = [
     # /settings (the Islands and credit-history sections come from their own apps)
     path("settings", views.settings_page, name="settings"),
     path("settings/profile", views.profile_update, name="settings_profile"),
+    path("settings/sessions/end", views.sign_out_everywhere, name="sign_out_everywhere"),
     path("settings/api-keys", key_views.api_keys, name="api_keys"),
     path("settings/api-keys/<uuid:key_id>/revoke", key_views.api_key_revoke, name="api_key_revoke"),
     path("settings/api-keys/<uuid:key_id>/limits", key_views.api_key_limits, name="api_key_limits"),

@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from portal import services
 from portal.keys import usage
+from portal.sessions import SessionStore
 
 # A mail server that is down or refuses for a while (not the database: core.retry): tried
 # again, later each time (a new link each time; an undelivered one is never used and expires).
@@ -69,3 +70,8 @@ def flush_key_requests() -> int:
     """API keys' request counts, from Redis to their days (portal.keys.usage); a flush
     that fails loses its minute's counts rather than counting them twice."""
     return usage.flush_requests()
+
+
+@shared_task(name="portal.clear_expired_sessions", ignore_result=True)
+def clear_expired_sessions() -> None:
+    SessionStore.clear_expired()

@@ -19,7 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from portal import attempts, services, tasks
+from portal import attempts, services, sessions, tasks
 from portal.forms import EmailForm, LoginForm, ProfileForm, SignUpForm
 from portal.keys.page import keys_context
 from portal.models import User
@@ -194,6 +194,7 @@ def settings_context(request: PortalRequest, **overrides) -> dict:
         "profile_form": ProfileForm(instance=user),
         "credit_history_url": _optional_url("credit-history"),
         **keys_context(user),
+        "other_sessions": sessions.others(user=user, keep=request.session.session_key).count(),
     }
     context.update(overrides)
     return context
@@ -224,3 +225,13 @@ def profile_update(request: PortalRequest) -> HttpResponse:
         messages.success(request, "Profile saved.")
         return redirect("settings")
     return render(request, "settings.html", settings_context(request, profile_form=form))
+
+
+@never_cache
+@login_required
+@require_POST
+def sign_out_everywhere(request: PortalRequest) -> HttpResponse:
+    """End every other session of the account (this browser stays signed in)."""
+    ended = sessions.end_other_sessions(user=request.user, keep=request.session.session_key)
+    messages.success(request, f"Signed out everywhere else ({ended} session{'s' * (ended != 1)}).")
+    return redirect(reverse("settings") + "#sessions")

@@ -146,3 +146,36 @@ async def test_an_idle_socket_outlives_the_channel_layers_blocking_read(user):
     await sync_to_async(send_to_user)(user.pk, event)
     assert (await communicator.receive_json_from(timeout=5))["status"] == "online"
     await communicator.disconnect()
+
+
+def password_login(user) -> Client:
+    client = Client()
+    body = {"username": user.email, "password": "correct horse battery"}
+    assert client.post("/login", body).status_code == 302
+    return client
+
+
+@in_own_loop
+async def test_sign_out_everywhere_closes_the_sockets_of_the_other_sessions(user):
+    laptop, phone = (
+        await sync_to_async(password_login)(user),
+        await sync_to_async(password_login)(user),
+    )
+    sockets = []
+    for client in (laptop, phone):
+        value = client.cookies[settings.SESSION_COOKIE_NAME].value
+        headers = [
+            (b"origin", b"http://127.0.0.1"),
+            (b"host", b"127.0.0.1"),
+            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={value}".encode()),
+        ]
+        communicator = WebsocketCommunicator(application, "/ws/islands/", headers=headers)
+        assert (await communicator.connect())[0] is True
+        sockets.append(communicator)
+
+    await sync_to_async(laptop.post)("/settings/sessions/end")
+
+    assert (await sockets[1].receive_output(timeout=5))["type"] == "websocket.close"
+    assert await sockets[0].receive_nothing(timeout=0.5) is True
+    for communicator in sockets:
+        await communicator.disconnect()
