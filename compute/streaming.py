@@ -126,15 +126,19 @@ class StreamSlots:
 
     TTL = 60.0
     RENEW_EVERY = 15.0
+    NAME = "streams"  # of the Redis keys and the refusal's message
 
     @staticmethod
-    def key(user_id: object) -> str:
-        return f"streams:{user_id}"
+    def limit() -> int:
+        return settings.STREAM_CONCURRENT_LIMIT
+
+    def key(self, user_id: object) -> str:
+        return f"{self.NAME}:{user_id}"
 
     def take(self, user_id: object) -> Take:
         """A new slot, to take with the request's rate limit (portal.api.lane's
         ``Call.limit``) or with :meth:`acquire`."""
-        return Take(self.key(user_id), settings.STREAM_CONCURRENT_LIMIT, self.TTL, uuid.uuid4().hex)
+        return Take(self.key(user_id), self.limit(), self.TTL, uuid.uuid4().hex)
 
     def acquire(self, user_id: object) -> str:
         """Take a slot (sync: called with the request's other checks); 429 when full."""
@@ -155,12 +159,11 @@ class StreamSlots:
             return await self.aacquire(user_id)
         return self._taken(usage.taken, slot.member)
 
-    @staticmethod
-    def _taken(taken: object, slot: str) -> str:
+    def _taken(self, taken: object, slot: str) -> str:
         if not taken:
-            limit = settings.STREAM_CONCURRENT_LIMIT
+            limit = self.limit()
             raise ApiError(
-                f"At most {limit} streams may be open at once per account",
+                f"At most {limit} {self.NAME} may be open at once per account",
                 code="concurrent_stream_limit",
                 status_code=429,
                 limit=limit,

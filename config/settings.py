@@ -308,6 +308,8 @@ JOB_QUEUE_TIMEOUT_SECONDS = env.int(
 # SSE (compute/streaming.py): open streams per account, and the keep-alive comment period.
 STREAM_CONCURRENT_LIMIT = env.int("STREAM_CONCURRENT_LIMIT", 5)
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", 15.0)
+# Websockets one account may hold open (the pages' live updates); more are refused.
+WEBSOCKETS_PER_USER = env.int("WEBSOCKETS_PER_USER", 20)
 PLACEMENT_REGION = env.str("PLACEMENT_REGION", "")  # preferred region of jobs without one
 PLACEMENT_REFRESH_SECONDS = env.float("PLACEMENT_REFRESH_SECONDS", 1.0)
 PLACEMENT_FULL_RELOAD_SECONDS = env.float("PLACEMENT_FULL_RELOAD_SECONDS", 60.0)

@@ -3,6 +3,7 @@ Redis channel layer)."""
 
 import asyncio
 import functools
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,7 +15,7 @@ from rest_framework.test import APIClient
 
 from compute.events import IslandStatus, send_to_user
 from config.asgi import application
-from pairing import mobile
+from pairing import consumers, mobile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -179,3 +180,49 @@ async def test_sign_out_everywhere_closes_the_sockets_of_the_other_sessions(user
     assert await sockets[0].receive_nothing(timeout=0.5) is True
     for communicator in sockets:
         await communicator.disconnect()
+
+
+@in_own_loop
+async def test_an_account_holds_at_most_its_websockets_and_the_next_is_refused_cleanly(
+    user, other_user, settings
+):
+    settings.WEBSOCKETS_PER_USER = 3
+    sockets = [await connect("/ws/islands/", user) for _ in range(3)]
+    assert [connected for _, connected in sockets] == [True] * 3
+
+    extra, accepted = await connect("/ws/islands/", user)
+    closed = await extra.receive_output(timeout=5)
+    someone_else, theirs_connected = await connect("/ws/islands/", other_user)
+
+    assert accepted is True  # accepted, then closed with a code the page can read
+    assert closed == {
+        "type": "websocket.close",
+        "code": 4429,
+        "reason": "At most 3 websockets may be open at once per account",
+    }
+    assert theirs_connected is True
+    await sockets[0][0].disconnect()
+    again, connected_again = await connect("/ws/islands/", user)
+    assert connected_again is True  # a closed socket gives its slot back
+    for communicator in (*(c for c, _ in sockets[1:]), again, someone_else):
+        await communicator.disconnect()
+
+
+@in_own_loop
+async def test_an_open_socket_keeps_its_slot_and_a_lost_one_expires(user, monkeypatch):
+    """GIVEN slots that expire after 1 s unless renewed WHEN a socket stays open for 2 s
+    THEN it still holds its slot; a slot that nobody renews (its process died) expires."""
+    from portal.api.throttling import redis_client
+
+    monkeypatch.setattr(consumers.SocketSlots, "TTL", 1.0)
+    monkeypatch.setattr(consumers.SocketSlots, "RENEW_EVERY", 0.2)
+    key = consumers.sockets.key(user.pk)
+    await sync_to_async(redis_client().zadd)(key, {"of-a-dead-process": time.time() + 1})
+    communicator, _ = await connect("/ws/islands/", user)
+
+    await asyncio.sleep(2)
+
+    members = await sync_to_async(redis_client().zrangebyscore)(key, time.time(), "+inf")
+    assert len(members) == 1
+    assert members[0] != b"of-a-dead-process"
+    await communicator.disconnect()
