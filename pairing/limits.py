@@ -11,7 +11,8 @@ stops them too. With the defaults (1,000 failures an hour in total) and even 1,0
 codes, the chance that guessing finds one is 1000·1000/2^30 ≈ 0.1 % an hour, plus one
 guess per fresh address past the total. A live code looked up by more than
 PAIRING_MAX_ACCOUNTS_PER_CODE different accounts is locked: it has leaked or is being
-guessed (pairing.services says how its Island gets a new one).
+guessed: it is refused from then on, and the Island's next request for a code (the agent
+makes one when it starts, and when its code's time is up) gets a new one.
 """
 
 from django.conf import settings
@@ -58,9 +59,18 @@ def record_failure(*, user_id: object | None, ip: str) -> None:
     windows.record([*own, total])
 
 
+def _code_accounts(code_hash: str) -> str:
+    return f"pairing:code-accounts:{code_hash}"
+
+
+def code_locked(code_hash: str) -> bool:
+    """Whether too many accounts have looked this code up (for as long as it lives)."""
+    return redis_client().scard(_code_accounts(code_hash)) > settings.PAIRING_MAX_ACCOUNTS_PER_CODE
+
+
 def note_account_on_code(*, code_hash: str, user_id: object, ttl_seconds: int) -> bool:
     """Remember that this account looked the code up; False once too many accounts have."""
-    key = f"pairing:code-accounts:{code_hash}"
+    key = _code_accounts(code_hash)
     pipe = redis_client().pipeline(transaction=False)
     pipe.sadd(key, str(user_id))
     pipe.expire(key, max(1, ttl_seconds))

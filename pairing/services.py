@@ -143,6 +143,11 @@ def request_pairing_code(
             island.save(update_fields=list(_registered(registration)))
         now = timezone.now()
         live = island.pairing_codes.filter(used_at__isnull=True, expires_at__gt=now).first()
+        if live is not None and limits.code_locked(live.code_hash):
+            # Tried from too many accounts: it stays refused, and the Island gets another.
+            live.expires_at = now
+            live.save(update_fields=["expires_at"])
+            live = None
         if live is None:
             live = _new_pairing_code(island=island, now=now)
     return {
@@ -214,6 +219,8 @@ def _find_desktop_code(*, code: str, user: User, ip: str, lock: bool = False) ->
         )
     check_limits(user=user, ip=ip)
     code_hash = codes.code_hash(code)
+    if limits.code_locked(code_hash):
+        raise _locked()
     rows = PairingCode.objects.select_related("island").filter(code_hash=code_hash)
     if lock:
         # The code and its Island, locked by the lookup itself: of two people confirming
@@ -253,14 +260,19 @@ def _find_desktop_code(*, code: str, user: User, ip: str, lock: bool = False) ->
         )
     ttl = math.ceil((row.expires_at - now).total_seconds())
     if not limits.note_account_on_code(code_hash=code_hash, user_id=user.pk, ttl_seconds=ttl):
-        raise refuse(
-            "This code has been tried from too many accounts and is locked. Restart the "
-            "Island software to get a new one.",
-            Outcome.LOCKED,
-            "code_locked",
-            423,
-        )
+        raise _locked()
     return row
+
+
+def _locked() -> PairingError:
+    return refuse(
+        "This code has been tried from too many accounts and is locked. Restart the Island "
+        "software to get a new code, or wait: the Island shows a new one by itself within "
+        f"{_minutes(settings.PAIRING_CODE_TTL)}.",
+        Outcome.LOCKED,
+        "code_locked",
+        423,
+    )
 
 
 def attempt(kind: str, code: str, user: User | None, ip: str, run: Callable[[], object]):

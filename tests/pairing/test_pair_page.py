@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from core import windows
-from pairing import codes
+from pairing import codes, services
 from pairing.models import PairingAttempt, PairingCode
 from portal import services as portal_services
 from sail import subjects
@@ -212,11 +212,34 @@ def test_a_limit_spent_before_the_hour_is_still_spent_after_it(
 
 def test_it_locks_a_code_looked_up_by_too_many_accounts(island, code, db):
     statuses = []
+    for n in range(5):
+        client = signed_in(f"u{n}@example.com", f"192.0.2.{n}")
+        statuses.append(client.post("/pair", {"code": code}))
+
+    assert [r.status_code for r in statuses] == [200, 200, 200, 423, 423]
+    assert "Restart the Island software to get a new code, or wait: the Island shows a new " \
+        "one by itself within 10 minutes." in statuses[3].content.decode()  # fmt: skip
+
+
+def test_the_island_gets_a_new_code_for_a_locked_one_when_it_asks_again(island, code, db):
+    """GIVEN a code locked by too many accounts WHEN the Island asks for a code again (as
+    the agent does when it restarts, and when its code's time is up) THEN it gets a new
+    code, which pairs; the locked one stays refused (the same code came back before)."""
     for n in range(4):
-        client = Client(REMOTE_ADDR=f"192.0.2.{n}")
-        client.force_login(portal_services.sign_up(email=f"u{n}@example.com", password=None))
-        statuses.append(client.post("/pair", {"code": code}).status_code)
-    assert statuses == [200, 200, 200, 423]
+        signed_in(f"u{n}@example.com", f"192.0.2.{n}").post("/pair", {"code": code})
+
+    reply = services.request_pairing_code(str(island.pk), key=island.nkey)
+    owner = signed_in("owner@example.com", "192.0.2.200")
+
+    assert reply["success"] is True
+    assert reply["code"] != code
+    assert owner.post("/pair", {"code": code}).status_code == 423
+    assert owner.post("/pair/confirm", {"code": reply["code"]}).status_code == 200
+    island.refresh_from_db()
+    assert island.owner.email == "owner@example.com"
+    assert services.request_pairing_code(str(island.pk), key=island.nkey)["error"] == (
+        "already paired"
+    )
 
 
 def test_every_attempt_is_audited_with_user_ip_and_only_a_prefix_of_the_code(
