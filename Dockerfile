@@ -22,8 +22,10 @@ RUN pip install --require-hashes --no-deps -r requirements/base.txt \
     && pip install --no-deps --no-build-isolation ./cli
 
 COPY . .
-# Static files are served by WhiteNoise from STATE_DIR/staticfiles; the key is build-only.
-RUN SECRET_KEY=collectstatic-only DEBUG=false python manage.py collectstatic --noinput \
+# Static files are served by WhiteNoise from STATE_DIR/staticfiles; the key and the email
+# backend are build-only.
+RUN SECRET_KEY=collectstatic-only EMAIL_BACKEND=django.core.mail.backends.dummy.EmailBackend \
+    DEBUG=false python manage.py collectstatic --noinput \
     && mkdir -p "$STATE_DIR" && chown -R app:app "$STATE_DIR"
 
 USER app

@@ -27,6 +27,8 @@ def bench_env(**overrides: str) -> dict[str, str]:
     env.setdefault("SECRET_KEY", "bench-" + "x" * 50)
     env.setdefault("SAIL_SECRET", "bench-sail-" + "x" * 40)
     env.setdefault("SAIL_FIELD_PASSWORD", "bench-field")
+    if not env.get("EMAIL_URL") and not env.get("EMAIL_BACKEND"):
+        env["EMAIL_BACKEND"] = "django.core.mail.backends.console.EmailBackend"
     if "NATS_URL" not in env:
         from config.stack import embedded_nats
 

@@ -228,7 +228,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Sign-in links and password resets: EMAIL_URL (smtp://user:password@host:587/?tls=True),
+# or an EMAIL_BACKEND chosen on purpose (make run sets the console one, which prints them
+# in the worker's log). With DEBUG off, neither is a start-up error: links must not end
+# up in a log by default.
+CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+if env.str("EMAIL_URL", ""):
+    vars().update(env.dj_email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = env.str("EMAIL_BACKEND", CONSOLE_EMAIL_BACKEND if DEBUG else "")
+    if not EMAIL_BACKEND:
+        raise RuntimeError(
+            "Email is not configured: set EMAIL_URL (e.g. "
+            "smtp://user:password@mail.example.com:587/?tls=True), or, to print sign-in "
+            f"links and password resets in the worker's log on purpose, EMAIL_BACKEND="
+            f"{CONSOLE_EMAIL_BACKEND}"
+        )
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "Archipelago <noreply@localhost>")
 
 # --- Public API.

@@ -24,6 +24,8 @@ from config.run import run
 from config.shell import BASE_DIR, VENV_BIN, reachable, say
 from sail import keys, server_config
 
+CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+
 # Candidates tried by `test` when a URL is not set: the standard local ports, as in CI.
 TEST_DEFAULTS = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/archipelago",
@@ -176,6 +178,10 @@ def base_env(state: Path, *, try_local: bool) -> dict[str, str]:
     env.update(resolve_services(state, try_local=try_local))
     env["STATE_DIR"] = str(state)
     env.setdefault("SECRET_KEY", secret_key(state))
+    if not env.get("EMAIL_URL") and not env.get("EMAIL_BACKEND"):
+        # The demo's and the tests' emails go to the console (the worker's log) on purpose:
+        # DEBUG is off, where the settings ask for an explicit choice.
+        env["EMAIL_BACKEND"] = CONSOLE_EMAIL_BACKEND
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
 
