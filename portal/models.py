@@ -130,8 +130,16 @@ class Session(AbstractBaseSession):
     end them all ("Sign out everywhere" on /settings)."""
 
     session_key = models.CharField(max_length=64, primary_key=True)
+    # No database constraint: a session saved by a request that outlived its account's
+    # deletion must not fail (Django's store retries a failed insert forever); deleting
+    # an account still deletes its sessions (the ORM's cascade).
     user = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.CASCADE, related_name="sessions"
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="sessions",
+        db_constraint=False,
     )
 
     @classmethod

@@ -5,12 +5,13 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from portal.models import Session, User
-from portal.sessions import clear_expired_sessions
+from portal.sessions import SessionStore, clear_expired_sessions
 
 PASSWORD = "correct horse battery"
 
@@ -94,5 +95,34 @@ def test_expired_sessions_are_cleared(user):
     signed_in(user)
 
     clear_expired_sessions()
+
+    assert Session.objects.count() == 1
+
+
+@pytest.fixture
+def bare_user(db) -> User:
+    """An account without credits (its ledger would protect it from deletion)."""
+    return User.objects.create_user(email="bare@example.com", password=PASSWORD)
+
+
+@pytest.mark.django_db
+def test_deleting_an_account_deletes_its_sessions(bare_user, other_user):
+    signed_in(bare_user)
+    signed_in(other_user)
+
+    bare_user.delete()
+
+    assert list(Session.objects.values_list("user", flat=True)) == [other_user.pk]
+
+
+@pytest.mark.django_db(transaction=True)  # the save commits, as in a request
+def test_a_session_of_an_account_deleted_meanwhile_is_still_saved(bare_user):
+    """GIVEN a request whose account is deleted while it runs WHEN its session is saved
+    THEN it is (a refused insert would make Django's store try again forever)."""
+    store = SessionStore()
+    store[SESSION_KEY] = str(bare_user.pk)
+    bare_user.delete()
+
+    store.save()
 
     assert Session.objects.count() == 1
