@@ -9,7 +9,7 @@ urlpatterns = [
     # Accounts
     path("signup", views.signup, name="signup"),
     path("login", views.LoginView.as_view(), name="login"),
-    path("logout", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout", views.LogoutView.as_view(), name="logout"),
     path("login/magic", views.magic_link_request, name="magic_link"),
     path("login/magic/sent", views.magic_link_sent, name="magic_link_sent"),
     path("login/magic/<str:token>", views.magic_link_confirm, name="magic_link_confirm"),

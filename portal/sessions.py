@@ -85,8 +85,13 @@ def end_other_sessions(*, user: User, keep: str | None) -> int:
     websockets close too. Returns how many ended."""
     rows = Session.objects.filter(user=user)
     ended = (rows.exclude(session_key=stored_key(keep)) if keep else rows).delete()[0]
-    send_to_user(user.pk, SessionsEnded())
+    tell_sockets(user.pk)
     return ended
+
+
+def tell_sockets(user_id: object) -> None:
+    """Sessions of the account ended: each of its websockets closes if its own did."""
+    send_to_user(user_id, SessionsEnded())
 
 
 async def session_is_live(session_key: str | None) -> bool:

@@ -101,6 +101,17 @@ def admin_login(request: HttpRequest) -> HttpResponse:
     return response
 
 
+class LogoutView(auth_views.LogoutView):
+    """Log out; the session's open websockets close too."""
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        user_id = request.user.pk if request.user.is_authenticated else None
+        response = super().post(request, *args, **kwargs)
+        if user_id is not None:
+            sessions.tell_sockets(user_id)
+        return response
+
+
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:

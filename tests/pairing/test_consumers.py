@@ -156,23 +156,41 @@ def password_login(user) -> Client:
     return client
 
 
+async def socket_of(client: Client) -> WebsocketCommunicator:
+    """An open /ws/islands/ socket with ``client``'s session cookie."""
+    value = client.cookies[settings.SESSION_COOKIE_NAME].value
+    headers = [
+        (b"origin", b"http://127.0.0.1"),
+        (b"host", b"127.0.0.1"),
+        (b"cookie", f"{settings.SESSION_COOKIE_NAME}={value}".encode()),
+    ]
+    communicator = WebsocketCommunicator(application, "/ws/islands/", headers=headers)
+    assert (await communicator.connect())[0] is True
+    return communicator
+
+
+@in_own_loop
+async def test_logging_out_closes_the_sockets_of_that_session_only(user):
+    laptop, phone = (
+        await sync_to_async(password_login)(user),
+        await sync_to_async(password_login)(user),
+    )
+    laptop_socket, phone_socket = await socket_of(laptop), await socket_of(phone)
+
+    await sync_to_async(laptop.post)("/logout")
+
+    assert (await laptop_socket.receive_output(timeout=5))["type"] == "websocket.close"
+    assert await phone_socket.receive_nothing(timeout=0.5) is True
+    await phone_socket.disconnect()
+
+
 @in_own_loop
 async def test_sign_out_everywhere_closes_the_sockets_of_the_other_sessions(user):
     laptop, phone = (
         await sync_to_async(password_login)(user),
         await sync_to_async(password_login)(user),
     )
-    sockets = []
-    for client in (laptop, phone):
-        value = client.cookies[settings.SESSION_COOKIE_NAME].value
-        headers = [
-            (b"origin", b"http://127.0.0.1"),
-            (b"host", b"127.0.0.1"),
-            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={value}".encode()),
-        ]
-        communicator = WebsocketCommunicator(application, "/ws/islands/", headers=headers)
-        assert (await communicator.connect())[0] is True
-        sockets.append(communicator)
+    sockets = [await socket_of(laptop), await socket_of(phone)]
 
     await sync_to_async(laptop.post)("/settings/sessions/end")
 
