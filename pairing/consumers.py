@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from compute.events import user_group
+from compute.events import SessionsEnded, send_to_user, user_group
 from compute.streaming import StreamSlots
 from core.errors import ApiError
 from pairing.selectors import mobile_session_of
@@ -109,3 +109,8 @@ class MobilePairingConsumer(UserEventsConsumer):
     async def island_paired(self, event: dict) -> None:
         if event.get("session_id") == self.session_id:
             await self.send_json(event)
+
+
+def close_ended_sessions(sender: object, *, user_id: object, **kwargs: object) -> None:
+    """portal.sessions.sessions_ended: each socket of the account checks its session."""
+    send_to_user(user_id, SessionsEnded())

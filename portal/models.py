@@ -144,6 +144,7 @@ class Session(AbstractBaseSession):
 
     @classmethod
     def get_session_store_class(cls):
+        # Here, not at the top: portal.sessions imports this module.
         from portal.sessions import SessionStore
 
         return SessionStore

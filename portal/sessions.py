@@ -5,17 +5,17 @@ matches nothing). Each row also names its account, for "Sign out everywhere".
 """
 
 import hashlib
-import logging
 
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DatabaseStore
 from django.db.models import QuerySet
+from django.dispatch import Signal
 from django.utils import timezone
 
-from compute.events import SessionsEnded, send_to_user
 from portal.models import Session, User
 
-logger = logging.getLogger(__name__)
+# Sent with ``user_id`` once sessions of that account ended (signed out, or everywhere).
+sessions_ended = Signal()
 
 
 def stored_key(session_key: str) -> str:
@@ -90,8 +90,9 @@ def end_other_sessions(*, user: User, keep: str | None) -> int:
 
 
 def tell_sockets(user_id: object) -> None:
-    """Sessions of the account ended: each of its websockets closes if its own did."""
-    send_to_user(user_id, SessionsEnded())
+    """Sessions of the account ended: the apps with websockets close those whose session
+    did (pairing.consumers)."""
+    sessions_ended.send(sender=Session, user_id=user_id)
 
 
 async def session_is_live(session_key: str | None) -> bool:
