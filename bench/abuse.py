@@ -61,7 +61,7 @@ def prepare() -> None:
     django.setup()
     from django.core.management import call_command
 
-    from portal.api.throttling import redis_client
+    from core.redis import redis_client
 
     call_command("migrate", verbosity=0)
     client = redis_client()
@@ -92,7 +92,7 @@ def island_code() -> str:
 
 
 def pairing_attack(url: str) -> dict:
-    from portal.api.throttling import redis_client
+    from core.redis import redis_client
 
     statuses: Counter = Counter()
     started = time.monotonic()
@@ -173,7 +173,7 @@ def websocket_attack(url: str) -> dict:
 def main() -> dict:
     os.environ.setdefault("DATABASE_URL", DATABASE_URL)
     env = bench_env()
-    os.environ.update(env, DJANGO_SETTINGS_MODULE="portal.settings")
+    os.environ.update(env, DJANGO_SETTINGS_MODULE="config.settings")
     create_database(env["DATABASE_URL"])
     prepare()
     web, url = start_web(env)

@@ -1,4 +1,4 @@
-"""Limits on sign-in attempts and account emails (portal.windows: sliding windows).
+"""Limits on sign-in attempts and account emails (core.windows: sliding windows).
 
 A limit that a stranger can fill must not lock the owner out. So attempts count per
 (email, address) and per address; per email only at a much higher level (many

@@ -230,7 +230,7 @@ async def test_an_account_holds_at_most_its_websockets_and_the_next_is_refused_c
 async def test_an_open_socket_keeps_its_slot_and_a_lost_one_expires(user, monkeypatch):
     """GIVEN slots that expire after 1 s unless renewed WHEN a socket stays open for 2 s
     THEN it still holds its slot; a slot that nobody renews (its process died) expires."""
-    from portal.api.throttling import redis_client
+    from core.redis import redis_client
 
     monkeypatch.setattr(consumers.SocketSlots, "TTL", 1.0)
     monkeypatch.setattr(consumers.SocketSlots, "RENEW_EVERY", 0.2)

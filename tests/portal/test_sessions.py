@@ -11,7 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.models import Session, User
-from portal.sessions import SessionStore, clear_expired_sessions
+from portal.sessions import SessionStore
+from portal.tasks import clear_expired_sessions
 
 PASSWORD = "correct horse battery"
 
