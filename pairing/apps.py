@@ -5,8 +5,9 @@ class PairingConfig(AppConfig):
     name = "pairing"
 
     def ready(self) -> None:
-        # Here, not at the top: both import models, which need the app registry.
+        # Here, not at the top: pairing.consumers imports models, which need the app
+        # registry (Django's loading order).
         from pairing import consumers  # (see above)
-        from portal import sessions  # (see above)
+        from portal import signals  # (see above)
 
-        sessions.sessions_ended.connect(consumers.close_ended_sessions, weak=False)
+        signals.sessions_ended.connect(consumers.close_ended_sessions, weak=False)

@@ -112,5 +112,5 @@ class MobilePairingConsumer(UserEventsConsumer):
 
 
 def close_ended_sessions(sender: object, *, user_id: object, **kwargs: object) -> None:
-    """portal.sessions.sessions_ended: each socket of the account checks its session."""
+    """portal.signals.sessions_ended: each socket of the account checks its session."""
     send_to_user(user_id, SessionsEnded())

@@ -9,13 +9,10 @@ import hashlib
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DatabaseStore
 from django.db.models import QuerySet
-from django.dispatch import Signal
 from django.utils import timezone
 
+from portal import signals
 from portal.models import Session, User
-
-# Sent with ``user_id`` once sessions of that account ended (signed out, or everywhere).
-sessions_ended = Signal()
 
 
 def stored_key(session_key: str) -> str:
@@ -92,7 +89,7 @@ def end_other_sessions(*, user: User, keep: str | None) -> int:
 def tell_sockets(user_id: object) -> None:
     """Sessions of the account ended: the apps with websockets close those whose session
     did (pairing.consumers)."""
-    sessions_ended.send(sender=Session, user_id=user_id)
+    signals.sessions_ended.send(sender=Session, user_id=user_id)
 
 
 async def session_is_live(session_key: str | None) -> bool:
