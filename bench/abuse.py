@@ -36,6 +36,7 @@ sys.path.insert(0, str(BASE_DIR))
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/archipelago_bench_abuse"
 PASSWORD = "correct horse battery"
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+RUN = uuid.uuid4().hex[:8]
 
 
 def from_address(url: str, address: str) -> httpx.Client:
@@ -71,15 +72,17 @@ def prepare() -> None:
             client.delete(*stale)
 
 
-def account(email: str, **extra) -> None:
+def account(name: str, *, superuser: bool = False) -> str:
+    """A new account of this run (an account with credits cannot be deleted); its email."""
     from portal import services
     from portal.models import User
 
-    User.objects.filter(email=email).delete()
-    if extra:
+    email = f"{name}-{RUN}@example.com"
+    if superuser:
         User.objects.create_superuser(email=email, password=PASSWORD)
     else:
         services.sign_up(email=email, password=PASSWORD)
+    return email
 
 
 def island_code() -> str:
@@ -107,8 +110,8 @@ def pairing_attack(url: str) -> dict:
             "statuses": dict(statuses), "failures_in_the_hour": failures}  # fmt: skip
 
 
-def pair(url: str, address: str, email: str, code: str) -> dict:
-    account(email)
+def pair(url: str, address: str, name: str, code: str) -> dict:
+    email = account(name)
     with from_address(url, address) as client:
         assert log_in(client, email, PASSWORD) == 302
         token = csrf(client, "/pair")
@@ -124,17 +127,15 @@ def pair(url: str, address: str, email: str, code: str) -> dict:
 
 
 def login_attack(url: str) -> dict:
-    account("owner@example.com")
+    owner_email = account("owner")
     with from_address(url, "127.0.3.1") as stranger:
-        wrong = [log_in(stranger, "owner@example.com", "guess") for _ in range(11)]
+        wrong = [log_in(stranger, owner_email, "guess") for _ in range(11)]
     with from_address(url, "127.0.3.2") as owner:
-        owner_status = log_in(owner, "owner@example.com", PASSWORD)
-    account("boss@example.com", superuser=True)
+        owner_status = log_in(owner, owner_email, PASSWORD)
+    boss = account("boss", superuser=True)
     started = time.monotonic()
     with from_address(url, "127.0.3.3") as stranger:
-        admin = Counter(
-            log_in(stranger, "boss@example.com", "guess", "/admin/login/") for _ in range(30)
-        )
+        admin = Counter(log_in(stranger, boss, "guess", "/admin/login/") for _ in range(30))
     return {"wrong_passwords": dict(Counter(wrong)), "owner_from_another_address": owner_status,
             "admin_30_tries": dict(admin), "admin_seconds": round(time.monotonic() - started, 1)}  # fmt: skip
 
@@ -163,9 +164,9 @@ async def open_sockets(url: str, cookie: str, count: int) -> dict:
 
 
 def websocket_attack(url: str) -> dict:
-    account("sockets@example.com")
+    email = account("sockets")
     with from_address(url, "127.0.4.1") as client:
-        assert log_in(client, "sockets@example.com", PASSWORD) == 302
+        assert log_in(client, email, PASSWORD) == 302
         cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
     return asyncio.run(open_sockets(url, cookie, 200))
 
@@ -180,11 +181,9 @@ def main() -> dict:
     try:
         result = {"pairing_attack": pairing_attack(url)}
         result["new_account_fresh_address_valid_code"] = pair(
-            url, "127.0.2.1", "legit@example.com", island_code()
+            url, "127.0.2.1", "legit", island_code()
         )
-        result["failed_address_valid_code"] = pair(
-            url, "127.0.1.1", "unlucky@example.com", island_code()
-        )
+        result["failed_address_valid_code"] = pair(url, "127.0.1.1", "unlucky", island_code())
         result["login_attack"] = login_attack(url)
         result["websockets_200"] = websocket_attack(url)
     finally:
