@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # Every package pinned with its hashes (make lock / make upgrade write them).
+# The overrides drop what no code of ours imports (OpenCV, which needs libGL).
 LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet \
-	--custom-compile-command "make lock"
+	--override requirements/overrides.txt --custom-compile-command "make lock"
 LOCK_SOURCES := pyproject.toml cli/pyproject.toml requirements/tools.in
 
 .PHONY: run test lint format typecheck lock upgrade
@@ -32,14 +33,15 @@ format: $(VENV)/.installed-dev
 
 # After a change of the dependency lists: pin what changed, keep every other pin.
 lock: $(BIN)/uv
-	$(BIN)/uv pip compile $(LOCK_FLAGS) $(LOCK_SOURCES) -o requirements/base.txt
-	$(BIN)/uv pip compile $(LOCK_FLAGS) --extra dev -c requirements/base.txt \
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --extra onnx $(LOCK_SOURCES) -o requirements/base.txt
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --extra onnx --extra dev -c requirements/base.txt \
 		$(LOCK_SOURCES) -o requirements/dev.txt
 
 # Every pin to the newest release the dependency lists allow.
 upgrade: $(BIN)/uv
-	$(BIN)/uv pip compile $(LOCK_FLAGS) --upgrade $(LOCK_SOURCES) -o requirements/base.txt
-	$(BIN)/uv pip compile $(LOCK_FLAGS) --upgrade --extra dev -c requirements/base.txt \
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --upgrade --extra onnx $(LOCK_SOURCES) \
+		-o requirements/base.txt
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --upgrade --extra onnx --extra dev -c requirements/base.txt \
 		$(LOCK_SOURCES) -o requirements/dev.txt
 
 # uv itself comes from the lock, its hashes checked by pip.
@@ -50,7 +52,8 @@ $(BIN)/uv:
 
 # Reinstall only when a lock file changed, so a second run starts in seconds.
 $(VENV)/.installed: requirements/base.txt cli/pyproject.toml | $(BIN)/uv
-	$(BIN)/uv pip install -q --python $(BIN)/python --require-hashes -r requirements/base.txt
+	$(BIN)/uv pip install -q --python $(BIN)/python --require-hashes -r requirements/base.txt \
+		--override requirements/overrides.txt
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e ./cli
 	touch $@
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import wasmtime
-from island_cli.agent.jobs import _side_message
 from island_cli.agent.runtimes import JobFailed
 from island_cli.agent.runtimes.mock import PREAMBLE, MockRuntime
 from island_cli.agent.runtimes.wasm import WasmRuntime
+from island_cli.agent.wire import side_message
 
 
 async def collect(runtime, job_input, **fields):
@@ -118,12 +118,12 @@ async def test_an_unknown_builtin_wasm_module_fails_clearly(wasm):
 
 
 def test_progress_and_image_events_become_protocol_messages_without_nulls():
-    assert _side_message("j1", {"type": "progress", "step": 3, "total": 20}) == {
+    assert side_message("j1", {"type": "progress", "step": 3, "total": 20}) == {
         "job_id": "j1",
         "step": 3,
         "total": 20,
     }
-    assert _side_message(
+    assert side_message(
         "j1", {"type": "image", "data": "iVBO", "format": "png", "width": 8, "height": 8}
     ) == {
         "job_id": "j1",
