@@ -74,10 +74,11 @@ def _llm_runtime(config: AgentConfig) -> Runtime:
 
 
 def describe(config: AgentConfig) -> str:
+    onnx = " + onnx (OCR)" if "onnx" in config.supported_runtimes else ""
     if config.runtime == "mock":
-        return "mock (a deterministic stand-in for an LLM, not a real model)"
+        return f"mock (a deterministic stand-in for an LLM, not a real model){onnx}"
     if config.runtime == "llmcpp":
-        return f"llmcpp ({config.model_path})"
+        return f"llmcpp ({config.model_path}){onnx}"
     return "wasm"
 
 

@@ -1,0 +1,103 @@
+"""OCR end to end: an image drawn here, submitted over the live server's API, placed on
+an Island that advertises the onnx runtime, read by the reference agent's PP-OCRv4
+models, and its text, lines and usage back through the API; a damaged image fails on
+the Island with the decoder's reason and its hold released."""
+
+import base64
+import io
+from decimal import Decimal
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from billing.selectors import available_credits
+from compute.models import Island
+from tests.e2e.conftest import eventually, online, pair
+from tests.e2e.test_jobs import get_job
+
+onnx = pytest.importorskip("island_cli.agent.runtimes.onnx")
+if not onnx.available():
+    pytest.skip("the agent's onnx extra is not installed", allow_module_level=True)
+
+
+PRICING = {"workloads": {"ocr-text": "0.001"}}  # within the Cargo's price
+
+
+def drawn(text: str, size=(900, 220)) -> bytes:
+    """A PNG of ``text``, black on white, in Pillow's own scalable font."""
+    image = Image.new("RGB", size, "white")
+    ImageDraw.Draw(image).text((40, 60), text, fill="black", font=ImageFont.load_default(72))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def submit_image(e2e, key: str, png: bytes) -> str:
+    body = {"workload": "ocr-text", "input": {"image": base64.b64encode(png).decode()}}
+    with e2e.client(key) as client:
+        response = client.post("/jobs", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()["data"]["id"]
+
+
+def finished(e2e, key: str, job_id: str) -> dict:
+    return eventually(
+        lambda: (
+            (job := get_job(e2e, key, job_id))["status"] not in ("pending", "queued", "running")
+            and job
+        ),
+        timeout=60,
+        interval=0.5,  # within the API's rate limit
+    )
+
+
+def test_text_drawn_in_an_image_comes_back_from_the_islands_onnx_runtime(e2e, account, agent):
+    user, key = account
+    reader = agent("reader", pricing=PRICING)
+    pair(reader, user)
+    island = online(reader)
+    assert "onnx" in Island.objects.get(pk=island.pk).runtimes
+    before = available_credits(user=user)
+
+    job = finished(e2e, key, submit_image(e2e, key, drawn("ARCHIPELAGO 2026")))
+
+    assert job["status"] == "completed", job
+    assert job["island_id"] == str(island.pk)
+    assert job["output"] == "ARCHIPELAGO 2026"
+    [line] = job["result"]["lines"]
+    assert line["text"] == "ARCHIPELAGO 2026"
+    assert line["confidence"] > 0.9
+    assert len(line["box"]) == 4
+    assert job["usage"]["pixels"] == 900 * 220
+    assert 0 < job["usage"]["milliseconds"] < job["duration_ms"]
+    assert Decimal(str(job["usage"]["credits_used"])) > 0
+    assert available_credits(user=user) == before - Decimal(str(job["usage"]["credits_used"]))
+
+
+def test_an_image_damaged_past_its_header_fails_on_the_island_and_its_hold_is_released(
+    e2e, account, agent
+):
+    user, key = account
+    reader = agent("reader", pricing=PRICING)
+    pair(reader, user)
+    online(reader)
+    before = available_credits(user=user)
+    png = drawn("cut short")
+
+    job = finished(e2e, key, submit_image(e2e, key, png[: len(png) // 2]))  # header intact
+
+    assert job["status"] == "failed", job
+    assert "image cannot be decoded" in job["error"]
+    assert job["usage"]["credits_used"] == 0
+    assert available_credits(user=user) == before
+
+
+def test_a_non_image_is_refused_by_the_live_server_before_any_island_sees_it(e2e, account):
+    _, key = account
+    with e2e.client(key) as client:
+        response = client.post(
+            "/jobs", json={"workload": "ocr-text", "input": {"image": "aGVsbG8="}}
+        )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_image"
