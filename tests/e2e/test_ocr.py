@@ -5,9 +5,12 @@ the Island with the decoder's reason and its hold released."""
 
 import base64
 import io
+import json
 from decimal import Decimal
 
 import pytest
+from click.testing import CliRunner
+from island_cli.main import cli
 from PIL import Image, ImageDraw, ImageFont
 
 from billing.selectors import available_credits
@@ -101,3 +104,31 @@ def test_a_non_image_is_refused_by_the_live_server_before_any_island_sees_it(e2e
 
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_image"
+
+
+def test_the_cli_reads_an_image_file_and_prints_its_text_or_its_lines(
+    e2e, account, agent, tmp_path
+):
+    user, key = account
+    reader = agent("reader", pricing=PRICING)
+    pair(reader, user)
+    online(reader)
+    scan = tmp_path / "scan.png"
+    scan.write_bytes(drawn("ARCHIPELAGO 2026"))
+
+    def island(*args: str):
+        env = {"HOME": str(tmp_path), "ARCHIPELAG_API_KEY": None, "ISLAND_CONFIG": None}
+        result = CliRunner().invoke(cli, ["--api-url", e2e.url, "--api-key", key, *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    assert island("ocr", str(scan)) == "ARCHIPELAGO 2026\n"
+    data = json.loads(island("ocr", str(scan), "--format", "json"))
+    assert data["text"] == "ARCHIPELAGO 2026"
+    assert (data["width"], data["height"]) == (900, 220)
+    [line] = data["lines"]
+    assert line["text"] == "ARCHIPELAGO 2026"
+    assert len(line["box"]) == 4
+    assert data["usage"]["pixels"] == 900 * 220
+    streamed = island("jobs", "submit", "--workload", "ocr-text", "--file", str(scan), "--stream")
+    assert streamed == "ARCHIPELAGO 2026\n"
