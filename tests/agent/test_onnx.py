@@ -97,6 +97,17 @@ async def test_an_image_of_too_many_pixels_fails_before_decoding(runtime, monkey
         await run(runtime, {"image": drawn("x")})
 
 
+async def test_the_boxes_stop_short_of_the_status_limit_but_the_text_is_whole(
+    runtime, monkeypatch
+):
+    monkeypatch.setattr(onnx, "MAX_RESULT_BYTES", 20)
+
+    events = await run(runtime, {"image": drawn("ARCHIPELAGO 2026")})
+
+    assert events[0]["content"] == "ARCHIPELAGO 2026"
+    assert events[1]["result"]["lines"] == []
+
+
 async def test_another_onnx_task_fails_at_once(runtime):
     with pytest.raises(JobFailed, match="no ONNX model for the task 'text-to-speech'"):
         await run(runtime, {"image": drawn("x")}, onnx_task_type="text-to-speech")

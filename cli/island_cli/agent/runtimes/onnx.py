@@ -16,6 +16,7 @@ import base64
 import binascii
 import importlib.util
 import io
+import json
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +27,7 @@ from . import Event, JobFailed
 
 FORMATS = {"PNG", "JPEG", "WEBP"}
 MAX_PIXELS = 16_000_000
+MAX_RESULT_BYTES = 200_000
 TASKS = ("ocr",)  # the assignment's onnx_task_type
 
 
@@ -89,18 +91,18 @@ class OnnxRuntime:
         task = job.get("onnx_task_type") or "ocr"
         if task not in TASKS:
             raise JobFailed(f"This Island has no ONNX model for the task {str(task)[:50]!r}")
-        image = decode_image(job.get("input"))
         run = Run()
 
-        def work() -> tuple[list[Any], int]:
+        def work() -> tuple[list[Any], int, Any]:
             with self._lock:
                 started = time.perf_counter()
+                image = decode_image(job.get("input"))  # here: a large one takes a while
                 lines = self._load().read(image, run)
-                return lines, round((time.perf_counter() - started) * 1000)
+                return lines, round((time.perf_counter() - started) * 1000), image.size
 
         worker = asyncio.ensure_future(asyncio.to_thread(work))
         try:
-            lines, milliseconds = await asyncio.shield(worker)
+            lines, milliseconds, (width, height) = await asyncio.shield(worker)
         except asyncio.CancelledError:
             run.cancel()
             await asyncio.wait([worker])
@@ -114,10 +116,18 @@ class OnnxRuntime:
             yield {"type": "token", "content": text}
         yield {
             "type": "done",
-            "usage": {"milliseconds": milliseconds, "pixels": image.width * image.height},
-            "result": {
-                "width": image.width,
-                "height": image.height,
-                "lines": [asdict(line) for line in lines],
-            },
+            "usage": {"milliseconds": milliseconds, "pixels": width * height},
+            "result": {"width": width, "height": height, "lines": _within_limit(lines)},
         }
+
+
+def _within_limit(lines: list[Any]) -> list[dict[str, Any]]:
+    """The lines that fit in a status message (the coordinator takes 256 KiB): the text
+    is the job's output in full, the boxes of a huge page may stop short."""
+    kept, size = [], 0
+    for line in map(asdict, lines):
+        size += len(json.dumps(line)) + 1
+        if size > MAX_RESULT_BYTES:
+            break
+        kept.append(line)
+    return kept
