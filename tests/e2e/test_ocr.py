@@ -12,10 +12,12 @@ import pytest
 from click.testing import CliRunner
 from island_cli.main import cli
 from PIL import Image, ImageDraw, ImageFont
+from playwright.sync_api import expect
 
 from billing.selectors import available_credits
 from compute.models import Island
-from tests.e2e.conftest import eventually, online, pair
+from tests.browser_fixtures import login
+from tests.e2e.conftest import PASSWORD, eventually, online, pair
 from tests.e2e.test_jobs import get_job
 
 onnx = pytest.importorskip("island_cli.agent.runtimes.onnx")
@@ -132,3 +134,37 @@ def test_the_cli_reads_an_image_file_and_prints_its_text_or_its_lines(
     assert data["usage"]["pixels"] == 900 * 220
     streamed = island("jobs", "submit", "--workload", "ocr-text", "--file", str(scan), "--stream")
     assert streamed == "ARCHIPELAGO 2026\n"
+
+
+@pytest.mark.browser
+def test_an_image_dropped_on_the_try_page_shows_its_text_and_boxes(
+    e2e, account, agent, page, tmp_path
+):
+    user, _ = account
+    reader = agent("reader", pricing=PRICING)
+    pair(reader, user)
+    online(reader)
+    png = drawn("ARCHIPELAGO 2026")
+    login(page, e2e, user.email, PASSWORD)
+
+    page.goto(f"{e2e.url}/try")
+    page.get_by_label("Cargo").select_option("ocr-text")
+    dropped = page.evaluate_handle(
+        """(data) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "scan.png", { type: "image/png" }));
+            return transfer;
+        }""",
+        base64.b64encode(png).decode(),
+    )
+    page.dispatch_event("[data-try-drop=image]", "drop", {"dataTransfer": dropped})
+    expect(page.get_by_text("scan.png")).to_be_visible()
+    page.get_by_role("button", name="Run").click()
+
+    expect(page.locator("[data-try-output][data-done]")).to_have_text(
+        "ARCHIPELAGO 2026", timeout=60_000
+    )
+    expect(page.locator("[data-try-lines] tbody tr td").first).to_have_text("ARCHIPELAGO 2026")
+    expect(page.locator("[data-try-picture] polygon")).to_have_count(1)
+    expect(page.locator("[data-try-status]")).to_contain_text("completed")
