@@ -97,9 +97,7 @@ async def test_an_image_of_too_many_pixels_fails_before_decoding(runtime, monkey
         await run(runtime, {"image": drawn("x")})
 
 
-async def test_the_boxes_stop_short_of_the_status_limit_but_the_text_is_whole(
-    runtime, monkeypatch
-):
+async def test_the_boxes_stop_short_of_the_status_limit_but_the_text_is_whole(runtime, monkeypatch):
     monkeypatch.setattr(onnx, "MAX_RESULT_BYTES", 20)
 
     events = await run(runtime, {"image": drawn("ARCHIPELAGO 2026")})
