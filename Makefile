@@ -8,7 +8,7 @@ LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet \
 	--override requirements/overrides.txt --custom-compile-command "make lock"
 LOCK_SOURCES := pyproject.toml cli/pyproject.toml requirements/tools.in
 
-.PHONY: run test lint format typecheck lock upgrade
+.PHONY: run test test-llmcpp lint format typecheck lock upgrade
 # Options of the run command: make run ARGS="--verbose --new-demo-key --no-island"
 run: $(VENV)/.installed
 	$(BIN)/python -m config.stack run $(ARGS)
@@ -18,6 +18,15 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	DEBUG=true $(BIN)/mypy .
 	$(BIN)/python -m config.stack test
+
+# The llmcpp runtime on a tiny generated GGUF model. llama-cpp-python builds from source
+# (about 7 minutes on a 2-core machine, once: uv caches the wheel), so it is not in the
+# test set; this adds it (requirements/llmcpp.txt: the test set plus the llmcpp extra).
+test-llmcpp: $(VENV)/.installed-dev
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/uv pip sync -q --python $(BIN)/python \
+		--require-hashes requirements/llmcpp.txt
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e ./cli
+	$(BIN)/python -m portal.stack test tests/agent/test_llmcpp.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -36,6 +45,8 @@ lock: $(BIN)/uv
 	$(BIN)/uv pip compile $(LOCK_FLAGS) --extra onnx $(LOCK_SOURCES) -o requirements/base.txt
 	$(BIN)/uv pip compile $(LOCK_FLAGS) --extra onnx --extra dev -c requirements/base.txt \
 		$(LOCK_SOURCES) -o requirements/dev.txt
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --extra onnx --extra dev --extra llmcpp \
+		-c requirements/dev.txt $(LOCK_SOURCES) -o requirements/llmcpp.txt
 
 # Every pin to the newest release the dependency lists allow.
 upgrade: $(BIN)/uv
@@ -43,6 +54,8 @@ upgrade: $(BIN)/uv
 		-o requirements/base.txt
 	$(BIN)/uv pip compile $(LOCK_FLAGS) --upgrade --extra onnx --extra dev -c requirements/base.txt \
 		$(LOCK_SOURCES) -o requirements/dev.txt
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --upgrade --extra onnx --extra dev --extra llmcpp \
+		-c requirements/dev.txt $(LOCK_SOURCES) -o requirements/llmcpp.txt
 
 # uv itself comes from the lock, its hashes checked by pip.
 $(BIN)/uv:

@@ -1,10 +1,9 @@
-"""The runtimes on their own: mock, wasm and llmcpp."""
+"""The runtimes on their own: mock and wasm (onnx: test_onnx.py; llmcpp, through jobs:
+test_llmcpp.py)."""
 
 import asyncio
 import hashlib
-import os
 import time
-from pathlib import Path
 
 import pytest
 import wasmtime
@@ -132,23 +131,3 @@ def test_progress_and_image_events_become_protocol_messages_without_nulls():
         "width": 8,
         "height": 8,
     }
-
-
-@pytest.mark.skipif(
-    not os.environ.get("ISLAND_TEST_GGUF"),
-    reason="set ISLAND_TEST_GGUF to a small GGUF file to run the llmcpp runtime",
-)
-async def test_the_llmcpp_runtime_streams_tokens_from_a_local_gguf_model():
-    pytest.importorskip("llama_cpp")
-    from island_cli.agent.runtimes.llmcpp import LlmCppRuntime
-
-    runtime = LlmCppRuntime(model_path=Path(os.environ["ISLAND_TEST_GGUF"]), context_size=512)
-    events = await collect(
-        runtime, {"messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8}
-    )
-
-    tokens = [e for e in events if e["type"] == "token"]
-    assert 0 < len(tokens) <= 8
-    assert events[-1]["type"] == "done"
-    assert events[-1]["usage"]["completion_tokens"] == len(tokens)
-    assert events[-1]["usage"]["prompt_tokens"] > 0
