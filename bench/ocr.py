@@ -16,6 +16,7 @@ agent's resident memory (RSS) is sampled every 20 ms: before the first job, and 
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import statistics
@@ -105,10 +106,8 @@ class Peak:
 
     def _sample(self) -> None:
         while self.running:
-            try:
+            with contextlib.suppress(psutil.Error):  # a child ended while it was read
                 self.peak = max(self.peak, rss_mb(self.pid))
-            except psutil.Error:  # a child that ended between listing and reading
-                pass
             time.sleep(0.02)
 
     def stop(self) -> float:
