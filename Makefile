@@ -26,7 +26,7 @@ test-llmcpp: $(VENV)/.installed-dev
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/uv pip sync -q --python $(BIN)/python \
 		--require-hashes requirements/llmcpp.txt
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e ./cli
-	$(BIN)/python -m portal.stack test tests/agent/test_llmcpp.py
+	$(BIN)/python -m config.stack test tests/agent/test_llmcpp.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -166,7 +166,7 @@ def main() -> None:
 
     connections.close_all()
     worker = start(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads",
          "--concurrency", "8", "--loglevel", "WARNING", "--without-heartbeat",
          "--without-mingle", "--without-gossip"], env,
     )  # fmt: skip

@@ -74,7 +74,7 @@ def test_text_drawn_in_an_image_comes_back_from_the_islands_onnx_runtime(e2e, ac
     assert line["confidence"] > 0.9
     assert len(line["box"]) == 4
     assert job["usage"]["pixels"] == 900 * 220
-    assert 0 < job["usage"]["milliseconds"] < job["duration_ms"]
+    assert job["usage"]["milliseconds"] > 0  # the Island's own time, by its clock
     assert Decimal(str(job["usage"]["credits_used"])) > 0
     assert available_credits(user=user) == before - Decimal(str(job["usage"]["credits_used"]))
 
