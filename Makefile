@@ -20,8 +20,8 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m config.stack test
 
 # The llmcpp runtime on a tiny generated GGUF model. llama-cpp-python builds from source
-# (about 7 minutes on a 2-core machine, once: uv caches the wheel), so it is not in the
-# test set; this adds it (requirements/llmcpp.txt: the test set plus the llmcpp extra).
+# (7 minutes or more on a 2-core machine, at every install), so it is not in the test
+# set; this adds it (requirements/llmcpp.txt: the test set plus the llmcpp extra).
 test-llmcpp: $(VENV)/.installed-dev
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/uv pip sync -q --python $(BIN)/python \
 		--require-hashes requirements/llmcpp.txt
