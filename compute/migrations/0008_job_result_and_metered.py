@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('compute', '0006_island_nkey'),
+        ('compute', '0007_job_api_key'),
     ]
 
     operations = [
