@@ -18,6 +18,12 @@ class Usage(serializers.Serializer):
     completion_tokens = serializers.IntegerField(allow_null=True)
     total_tokens = serializers.IntegerField(allow_null=True)
     credits_used = serializers.FloatField(allow_null=True)
+    milliseconds = serializers.IntegerField(
+        required=False, help_text="Extension: what an ONNX job took on its Island."
+    )
+    pixels = serializers.IntegerField(
+        required=False, help_text="Extension: the pixels of the image an ONNX job read."
+    )
 
 
 class QueueOut(serializers.Serializer):
@@ -37,6 +43,11 @@ class JobOut(serializers.Serializer):
     priority = serializers.IntegerField()
     input = serializers.JSONField()
     output = serializers.CharField(allow_blank=True)
+    result = serializers.JSONField(
+        allow_null=True,
+        help_text="Extension: a Cargo's structured output besides its text; ocr-text: "
+        "{width, height, lines: [{text, confidence, box: [[x, y] x 4]}]}.",
+    )
     usage = Usage()
     island_id = serializers.UUIDField(allow_null=True)
     created_at = serializers.DateTimeField()
@@ -63,6 +74,7 @@ class JobOutput(serializers.Serializer):
     status = serializers.ChoiceField(choices=Job.Status.choices)
     output = serializers.CharField(allow_blank=True)
     images = serializers.ListField(child=serializers.JSONField())
+    result = serializers.JSONField(allow_null=True)
 
 
 JobOutputResponse = envelope("JobOutputResponse", JobOutput())

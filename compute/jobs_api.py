@@ -74,6 +74,7 @@ def present_job(job: Job) -> dict:
         "priority": job.priority,
         "input": job.input,
         "output": job.output,
+        "result": job.result,  # extension: a Cargo's structured output (OCR lines)
         "usage": lifecycle.usage_of(job),
         "island_id": str(job.island_id) if job.island_id else None,
         "created_at": iso(job.created_at),
@@ -287,6 +288,7 @@ class JobOutputView(APIView):
                     "status": job.status,
                     "output": job.output,
                     "images": job.images,
+                    "result": job.result,
                 }
             }
         )

@@ -178,6 +178,11 @@ class Job(models.Model):
     pending_chunks = models.JSONField(default=dict, blank=True)
     # Images the Island sent ({data, format, width, height, seed?}).
     images = models.JSONField(default=list, blank=True)
+    # A Cargo's structured output besides its text (OCR: lines with their boxes), and what
+    # the Island reported spending beyond tokens ({milliseconds, pixels}), from its
+    # ``succeeded``.
+    result = models.JSONField(null=True, blank=True)
+    metered = models.JSONField(default=dict, blank=True)
     # Over this instant a running job becomes ``timeout`` (assigned_at + Cargo time limit).
     deadline_at = models.DateTimeField(null=True, blank=True)
     # While it waits (pending or queued): why, as placement last found it, and the instant

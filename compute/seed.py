@@ -48,6 +48,19 @@ IMAGE_FILE_INPUT = {
     "properties": {"image": {"type": "string", "contentEncoding": "base64"}},
     "required": ["image"],
 }
+OCR_INPUT = {
+    "type": "object",
+    "properties": {
+        "image": {
+            "type": "string",
+            "contentEncoding": "base64",
+            "contentMediaType": "image/*",
+            "description": "A PNG, JPEG or WebP image, base64 (8 MiB and 16 megapixels at most)",
+        }
+    },
+    "required": ["image"],
+    "additionalProperties": False,
+}
 URL_INPUT = {
     "type": "object",
     "properties": {"url": {"type": "string", "format": "uri", "maxLength": 2000}},
@@ -102,6 +115,10 @@ CARGOS = [
           description="384-dimensional sentence embeddings (all-MiniLM-L6-v2, ONNX Runtime)",
           onnx_task_type="feature-extraction", required_ram_mb=512, input_schema=TEXT_INPUT,
           spec={"onnx_model_url": "hf://sentence-transformers/all-MiniLM-L6-v2"}),
+    cargo("ocr-text", "Read text in an image (OCR)", "vision", "onnx", "0.002",
+          description="The text of a photo or scan, line by line with boxes (PP-OCRv4, "
+          "ONNX Runtime on CPU)", onnx_task_type="ocr", required_ram_mb=512,
+          input_schema=OCR_INPUT, time_limit_seconds=60),
     cargo("coreml-image-classifier", "Image classifier (iOS, Core ML)", "vision", "coreml",
           "0.002", description="MobileNetV2 image labels on iPhones and iPads (Core ML)",
           required_ram_mb=256, input_schema=IMAGE_FILE_INPUT,

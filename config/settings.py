@@ -304,6 +304,11 @@ MOBILE_TOKEN_TTL = timedelta(days=env.int("MOBILE_TOKEN_TTL_DAYS", 30))
 
 # --- Jobs, placement and dispatch (compute/services/jobs.py, placement.py, dispatch.py).
 JOB_CONCURRENT_LIMIT = env.int("JOB_CONCURRENT_LIMIT", 10)  # non-final jobs per account
+# Images in job inputs (ocr-text): bytes once decoded and pixels, checked at submission.
+# POST /jobs alone takes a body that large (base64 and the JSON around it).
+JOB_IMAGE_MAX_BYTES = env.int("JOB_IMAGE_MAX_BYTES", 8 * 1024 * 1024)
+JOB_IMAGE_MAX_PIXELS = env.int("JOB_IMAGE_MAX_PIXELS", 16_000_000)
+JOB_SUBMIT_MAX_BODY = JOB_IMAGE_MAX_BYTES * 4 // 3 + 64 * 1024
 JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", 60)  # first lease of an assignment
 # An assignment its Island has not acknowledged (``started``) after this is offered again,
 # to the same Island while it heartbeats (compute.services.delivery).

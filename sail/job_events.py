@@ -41,6 +41,8 @@ MAX_CHUNK_CHARS = 256 * 1024
 class Usage(msgspec.Struct):
     prompt_tokens: Count | None = None
     completion_tokens: Count | None = None
+    milliseconds: Count | None = None  # what an ONNX job took on the Island
+    pixels: Count | None = None
 
 
 class Status(msgspec.Struct):
@@ -49,6 +51,7 @@ class Status(msgspec.Struct):
     error: Annotated[str, msgspec.Meta(max_length=10_000)] | None = None
     timestamp: int | None = None
     usage: Usage | None = None  # extension, on ``succeeded``
+    result: dict[str, Any] | None = None  # extension: a Cargo's structured output (OCR lines)
 
 
 class Output(msgspec.Struct):
@@ -100,6 +103,8 @@ def parse_status(msg: Incoming) -> dict:
     }
     if status.usage is not None:
         record["usage"] = msgspec.to_builtins(status.usage)
+    if status.result is not None:
+        record["result"] = status.result
     return record
 
 

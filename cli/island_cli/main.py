@@ -14,6 +14,7 @@ from island_cli.commands.completion import completion
 from island_cli.commands.hosts import hosts
 from island_cli.commands.jobs import jobs
 from island_cli.commands.market import market
+from island_cli.commands.ocr import ocr
 from island_cli.commands.sail import sail
 from island_cli.commands.workloads import workloads
 from island_cli.options import State, global_options
@@ -78,5 +79,5 @@ def cli() -> None:
 
 for command in (auth, account, api_keys, workloads, hosts, market, sail, completion):
     cli.add_command(command)
-for command in (chat, jobs):
+for command in (chat, jobs, ocr):
     cli.add_command(command)

@@ -8,6 +8,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from compute.models import Cargo
+from compute.services import images
 from core.errors import ApiError
 
 MAX_ERRORS = 20
@@ -42,6 +43,7 @@ def validate_input(*, cargo: Cargo, job_input: Any) -> None:
     except SchemaError:  # pragma: no cover - the admin refuses invalid schemas
         return
     if not errors:
+        images.check_images(cargo=cargo, job_input=job_input)
         return
     details: dict[str, list[str]] = {}
     for error in errors[:MAX_ERRORS]:

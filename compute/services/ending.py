@@ -15,6 +15,7 @@ from compute import signals
 from compute.models import Island, Job
 from compute.services import karma
 from compute.services.lifecycle import (
+    METERED,
     TRANSITIONS,
     S,
     event_token,
@@ -53,6 +54,7 @@ def finish(
     island_id: uuid.UUID | str | None = None,
     error: str = "",
     usage: dict | None = None,
+    result: dict | None = None,
     notify: bool = False,
 ) -> bool:
     """End a job (``succeed``, ``fail``, ``cancel``, ``time_out``, ``expire``); ``True``
@@ -65,7 +67,7 @@ def finish(
             job = _locked_on.first(job=job_id, island=island_id)
         if job is None or job.status not in TRANSITIONS[event][0]:
             return False
-        _end(job, event, error=error, usage=usage or {})
+        _end(job, event, error=error, usage=usage or {}, result=result)
         if notify and job.island_id:
             transaction.on_commit(lambda: publish_cancel(job.island_id, job.pk))
         if job.island_id:  # a slot is free on its Island: queued jobs may take it now
@@ -73,7 +75,7 @@ def finish(
     return True
 
 
-def _end(job: Job, event: str, *, error: str, usage: dict) -> None:
+def _end(job: Job, event: str, *, error: str, usage: dict, result: dict | None = None) -> None:
     """Apply ``event`` to the locked ``job``: its money, its Island's counters and karma,
     then publish its last events; all in the caller's transaction, so a job is ended,
     settled and counted together or not at all (and only once: the caller holds the
@@ -97,6 +99,9 @@ def _end(job: Job, event: str, *, error: str, usage: dict) -> None:
     if event == "succeed":
         changes["prompt_tokens"] = _count(usage.get("prompt_tokens"))
         changes["completion_tokens"] = _count(usage.get("completion_tokens"))
+        metered = {key: _count(usage.get(key)) for key in METERED}
+        changes["metered"] = {key: value for key, value in metered.items() if value is not None}
+        changes["result"] = result
         # Charge, refund the rest of the hold and pay the owner, in this transaction.
         settled = settlement.settle_job(job, owner_id=island.owner_id if island else None)
         changes["credits_used"], earned = settled.charged, settled.earned

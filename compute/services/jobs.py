@@ -84,7 +84,13 @@ def _owned(job_id: str, host_id: str) -> dict | None:
 
 
 def apply_status(
-    *, host_id: str, job_id: str, state: str, error: str = "", usage: dict | None = None
+    *,
+    host_id: str,
+    job_id: str,
+    state: str,
+    error: str = "",
+    usage: dict | None = None,
+    result: dict | None = None,
 ) -> bool:
     """``host.{id}.status``; ``True`` if it changed something."""
     if state in ("started", "streaming"):
@@ -107,7 +113,7 @@ def apply_status(
         )
         return bool(first)
     if state == "succeeded":
-        return finish(job_id=job_id, event="succeed", island_id=host_id, usage=usage)
+        return finish(job_id=job_id, event="succeed", island_id=host_id, usage=usage, result=result)
     if state == "failed":
         timed_out = error.strip().lower().startswith(ISLAND_TIMEOUT_PREFIX)
         return finish(

@@ -80,6 +80,10 @@ def start_as(job: Job, event: str, **changes: Any) -> None:
 
 
 # --- client events ------------------------------------------------------------------
+# What an Island may report spending beyond tokens (an ONNX job: its time and pixels).
+METERED = ("milliseconds", "pixels")
+
+
 def usage_of(job: Job) -> dict:
     known = [n for n in (job.prompt_tokens, job.completion_tokens) if n is not None]
     return {
@@ -89,6 +93,7 @@ def usage_of(job: Job) -> dict:
         # A JSON number as in the seed page; the stored value is an exact decimal with
         # 6 places, which a float's shortest repr reproduces digit for digit.
         "credits_used": float(job.credits_used) if job.credits_used is not None else None,
+        **(job.metered or {}),
     }
 
 

@@ -8,10 +8,8 @@ itself, then hands it on with its Content-Length.
 
 import json
 
-from django.conf import settings
-
 from core.errors import error_body
-from portal.api.middleware import API_PREFIX
+from portal.api.middleware import API_PREFIX, body_limit
 
 
 async def _refuse(send, message: str, code: str) -> None:
@@ -33,7 +31,7 @@ def limit_api_body(app):
             and scope.get("http_version", "1.1") in ("1.0", "1.1")
         ):
             return await app(scope, receive, send)  # HTTP/1 without either header: no body
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = body_limit(scope.get("method", ""), scope["path"])
         too_large = f"Request body is larger than {limit} bytes"
         if declared is not None:
             if not declared.isdigit():

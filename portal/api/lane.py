@@ -90,7 +90,9 @@ class Call:
 
     def json(self) -> dict:
         """The body as a JSON object, with the API parser's rules and errors."""
-        return StrictJSONParser().parse(io.BytesIO(self.body))
+        return StrictJSONParser().parse(
+            io.BytesIO(self.body), parser_context={"request": self.request}
+        )
 
 
 @dataclass

@@ -11,13 +11,20 @@ from portal.api.errors import unavailable
 from portal.api.throttling import rate_limit_headers
 
 API_PREFIX = "/api/v1/"
+JOB_SUBMISSION = f"{API_PREFIX}jobs"
 
 # Headers worth keeping when an error page is turned into the JSON error shape.
 _KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 
 
-def too_large() -> JsonResponse:
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+def body_limit(method: str, path: str) -> int:
+    """The largest request body under /api/v1: a job submission may carry an image."""
+    if method == "POST" and path.rstrip("/") == JOB_SUBMISSION:
+        return settings.JOB_SUBMIT_MAX_BODY
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+def too_large(limit: int) -> JsonResponse:
     return JsonResponse(
         error_body(f"Request body is larger than {limit} bytes", "request_too_large"), status=400
     )
@@ -34,8 +41,9 @@ class ApiMiddleware:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return JsonResponse(error_body("Invalid Content-Length", "invalid_request"), status=400)
-        if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            return too_large()
+        limit = body_limit(request.method or "", request.path)
+        if length > limit:
+            return too_large(limit)
         response = self.get_response(request)
         if response.status_code >= 400 and response.get("Content-Type") != "application/json":
             response = self._as_json(response)

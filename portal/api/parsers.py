@@ -1,7 +1,9 @@
 import orjson
 from django.conf import settings
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser
+
+from portal.api.middleware import body_limit
 
 
 class RequestTooLarge(ParseError):
@@ -9,11 +11,21 @@ class RequestTooLarge(ParseError):
     default_code = "request_too_large"
 
 
-class StrictJSONParser(JSONParser):
-    """JSON bodies only, at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes, and an object at the top."""
+class StrictJSONParser(BaseParser):
+    """JSON bodies only, at most the route's limit (DATA_UPLOAD_MAX_MEMORY_SIZE bytes but
+    for a job submission), and an object at the top. Not a DRF JSONParser: DRF would hand
+    that one ``request.body``, which Django refuses past DATA_UPLOAD_MAX_MEMORY_SIZE
+    whatever the route; this one reads the stream itself, up to the route's limit."""
+
+    media_type = "application/json"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        request = (parser_context or {}).get("request")
+        limit = (
+            body_limit(request.method, request.path)
+            if request is not None
+            else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        )
         body = stream.read(limit + 1) if stream is not None else b""
         if len(body) > limit:
             raise RequestTooLarge()

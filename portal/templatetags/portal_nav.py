@@ -6,7 +6,7 @@ from django.urls import NoReverseMatch, reverse
 
 register = template.Library()
 
-OPTIONAL_PAGES = [("Chat", "chat"), ("Exchange", "exchange")]
+OPTIONAL_PAGES = [("Chat", "chat"), ("Try a Cargo", "try-cargo"), ("Exchange", "exchange")]
 
 
 def _url(name: str) -> str | None:

@@ -6,7 +6,8 @@ from sail import job_events, subjects
 from sail.registry import register, service, together
 
 STREAM = subjects.JOB_EVENTS_STREAM
-register("status", stream=STREAM, task=tasks.ingest_job_status, max_bytes=16_384)(
+# A status may carry a Cargo's structured result (OCR: up to 1,000 lines with boxes).
+register("status", stream=STREAM, task=tasks.ingest_job_status, max_bytes=262_144)(
     job_events.parse_status
 )
 register("output", stream=STREAM, task=tasks.ingest_job_output, max_bytes=300_000)(

@@ -118,3 +118,18 @@ def test_the_state_file_keeps_the_generated_host_id(tmp_path):
 
     assert first.host_id == second.host_id
     assert first.paired is False
+
+
+def test_an_agent_serves_onnx_cargos_by_default_only_when_its_extra_is_installed(monkeypatch):
+    from island_cli.agent.runtimes import onnx
+
+    monkeypatch.setattr(onnx, "available", lambda: True)
+    assert agent_config.parse({}, path=None).supported_runtimes == [
+        "container", "llmcpp", "wasm", "onnx"
+    ]  # fmt: skip
+    assert agent_config.parse({"agent": {"runtime": "wasm"}}, path=None).supported_runtimes == [
+        "wasm"
+    ]
+
+    monkeypatch.setattr(onnx, "available", lambda: False)
+    assert agent_config.parse({}, path=None).supported_runtimes == ["container", "llmcpp", "wasm"]

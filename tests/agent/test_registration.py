@@ -63,7 +63,7 @@ async def test_its_heartbeat_has_every_field_and_the_asking_prices_of_its_config
     assert beat["active_job_metrics"] == []
     assert beat["cache"]["warm_workload_ids"] == []
     estimates = beat["performance_estimates"]
-    assert estimates["supported_runtimes"] == ["container", "llmcpp", "wasm"]
+    assert estimates["supported_runtimes"] == ["container", "llmcpp", "wasm", "onnx"]  # the extra
     assert estimates["max_concurrent_containers"] == 1
     assert 0 <= estimates["nats_rtt_ms"] < 5000
     assert beat["asking_prices"] == {"llm-chat": "0.012", "sdxl": "0.05", "_default": "0.01"}

@@ -1,17 +1,16 @@
-"""The runtimes on their own: mock, wasm and llmcpp."""
+"""The runtimes on their own: mock and wasm (onnx: test_onnx.py; llmcpp, through jobs:
+test_llmcpp.py)."""
 
 import asyncio
 import hashlib
-import os
 import time
-from pathlib import Path
 
 import pytest
 import wasmtime
-from island_cli.agent.jobs import _side_message
 from island_cli.agent.runtimes import JobFailed
 from island_cli.agent.runtimes.mock import PREAMBLE, MockRuntime
 from island_cli.agent.runtimes.wasm import WasmRuntime
+from island_cli.agent.wire import side_message
 
 
 async def collect(runtime, job_input, **fields):
@@ -118,12 +117,12 @@ async def test_an_unknown_builtin_wasm_module_fails_clearly(wasm):
 
 
 def test_progress_and_image_events_become_protocol_messages_without_nulls():
-    assert _side_message("j1", {"type": "progress", "step": 3, "total": 20}) == {
+    assert side_message("j1", {"type": "progress", "step": 3, "total": 20}) == {
         "job_id": "j1",
         "step": 3,
         "total": 20,
     }
-    assert _side_message(
+    assert side_message(
         "j1", {"type": "image", "data": "iVBO", "format": "png", "width": 8, "height": 8}
     ) == {
         "job_id": "j1",
@@ -132,23 +131,3 @@ def test_progress_and_image_events_become_protocol_messages_without_nulls():
         "width": 8,
         "height": 8,
     }
-
-
-@pytest.mark.skipif(
-    not os.environ.get("ISLAND_TEST_GGUF"),
-    reason="set ISLAND_TEST_GGUF to a small GGUF file to run the llmcpp runtime",
-)
-async def test_the_llmcpp_runtime_streams_tokens_from_a_local_gguf_model():
-    pytest.importorskip("llama_cpp")
-    from island_cli.agent.runtimes.llmcpp import LlmCppRuntime
-
-    runtime = LlmCppRuntime(model_path=Path(os.environ["ISLAND_TEST_GGUF"]), context_size=512)
-    events = await collect(
-        runtime, {"messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8}
-    )
-
-    tokens = [e for e in events if e["type"] == "token"]
-    assert 0 < len(tokens) <= 8
-    assert events[-1]["type"] == "done"
-    assert events[-1]["usage"]["completion_tokens"] == len(tokens)
-    assert events[-1]["usage"]["prompt_tokens"] > 0

@@ -1,10 +1,12 @@
 """`island chat` and `island jobs ...` against the live server; the test publishes the
 jobs' events as the coordinator does once an Island answers."""
 
+import base64
 import json
 
 import pytest
 from island_cli.api import EXIT_NOT_FOUND, EXIT_USAGE
+from PIL import Image
 
 from compute.models import Cargo, Job
 from compute.seed import seed_cargos
@@ -242,3 +244,32 @@ def test_jobs_get_shows_why_a_job_waits(island, demo_island):
     assert result.exit_code == 0, result.output
     assert "Waiting:   no online Island can run this Cargo" in result.stdout
     assert "Gives up:" in result.stdout
+
+
+def test_jobs_submit_sends_a_file_base64_in_the_cargos_file_field(island, tmp_path):
+    scan = tmp_path / "scan.png"
+    Image.new("RGB", (40, 20), "white").save(scan)
+
+    result = island("jobs", "submit", "--workload", "ocr-text", "--file", str(scan))
+
+    assert result.exit_code == 0, result.output
+    job = Job.objects.get(pk=result.stdout.strip())
+    assert job.input == {"image": base64.b64encode(scan.read_bytes()).decode()}
+
+
+def test_jobs_submit_refuses_a_file_for_a_cargo_without_a_file_field(island, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+
+    result = island("jobs", "submit", "--workload", "llm-chat", "--file", str(notes))
+
+    assert result.exit_code == 1
+    assert "The Cargo llm-chat takes no file in its input" in result.output
+    assert not Job.objects.exists()
+
+
+def test_jobs_submit_needs_an_input_or_a_file(island):
+    result = island("jobs", "submit", "--workload", "llm-chat")
+
+    assert result.exit_code == EXIT_USAGE
+    assert "--input JSON, --file PATH or both" in result.output

@@ -64,7 +64,7 @@ def test_the_catalog_lists_enabled_and_approved_cargos_without_a_key(catalog, an
 
 
 @pytest.mark.parametrize(("query", "expected"), [
-    ("runtime_type=onnx", {"onnx-whisper-tiny", "onnx-kokoro-tts", "onnx-yolo-detection", "onnx-sentiment", "onnx-embeddings"}),
+    ("runtime_type=onnx", {"onnx-whisper-tiny", "onnx-kokoro-tts", "onnx-yolo-detection", "onnx-sentiment", "onnx-embeddings", "ocr-text"}),
     ("category=image", {"sdxl", "diffusers-sd-turbo"}),
     ("category=llm&runtime_type=llmcpp", {"llm-chat-mobile", "gguf-mistral-7b"}),
 ])  # fmt: skip

@@ -17,13 +17,14 @@ DEFAULT_CONFIG_PATH = Path("~/.island/config.toml")
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 RUNTIMES = ("mock", "wasm", "llmcpp")
 # Which assignment runtime types each agent runtime serves. The mock stands in for the LLM
-# Cargos (container and llmcpp); every agent can run WASM (wasmtime is a dependency).
+# Cargos (container and llmcpp); every agent can run WASM (wasmtime is a dependency), and
+# ONNX Cargos when the ``onnx`` extra is installed (added by default then, see _runtimes).
 SUPPORTED_RUNTIMES = {
     "mock": ["container", "llmcpp", "wasm"],
     "llmcpp": ["llmcpp", "wasm"],
     "wasm": ["wasm"],
 }
-DEFAULT_TIME_LIMITS = {"container": 300.0, "wasm": 60.0, "llmcpp": 300.0}
+DEFAULT_TIME_LIMITS = {"container": 300.0, "wasm": 60.0, "llmcpp": 300.0, "onnx": 60.0}
 
 
 class ConfigError(Exception):
@@ -205,7 +206,10 @@ def _workload_prices(value: Any) -> dict[str, str]:
 
 def _runtimes(value: Any, runtime: str) -> list[str]:
     if value is None:
-        return list(SUPPORTED_RUNTIMES[runtime])
+        from .runtimes import onnx
+
+        extra = ["onnx"] if runtime != "wasm" and onnx.available() else []
+        return [*SUPPORTED_RUNTIMES[runtime], *extra]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise ConfigError("[agent] supported_runtimes must be a non-empty list of strings")
     return list(value)

@@ -23,7 +23,7 @@ from nats.aio.msg import Msg
 from .config import AgentConfig
 from .intake import Intake
 from .runtimes import JobFailed, Runtime
-from .wire import decode, now_ms, publish
+from .wire import decode, now_ms, publish, side_message, status_usage
 
 logger = logging.getLogger(__name__)
 
@@ -220,11 +220,13 @@ class JobRunner(Intake):
             limit = self._time_limit(job, assignment)
             try:
                 async with asyncio.timeout(limit):
-                    seq, usage = await self._stream(job, runtime, assignment)
+                    seq, usage, result = await self._stream(job, runtime, assignment)
             except TimeoutError:
                 raise JobFailed(f"Timeout: job exceeded {limit:g}s limit") from None
             await self._output(job.job_id, seq + 1, "", is_final=True)
-            extra = {"usage": _usage(usage)} if usage else {}
+            extra: dict[str, Any] = {"usage": status_usage(usage)} if usage else {}
+            if result is not None:
+                extra["result"] = result
             await self._status(job.job_id, "succeeded", **extra)
             if job.workload_id is not None:
                 self.warm.add(job.workload_id)
@@ -243,8 +245,10 @@ class JobRunner(Intake):
 
     async def _stream(
         self, job: RunningJob, runtime: Runtime, assignment: dict[str, Any]
-    ) -> tuple[int, dict[str, Any] | None]:
-        seq, usage = 0, None
+    ) -> tuple[int, dict[str, Any] | None, Any]:
+        """Publish the runtime's events; its usage and ``result`` (the structured output
+        of a Cargo such as OCR, sent with ``succeeded``) once it is done."""
+        seq, usage, result = 0, None, None
         async with contextlib.aclosing(runtime.run(assignment)) as events:  # type: ignore[type-var]
             async for event in events:
                 kind = event.get("type")
@@ -255,12 +259,12 @@ class JobRunner(Intake):
                         await self._status(job.job_id, "streaming")
                     await self._output(job.job_id, seq, str(event.get("content", "")))
                 elif kind in ("progress", "image"):
-                    await publish(self.nc, self._subject(kind), _side_message(job.job_id, event))
+                    await publish(self.nc, self._subject(kind), side_message(job.job_id, event))
                 elif kind == "done":
-                    usage = event.get("usage")
+                    usage, result = event.get("usage"), event.get("result")
                 elif kind == "error":
                     raise JobFailed(str(event.get("message") or "Workload error"))
-        return seq, usage
+        return seq, usage, result
 
     async def _output(self, job_id: str, seq: int, chunk: str, *, is_final: bool = False) -> None:
         payload = {"job_id": job_id, "seq": seq, "chunk": chunk, "is_final": is_final}
@@ -271,28 +275,3 @@ class JobRunner(Intake):
         while True:
             await asyncio.sleep(self.config.lease_interval)
             await publish(self.nc, self._subject("lease"), payload)
-
-
-def _usage(usage: dict[str, Any]) -> dict[str, int]:
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-
-
-def _side_message(job_id: str, event: dict[str, Any]) -> dict[str, Any]:
-    """A workload's ``progress`` or ``image`` event as the protocol's message."""
-    if event["type"] == "progress":
-        return {"job_id": job_id, "step": event.get("step"), "total": event.get("total")}
-    image = {
-        "job_id": job_id,
-        "image_data": event.get("data"),
-        "format": event.get("format"),
-        "width": event.get("width"),
-        "height": event.get("height"),
-        "seed": event.get("seed"),
-    }
-    return {key: value for key, value in image.items() if value is not None}

@@ -33,7 +33,8 @@ def say(line: str) -> None:
 
 def build_runtimes(config: AgentConfig) -> dict[str, Runtime]:
     """The runtime serving each assignment ``runtime_type`` this Island supports: WASM
-    Cargos run in wasmtime; every other type goes to the configured LLM runtime."""
+    Cargos run in wasmtime, ONNX ones on onnxruntime; every other type goes to the
+    configured LLM runtime."""
     runtimes: dict[str, Runtime] = {}
     primary: Runtime | None = None
     for runtime_type in config.supported_runtimes:
@@ -44,12 +45,23 @@ def build_runtimes(config: AgentConfig) -> dict[str, Runtime]:
                 cache_dir=config.state_dir / "cache" / "wasm",
             )
             continue
+        if runtime_type == "onnx":
+            runtimes["onnx"] = _onnx_runtime()
+            continue
         if config.runtime == "wasm":
             raise ConfigError(f"[agent] runtime wasm cannot serve {runtime_type!r} jobs")
         if primary is None:
             primary = _llm_runtime(config)
         runtimes[runtime_type] = primary
     return runtimes
+
+
+def _onnx_runtime() -> Runtime:
+    from .runtimes import onnx
+
+    if not onnx.available():
+        raise ConfigError("runtime onnx needs its extra: pip install 'island-cli[onnx]'")
+    return onnx.OnnxRuntime()
 
 
 def _llm_runtime(config: AgentConfig) -> Runtime:
@@ -62,10 +74,11 @@ def _llm_runtime(config: AgentConfig) -> Runtime:
 
 
 def describe(config: AgentConfig) -> str:
+    onnx = " + onnx (OCR)" if "onnx" in config.supported_runtimes else ""
     if config.runtime == "mock":
-        return "mock (a deterministic stand-in for an LLM, not a real model)"
+        return f"mock (a deterministic stand-in for an LLM, not a real model){onnx}"
     if config.runtime == "llmcpp":
-        return f"llmcpp ({config.model_path})"
+        return f"llmcpp ({config.model_path}){onnx}"
     return "wasm"
 
 

@@ -1,9 +1,11 @@
 """island jobs list | submit | get | stream | cancel, and the SSE reading that
 ``island chat`` shares."""
 
+import base64
 import json
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -147,7 +149,9 @@ def list_jobs(state: State, limit: int, offset: int) -> None:
     emit(state.json, rows, lambda r: table(r, COLUMNS))
 
 
-def _input(value: str) -> dict:
+def _input(value: str | None) -> dict:
+    if value is None:
+        return {}
     try:
         data = json.loads(value)
     except ValueError as exc:
@@ -157,9 +161,27 @@ def _input(value: str) -> dict:
     return data
 
 
+def file_field(api: Api, workload: str) -> str:
+    """The input field that takes a file (base64) in the Cargo's input schema."""
+    schema = api.get(path("workloads", workload))["data"].get("input_schema") or {}
+    for name, spec in (schema.get("properties") or {}).items():
+        if isinstance(spec, dict) and spec.get("contentEncoding") == "base64":
+            return name
+    raise CliError(f"The Cargo {workload} takes no file in its input")
+
+
+def encoded(file: Path) -> str:
+    return base64.b64encode(file.read_bytes()).decode()
+
+
 @jobs.command()
 @click.option("-w", "--workload", required=True, help="Cargo slug, e.g. llm-chat.")
-@click.option("--input", "input_", required=True, metavar="JSON", help="The job input object.")
+@click.option("--input", "input_", metavar="JSON", help="The job input object.")
+@click.option(
+    "--file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file for the Cargo's file field (ocr-text: an image), sent base64.",
+)
 @click.option("--priority", type=click.IntRange(0, 100), default=0, show_default=True)
 @click.option(
     "--queue-timeout",
@@ -173,16 +195,22 @@ def _input(value: str) -> dict:
 def submit(
     state: State,
     workload: str,
-    input_: str,
+    input_: str | None,
+    file: Path | None,
     priority: int,
     queue_timeout: int | None,
     follow_: bool,
 ) -> None:
     """Submit a job; prints its ID (or its output with --stream)."""
-    body = {"workload": workload, "input": _input(input_), "priority": priority}
+    if input_ is None and file is None:
+        raise click.UsageError("Give the job's input: --input JSON, --file PATH or both.")
+    api = state.api()
+    job_input = _input(input_)
+    if file is not None:
+        job_input[file_field(api, workload)] = encoded(file)
+    body = {"workload": workload, "input": job_input, "priority": priority}
     if queue_timeout is not None:
         body["queue_timeout_seconds"] = queue_timeout
-    api = state.api()
     job = api.post("/jobs", body)["data"]
     if follow_:
         if not state.json:

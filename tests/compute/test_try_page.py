@@ -1,0 +1,37 @@
+"""The "Try a Cargo" page (/try): signed in only; the Cargos an online Island can serve,
+chat ones aside (the Chat page has them), each with its input schema for the form."""
+
+import json
+import re
+
+from django.urls import reverse
+
+from compute.seed import seed_cargos
+from tests.compute.jobs_support import _fresh_index  # noqa: F401
+from tests.factories import IslandFactory, UserFactory
+
+
+def test_the_try_page_asks_strangers_to_log_in(client, db):
+    response = client.get(reverse("try-cargo"))
+
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("login"))
+
+
+def test_the_try_page_offers_what_online_islands_serve_but_chat(client, user):
+    seed_cargos()
+    IslandFactory(
+        owner=UserFactory(),
+        runtimes=["container", "llmcpp", "wasm", "onnx"],
+        capabilities={"cpu_cores": 4, "ram_mb": 16384, "gpu_vram_mb": 0},
+    )
+    client.force_login(user)
+
+    page = client.get(reverse("try-cargo")).content.decode()
+
+    offered = set(re.findall(r'<option value="([^"]+)"', page))
+    assert {"ocr-text", "wasm-wordcount", "onnx-sentiment"} <= offered
+    assert "llm-chat" not in offered  # on the Chat page
+    assert "sdxl" not in offered  # needs a GPU no online Island has
+    schemas = json.loads(re.search(r'id="try-schemas"[^>]*>(.*?)</script>', page).group(1))
+    assert schemas["ocr-text"]["properties"]["image"]["contentEncoding"] == "base64"
