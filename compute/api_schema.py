@@ -17,7 +17,7 @@ class Usage(serializers.Serializer):
     prompt_tokens = serializers.IntegerField(allow_null=True)
     completion_tokens = serializers.IntegerField(allow_null=True)
     total_tokens = serializers.IntegerField(allow_null=True)
-    credits_used = serializers.FloatField(allow_null=True)
+    credits_used = serializers.FloatField(help_text="0 until the job is settled.")
     milliseconds = serializers.IntegerField(
         required=False, help_text="Extension: what an ONNX job took on its Island."
     )

@@ -158,6 +158,9 @@ class Job(models.Model):
     output = models.TextField(blank=True)
     error = models.TextField(blank=True)
     last_seq = models.PositiveIntegerField(default=0)
+    # Output chunks that held text: an Island that reports no usage (upstream agents)
+    # sends one per token, so this is its completion's token count.
+    token_chunks = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     budget = models.DecimalField(**MONEY, null=True, blank=True)
@@ -191,6 +194,13 @@ class Job(models.Model):
     queue_reason = models.CharField(max_length=16, choices=QueueReason.choices, blank=True)
     queue_timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
     queue_deadline_at = models.DateTimeField(null=True, blank=True)
+    # Batch jobs (compute.services.batches): the parent holds the batch's settings
+    # ({merge_strategy, fail_mode, max_parallelism}); each child its parent and index.
+    batch = models.JSONField(null=True, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    batch_index = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -214,7 +224,8 @@ class Job(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "idempotency_key"], name="unique_job_idempotency_key"
-            )
+            ),
+            models.UniqueConstraint(fields=["parent", "batch_index"], name="unique_batch_index"),
         ]
 
 

@@ -359,6 +359,7 @@ def requeue_job(
             excluded_islands=excluded,
             output="",
             last_seq=0,
+            token_chunks=0,
             pending_chunks={},
             images=[],
             assigned_at=None,

@@ -43,6 +43,7 @@ def _flush_pending(job: Job) -> list[tuple[int, str]]:
     job.pending_chunks = {}
     if tail:
         job.output += "".join(text for _, text in tail)
+        job.token_chunks += sum(1 for _, text in tail if text)
         job.last_seq = tail[-1][0]
     return tail
 
@@ -87,6 +88,7 @@ def _end(job: Job, event: str, *, error: str, usage: dict, result: dict | None =
         "completed_at": now,
         "output": job.output,
         "last_seq": job.last_seq,
+        "token_chunks": job.token_chunks,
         "pending_chunks": {},
         "lease_expires_at": None,
         "error": error[:2000],
@@ -98,7 +100,10 @@ def _end(job: Job, event: str, *, error: str, usage: dict, result: dict | None =
     earned = Decimal(0)
     if event == "succeed":
         changes["prompt_tokens"] = _count(usage.get("prompt_tokens"))
-        changes["completion_tokens"] = _count(usage.get("completion_tokens"))
+        # An Island that reports no usage (upstream agents on NATS) sends one output chunk
+        # per token: counted, as /chat/completions counts them.
+        reported = _count(usage.get("completion_tokens"))
+        changes["completion_tokens"] = job.token_chunks if reported is None else reported
         metered = {key: _count(usage.get(key)) for key in METERED}
         changes["metered"] = {key: value for key, value in metered.items() if value is not None}
         changes["result"] = result

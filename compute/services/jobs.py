@@ -60,7 +60,7 @@ def cancel_job(*, user: User, job_id: uuid.UUID | str) -> Job:
 # Run for most Island messages: built once (core.prepared).
 _output_of = Prepared(
     lambda job, island: Job.objects.filter(pk=job, island_id=island, status=S.RUNNING).only(
-        "id", "output", "last_seq", "pending_chunks", "attempts"
+        "id", "output", "last_seq", "pending_chunks", "token_chunks", "attempts"
     ),
     lock=True,
     job=uuid.UUID,
@@ -142,6 +142,7 @@ def merge_chunks(job: Job, chunks: list[tuple[int, str]]) -> list[tuple[int, str
         job.last_seq += 1
         appended.append((job.last_seq, text))
     job.output += "".join(text for _, text in appended)
+    job.token_chunks += sum(1 for _, text in appended if text)
     job.pending_chunks = pending
     return appended
 
@@ -177,7 +178,7 @@ def apply_output(*, host_id: str, chunks: list[dict]) -> int:
                 key = _final_key(job.pk, job.attempts)
                 transaction.on_commit(partial(_note_final, key, seq), robust=True)
         if changed:  # one round trip, prepared statements (a bulk_update's CASE is not)
-            fields = ("output", "last_seq", "pending_chunks")
+            fields = ("output", "last_seq", "pending_chunks", "token_chunks")
             run_sync(SyncTx().run(*(
                 tx.update(Job, {"pk": job.pk}, {name: getattr(job, name) for name in fields})
                 for job in changed

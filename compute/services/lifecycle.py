@@ -90,9 +90,10 @@ def usage_of(job: Job) -> dict:
         "prompt_tokens": job.prompt_tokens,
         "completion_tokens": job.completion_tokens,
         "total_tokens": sum(known) if known else None,
-        # A JSON number as in the seed page; the stored value is an exact decimal with
-        # 6 places, which a float's shortest repr reproduces digit for digit.
-        "credits_used": float(job.credits_used) if job.credits_used is not None else None,
+        # A JSON number as in the seed page (0 until the job is settled: clients declare
+        # it a number); the stored value is an exact decimal with 6 places, which a
+        # float's shortest repr reproduces digit for digit.
+        "credits_used": float(job.credits_used or 0),
         **(job.metered or {}),
     }
 

@@ -64,20 +64,25 @@ def test_an_unknown_workload_exits_4(run, live):
     assert "Workload not found" in result.stderr
 
 
-def test_hosts_list_shows_islands_and_filters_by_status(run, live, key):
+def test_hosts_list_shows_online_islands_unless_told_all(run, live, key):
     online = make_island("gpu-beast-01", online=True, karma=98)
     make_island("ml-node-03", online=False, karma=5)
     args = ("--api-url", live.url, "--api-key", key, "hosts", "list")
 
-    everything = run(*args)
-    only_online = run(*args, "--status", "online", "--format", "json")
+    default = run(*args)
+    everything = run(*args, "--all")
+    only_offline = run(*args, "--status", "offline", "--format", "json")
 
-    assert everything.exit_code == 0, everything.output
-    header, first, second = everything.stdout.splitlines()
+    assert default.exit_code == 0, default.output
+    header, first = default.stdout.splitlines()
     assert header.split() == ["ID", "NAME", "STATUS", "REGION", "KARMA"]
     assert first.split() == [str(online.pk), "gpu-beast-01", "online", "eu-west", "98.0"]
-    assert second.split()[1:3] == ["ml-node-03", "offline"]
-    assert [h["name"] for h in json.loads(only_online.stdout)] == ["gpu-beast-01"]
+    assert everything.exit_code == 0, everything.output
+    assert [line.split()[1] for line in everything.stdout.splitlines()[1:]] == [
+        "gpu-beast-01",
+        "ml-node-03",
+    ]
+    assert [h["name"] for h in json.loads(only_offline.stdout)] == ["ml-node-03"]
 
 
 def test_hosts_list_says_when_there_are_more_rows(run, live, key):

@@ -37,6 +37,8 @@ def test_submitting_a_job_returns_it_with_the_seed_fields_and_its_state(api, cha
     )
     assert data["input"] == {"prompt": "Hi"}
     assert Job.objects.get(pk=data["id"]).status == "queued"
+    # Clients declare credits_used a number (the upstream SDK: float = 0.0).
+    assert data["usage"]["credits_used"] == 0
 
 
 def test_a_job_submitted_while_an_island_has_room_is_running_on_it_at_once(api, chat):

@@ -116,6 +116,23 @@ def test_token_events_come_in_seq_order_then_done_with_usage(job, host):
     assert [e["state"] for e in events if e["type"] == "status"] == ["running", "completed"]
 
 
+def test_an_island_that_reports_no_usage_has_its_tokens_counted_from_its_chunks(job, host):
+    """GIVEN an upstream agent: one output chunk per token, an empty final chunk, and a
+    ``succeeded`` without usage. THEN the job and its ``done`` event count the tokens."""
+    hid = str(host.pk)
+    for seq, chunk in [(1, "Hi"), (3, "!"), (2, " there"), (4, "")]:
+        handlers.on_output(hid, out(job, seq, chunk, is_final=seq == 4))
+
+    assert handlers.on_status(hid, status(job, "succeeded")) is True
+
+    job.refresh_from_db()
+    assert (job.prompt_tokens, job.completion_tokens) == (None, 3)
+    assert jobs.usage_of(job)["total_tokens"] == 3
+    done = job_events(job.pk)[-1]
+    assert done["type"] == "done"
+    assert done["usage"] == {"prompt_tokens": None, "completion_tokens": 3, "total_tokens": 3}
+
+
 def test_chunks_stuck_behind_a_lost_one_are_kept_when_the_job_succeeds(job, host):
     hid = str(host.pk)
     handlers.on_output(hid, out(job, 1, "a"))

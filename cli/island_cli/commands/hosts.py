@@ -25,12 +25,14 @@ def hosts() -> None:
 
 @hosts.command("list")
 @click.option("--status", type=click.Choice(["online", "offline"]), help="Only these Islands.")
+@click.option("--all", "show_all", is_flag=True, help="Offline Islands too (default: online).")
 @click.option("--limit", type=click.IntRange(1, 100), default=100, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
 @global_options
 @pass_state
-def list_hosts(state: State, status: str | None, limit: int, offset: int) -> None:
-    """List the Islands, highest karma first."""
+def list_hosts(state: State, status: str | None, show_all: bool, limit: int, offset: int) -> None:
+    """List online Islands, highest karma first (--all: every Island)."""
+    status = status or (None if show_all else "online")
     params = {"limit": limit, "offset": offset, **({"status": status} if status else {})}
     emit_page(state.json, state.api().get("/hosts", **params), COLUMNS)
 
