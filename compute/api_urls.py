@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from compute import api, jobs_api, openai_api, streaming
+from compute import api, batches_api, jobs_api, openai_api, streaming
 from portal.api.lane import fast
 
 urlpatterns = [
@@ -18,7 +18,13 @@ urlpatterns = [
     path("workloads", jobs_api.WorkloadListView.as_view(), name="api-workloads"),
     path("workloads/<slug:slug>", jobs_api.WorkloadDetailView.as_view(), name="api-workload"),
     path("jobs", fast(jobs_api.JobListView.as_view(), POST=jobs_api.submit_fast), name="api-jobs"),
+    path("jobs/batch", batches_api.BatchView.as_view(), name="api-job-batch"),
     path("jobs/<uuid:job_id>", jobs_api.JobDetailView.as_view(), name="api-job"),
+    path(
+        "jobs/<uuid:job_id>/batch-status",
+        batches_api.BatchStatusView.as_view(),
+        name="api-job-batch-status",
+    ),
     path("jobs/<uuid:job_id>/output", jobs_api.JobOutputView.as_view(), name="api-job-output"),
     path(
         "jobs/<uuid:job_id>/stream",

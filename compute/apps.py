@@ -13,3 +13,8 @@ class ComputeConfig(AppConfig):
 
         signals.slot_freed.connect(lambda **_: dispatch.dispatch_if_waiting(), weak=False)
         signals.pass_wanted.connect(lambda **_: tasks.dispatch_queued_task.delay(), weak=False)
+        # A job's end may end its batch, or let the batch's next job go.
+        from compute.services import batches  # (see above)
+        from compute.services.lifecycle import job_finished  # (see above)
+
+        job_finished.connect(batches.on_job_finished, dispatch_uid="compute.batches")

@@ -298,8 +298,11 @@ def dispatch_queued(*, limit: int = 500) -> int:
 
 def _pass(limit: int, *, renew: Callable[[], Any]) -> int:
     stale = timezone.now() - timedelta(seconds=5)  # pending ones whose own dispatch died
+    # (a pending batch child is held back by its batch: compute.services.batches)
     jobs = list(
-        Job.objects.filter(Q(status=S.QUEUED) | Q(status=S.PENDING, created_at__lt=stale))
+        Job.objects.filter(
+            Q(status=S.QUEUED) | Q(status=S.PENDING, created_at__lt=stale, parent__isnull=True)
+        )
         .order_by("-priority", "created_at")
         .values_list("pk", "cargo_id", "excluded_islands")[:limit]
     )

@@ -183,7 +183,8 @@ _available = Prepared(
 )
 _active_jobs = Prepared(
     lambda user: (
-        Job.objects.filter(user_id=user, status__in=sorted(ACTIVE))
+        # A batch counts once: its parent (compute.services.batches).
+        Job.objects.filter(user_id=user, status__in=sorted(ACTIVE), parent__isnull=True)
         .order_by()
         .values("user_id")
         .annotate(n=Count("pk"))

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from compute.models import Island, Job
 from compute.selectors.islands import offline_cutoff
-from compute.services import delivery, waiting
+from compute.services import batches, delivery, waiting
 from compute.services.dispatch import requeue_job
 from compute.services.ending import finish
 from compute.services.lifecycle import S
@@ -38,6 +38,7 @@ def sweep_jobs(*, now: datetime | None = None) -> dict[str, int]:
     expired = list(running.filter(lease_expires_at__lt=now).values_list("pk", "island_id"))
     leases = sum(requeue_job(job_id=j, island_id=i, reason="lease expired") for j, i in expired)
     return {
+        "batches_ended": batches.end_stale_parents(),
         "timed_out": timed_out,
         "offline": offline,
         "lease_expired": leases,
