@@ -9,6 +9,7 @@ from island_cli import __version__
 from island_cli.commands.account import account
 from island_cli.commands.api_keys import api_keys
 from island_cli.commands.auth import auth
+from island_cli.commands.batch import batch
 from island_cli.commands.chat import chat
 from island_cli.commands.completion import completion
 from island_cli.commands.hosts import hosts
@@ -81,3 +82,4 @@ for command in (auth, account, api_keys, workloads, hosts, market, sail, complet
     cli.add_command(command)
 for command in (chat, jobs, ocr):
     cli.add_command(command)
+jobs.add_command(batch)
