@@ -23,6 +23,7 @@ from portal.api.base import (
     PublicView,
     SignedRequest,
     paginate,
+    query,
     validated,
 )
 from portal.api.serializers import AccountResponse, AccountSerializer
@@ -111,7 +112,7 @@ class HistoryView(PublicView):
         responses=out.HistoryResponse,
     )
     def get(self, request: Request, slug: str) -> Response:
-        window = validated(HistoryInput, request.query_params.dict())["window"]
+        window = validated(HistoryInput, query(request))["window"]
         cargo = _cargo(slug)
         buckets = selectors.rate_histories(window=window, cargo=cargo.pk).get(cargo.pk, [])
         rows = [selectors.present_bucket(cargo.slug, row) for row in buckets]
@@ -138,7 +139,7 @@ class RecommendationsView(PublicView):
         responses=out.RecommendationsResponse,
     )
     def get(self, request: Request) -> Response:
-        host_id = validated(RecommendationsInput, request.query_params.dict())["host_id"]
+        host_id = validated(RecommendationsInput, query(request))["host_id"]
         island = get_object_or_404(Island, pk=host_id)
         return Response(
             {"host_id": str(island.pk), "recommendations": selectors.recommendations(island=island)}

@@ -15,7 +15,7 @@ from compute import api_schema as out
 from compute.models import Island, KarmaEvent
 from compute.selectors.islands import karma_history, network_islands
 from compute.services.karma import MINUTES_PER_KARMA
-from portal.api.base import PageSerializer, paginate, validated
+from portal.api.base import PageSerializer, paginate, query, validated
 
 
 def present_host(island: Island) -> dict:
@@ -69,7 +69,7 @@ class HostListView(APIView):
         responses=out.HostListResponse,
     )
     def get(self, request: Request) -> Response:
-        status = validated(HostFilter, request.query_params.dict()).get("status")
+        status = validated(HostFilter, query(request)).get("status")
         return Response(paginate(request, network_islands(status=status), present_host))
 
 

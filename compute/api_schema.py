@@ -7,7 +7,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from compute.chat import MAX_NAME, MAX_TOKENS, ROLES, messages_schema
+from compute.chat import MAX_NAME, MAX_TOKENS, ROLES, SEED_MAX, SEED_MIN, messages_schema
 from compute.models import Cargo, Island, Job
 from portal.api.schema import NOT_ONLY_SPACES, nullable, number
 from portal.api.serializers import PageMeta, envelope
@@ -210,13 +210,22 @@ CHAT_INPUT = {
             {"type": "object", "properties": {"include_usage": {"type": "boolean"}}}
         ),
         "user": {"type": "string", "maxLength": 256},
-        "seed": nullable({"type": "integer"}),
+        "seed": number(SEED_MIN, SEED_MAX, "integer"),
         "presence_penalty": number(-2, 2),
         "frequency_penalty": number(-2, 2),
     },
 }
 
-SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+# Each server-sent event: its name and its data (JSON text; OpenAI's chunks end with a
+# data of ``[DONE]``).
+SSE = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+        }
+    }
+}
 
 # The two endpoints that are plain async Django views (compute.openai_api, streaming).
 PATHS = {

@@ -6,6 +6,8 @@ ROLES = ["system", "developer", "user", "assistant", "tool"]
 MAX_MESSAGES = 500
 MAX_TOKENS = 32_768
 MAX_NAME = 100  # a model's slug, a message's name
+# A 64-bit signed integer, as OpenAI's clients send it (and the JSON parser reads).
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
 
 def messages_schema(**properties: dict) -> dict:

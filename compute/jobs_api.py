@@ -29,6 +29,7 @@ from portal.api.base import (
     paginate,
     plain_int,
     plain_text,
+    query,
     validated,
 )
 from portal.api.lane import Call, Reply
@@ -98,7 +99,7 @@ class CargoListView(PublicView):
         responses=out.CargoListResponse,
     )
     def get(self, request: Request) -> Response:
-        filters = validated(CatalogFilter, request.query_params.dict())
+        filters = validated(CatalogFilter, query(request))
         cargos = [present_cargo(c) for c in cargo_selectors.catalog(**filters)]
         return Response({"cargos": cargos, "count": len(cargos)})
 
@@ -270,7 +271,10 @@ class JobDetailView(APIView):
     def get(self, request: SignedRequest, job_id: str) -> Response:
         return Response({"data": present_job(_own_job(request, job_id))})
 
-    @extend_schema(summary="Cancel a pending, queued or running job", responses=out.JobResponse)
+    @extend_schema(
+        summary="Cancel a pending, queued or running job (answers the cancelled job)",
+        responses={200: out.JobResponse},
+    )
     def delete(self, request: SignedRequest, job_id: str) -> Response:
         _own_job(request, job_id)
         job = jobs.cancel_job(user=request.user, job_id=job_id)

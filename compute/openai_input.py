@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from compute.chat import MAX_MESSAGES, MAX_NAME, MAX_TOKENS, ROLES
+from compute.chat import MAX_MESSAGES, MAX_NAME, MAX_TOKENS, ROLES, SEED_MAX, SEED_MIN
 from portal.api.base import plain_int, plain_text
 
 
@@ -26,14 +26,16 @@ class MessageInput(serializers.Serializer):
         """A string, or OpenAI's list of ``{"type": "text", "text"}`` parts."""
         if value is None:
             return ""
-        if isinstance(value, str):
-            return value
         if isinstance(value, list) and all(
             isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
             for p in value
         ):
-            return "".join(p["text"] for p in value)
-        raise serializers.ValidationError("Must be a string or a list of text parts.")
+            value = "".join(p["text"] for p in value)
+        if not isinstance(value, str):
+            raise serializers.ValidationError("Must be a string or a list of text parts.")
+        if "\x00" in value:  # as every text field of the API (the database refuses it)
+            raise serializers.ValidationError("Null characters are not allowed.")
+        return value
 
 
 class StreamOptions(serializers.Serializer):
@@ -57,7 +59,9 @@ class ChatInput(serializers.Serializer):
     stream = StrictBoolean(required=False, default=False)
     stream_options = StreamOptions(required=False, allow_null=True)
     user = serializers.CharField(max_length=256, required=False, allow_blank=True)
-    seed = serializers.IntegerField(required=False, allow_null=True)
+    seed = serializers.IntegerField(
+        min_value=SEED_MIN, max_value=SEED_MAX, required=False, allow_null=True
+    )
     presence_penalty = serializers.FloatField(
         min_value=-2, max_value=2, required=False, allow_null=True
     )
@@ -86,6 +90,8 @@ class ChatInput(serializers.Serializer):
                 return None
             role, content = message.get("role"), message.get("content")
             if role not in ROLES or not (content is None or isinstance(content, str)):
+                return None
+            if content and "\x00" in content:  # the serializer's error
                 return None
             fields["messages"].append({"role": role, "content": content or ""})
         for name, low, high in (

@@ -52,7 +52,7 @@ from django.urls import Resolver404, get_resolver, set_script_prefix  # noqa: E4
 
 from config.routing import websocket_urlpatterns  # noqa: E402
 from portal.api import lane  # noqa: E402
-from portal.api.asgi import limit_api_body  # noqa: E402
+from portal.api.asgi import limit_api_body, limit_query  # noqa: E402
 
 STATIC_BLOCK_SIZE = 64 * 1024  # bytes of a file read per trip to a thread
 
@@ -162,7 +162,7 @@ django_asgi_app = Handler(
 
 application = ProtocolTypeRouter(
     {
-        "http": limit_api_body(django_asgi_app),
+        "http": limit_query(limit_api_body(django_asgi_app)),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

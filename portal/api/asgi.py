@@ -1,4 +1,4 @@
-"""An ASGI guard for request bodies under /api/v1.
+"""ASGI guards: for request bodies under /api/v1, and for queries of too many fields.
 
 Django's ASGI handler reads a whole body (to disk past a few MiB) before any middleware
 runs, and DRF ignores a body without a Content-Length. This guard refuses a declared
@@ -8,15 +8,36 @@ itself, then hands it on with its Content-Length.
 
 import json
 
+from django.conf import settings
+
 from core.errors import error_body
 from portal.api.middleware import API_PREFIX, body_limit
 
 
-async def _refuse(send, message: str, code: str) -> None:
-    body = json.dumps(error_body(message, code)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+async def _refuse(send, message: str, code: str, *, page: bool = False) -> None:
+    kind = b"text/plain; charset=utf-8" if page else b"application/json"
+    body = message.encode() if page else json.dumps(error_body(message, code)).encode()
+    headers = [(b"content-type", kind), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": 400, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def limit_query(app):
+    """A query of more than DATA_UPLOAD_MAX_NUMBER_FIELDS fields is a 400 on every route
+    (``too_many_fields`` in the API's error shape under /api/v1), as Django would refuse
+    it, but before any view: a route that never reads its query answers the same, and
+    none answers a server error."""
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+
+    async def guard(scope, receive, send):
+        query = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if limit is None or not query or query.count(b"&") < limit:
+            return await app(scope, receive, send)
+        message = f"A query may have at most {limit} parameters"
+        page = not scope["path"].startswith(API_PREFIX)
+        return await _refuse(send, message, "too_many_fields", page=page)
+
+    return guard
 
 
 def limit_api_body(app):

@@ -1,5 +1,6 @@
 """Shared pieces of the API views: strict input serializers, pagination, public views."""
 
+import re
 from typing import Any
 
 from django.db.models import QuerySet
@@ -13,14 +14,46 @@ from portal.models import User
 
 
 class InputSerializer(serializers.Serializer):
-    """Rejects fields it does not declare, so a typo never passes silently."""
+    """Rejects fields it does not declare, so a typo never passes silently, and values of
+    another type than the field's: text is a string (DRF would turn ``0`` into ``"0"``),
+    an integer a JSON integer or its decimal digits (DRF would take ``"0.0"``)."""
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            if wrong := {name: [message] for name, message in self._mistyped(data)}:
+                raise serializers.ValidationError(wrong)
         return super().to_internal_value(data)
+
+    def _mistyped(self, data: dict) -> Any:
+        for name, value in data.items():
+            field = self.fields[name]
+            if value is None:
+                continue
+            if isinstance(field, serializers.CharField) and not isinstance(value, str):
+                yield name, "Not a valid string."
+            elif isinstance(field, serializers.IntegerField) and not (
+                (isinstance(value, int) and not isinstance(value, bool))
+                or (isinstance(value, str) and _INTEGER.fullmatch(value))
+            ):
+                yield name, "A valid integer is required."
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def query(request: Request, names: Any = None) -> dict[str, str]:
+    """The query parameters (those of ``names`` when given), each given once: a repeated
+    one is a 422, whatever its values (the rule the API document states)."""
+    params = request.query_params
+    repeated = sorted(
+        k for k in params if len(params.getlist(k)) > 1 and (names is None or k in names)
+    )
+    if repeated:
+        raise serializers.ValidationError({k: ["Given more than once."] for k in repeated})
+    return {k: v for k, v in params.items() if names is None or k in names}
 
 
 # Past any list this API returns, and within the database's OFFSET (a 64-bit integer).
@@ -50,9 +83,7 @@ def paginate(
     request: Request, queryset: QuerySet, present, params: type[PageSerializer] = PageSerializer
 ) -> dict:
     """``{"data": [...], "meta": {total, limit, offset}}`` for ``?limit=&offset=``."""
-    page = validated(
-        params, {k: v for k, v in request.query_params.items() if k in ("limit", "offset")}
-    )
+    page = validated(params, query(request, ("limit", "offset")))
     limit, offset = page["limit"], page["offset"]
     total = queryset.count()
     rows = [present(row) for row in queryset[offset : offset + limit]]

@@ -6,6 +6,7 @@ from typing import Any
 
 import redis
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from psycopg_pool import PoolTimeout
@@ -75,9 +76,14 @@ _CODES = {
 }
 
 
+_REFUSED = {TooManyFieldsSent: "too_many_fields", RequestDataTooBig: "request_too_large"}
+
+
 def exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif isinstance(exc, SuspiciousOperation):  # what Django refuses to parse: a 400
+        exc = exceptions.ParseError(str(exc), code=_REFUSED.get(type(exc), "bad_request"))
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     exc = unavailable(exc) or exc

@@ -86,11 +86,11 @@ class ApiKeyDetailView(KeysView):
         key = services.update_key(actor=services.Actor.of(request), key=key, changes=data)
         return Response({"data": present([key])[0]})
 
-    @extend_schema(summary="Revoke an API key (refused from then on)", responses=KeyResponse)
+    @extend_schema(summary="Revoke an API key (refused from then on)", responses={204: None})
     def delete(self, request: SignedRequest, key_id: str) -> Response:
         key = get_object_or_404(_active_keys(request), pk=key_id)
         services.revoke_key(actor=services.Actor.of(request), key=key)
-        return Response({"data": present([key])[0]})
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ApiKeyUsageView(KeysView):

@@ -93,10 +93,26 @@ ERROR_SCHEMA = {
     },
 }
 
+# Rules of every operation, said once in the document's description.
+RULES = """Rules of every operation:
+
+- **Errors** come in one shape, `{"error": {"message", "code", ...}}` (the `Error` schema).
+- **Text** never holds a NUL character (U+0000), in any string of a request (fields, JSON
+  inputs, chat messages, query parameters): a request with one is refused with 422.
+- **Types are kept**: a text field takes a JSON string only (`{"name": 0}` is a 422), an
+  integer field a JSON integer (or, in a query, its decimal digits: `offset=0.0` is a 422).
+- **Query parameters** are each given at most once: a repeated one is a 422 whatever its
+  values (`?offset=0&offset=0` too). A query of more than 1,000 parameters is a 400
+  `too_many_fields` on every route.
+- **Integers** in JSON bodies are 64-bit (from -2^63 to 2^64-1; fields may say narrower
+  bounds): a larger one is read as a number with a fraction, a 422 where an integer is due.
+"""
+
 ERROR_RESPONSE = {
-    "description": "An error: 400 malformed, 401 no valid key, 403 missing scope, "
-    "404 not found, 405 method not allowed, 422 invalid fields, 429 rate limited, "
-    "503 a backing service is briefly unavailable (retry after `Retry-After` seconds)",
+    "description": "An error: 400 malformed (or too many query parameters), 401 no valid "
+    "key, 403 missing scope, 404 not found, 405 method not allowed, 422 invalid fields, "
+    "429 rate limited, 503 a backing service is briefly unavailable (retry after "
+    "`Retry-After` seconds)",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 
@@ -112,6 +128,7 @@ def number(low: float, high: float, kind: str = "number") -> dict:
 def add_error_responses(result: dict, generator: Any, request: Any, public: bool) -> dict:
     """A drf-spectacular postprocessing hook, after those that add the paths that are not
     DRF views (compute.api_schema.add_plain_view_paths)."""
+    result.setdefault("info", {})["description"] = RULES
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     for operations in result.get("paths", {}).values():
         for operation in operations.values():

@@ -76,7 +76,7 @@ def test_api_keys_delete_revokes_the_key(run, live, key):
     result = run("--api-url", live.url, "--api-key", key, "api-keys", "delete", created["id"])
 
     assert result.exit_code == 0, result.output
-    assert "Revoked API key old" in result.stdout
+    assert f"Revoked API key {created['id']}" in result.stdout
     assert ApiKey.objects.get(pk=created["id"]).revoked_at is not None
     assert run("--api-url", live.url, "--api-key", created["key"], "account").exit_code == 3
 
