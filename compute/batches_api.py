@@ -35,9 +35,8 @@ class BatchInput(InputSerializer):
     )  # fmt: skip
     region = serializers.CharField(max_length=50, required=False, default="")
     bid_price = serializers.DecimalField(
-        max_digits=None, decimal_places=None, min_value=Decimal(0), max_value=Decimal(10**9),
-        required=False, allow_null=True,
-        help_text="The most each child may cost (a decimal string or number; kept to 6 "
+        max_digits=20, decimal_places=6, min_value=Decimal(0), required=False, allow_null=True,
+        help_text="The most each child may cost (a decimal string or number, at most 6 "
         "places). Default: as for a job.",
     )  # fmt: skip
 
@@ -138,7 +137,6 @@ class BatchView(APIView):
     )
     def post(self, request: SignedRequest) -> Response:
         fields = validated(BatchInput, request.data)
-        bid = fields.get("bid_price")
         parent = batches.submit_batch(
             user=request.user,
             workload=fields["workload"],
@@ -147,7 +145,7 @@ class BatchView(APIView):
             fail_mode=fields["fail_mode"],
             max_parallelism=fields.get("max_parallelism"),
             region=fields["region"],
-            bid=None if bid is None else bid.quantize(Decimal("0.000001")),
+            bid=fields.get("bid_price"),
         )
         return Response(present_batch(parent), status=status.HTTP_201_CREATED)
 

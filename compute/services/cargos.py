@@ -20,6 +20,24 @@ def _validator(schema: bytes) -> Draft202012Validator:
     return Draft202012Validator(orjson.loads(schema))
 
 
+def _nul_at(value: Any, path: str) -> str | None:
+    """Where the first NUL character of a JSON value is (in a string or a key), if any;
+    without recursion (a JSON document may nest deeper than Python's stack)."""
+    stack = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return where
+        elif isinstance(item, dict):
+            if any("\x00" in key for key in item):
+                return where
+            stack.extend((f"{where}.{key}", v) for key, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((f"{where}.{i}", v) for i, v in reversed(list(enumerate(item))))
+    return None
+
+
 def check_schema(schema: Any) -> None:
     """Raise ``SchemaError`` when ``schema`` is not a valid JSON Schema (admin forms)."""
     if schema is not None:
@@ -34,6 +52,13 @@ def validate_input(*, cargo: Cargo, job_input: Any) -> None:
             code="validation_error",
             status_code=422,
             details={"input": ["Must be a JSON object."]},
+        )
+    if (path := _nul_at(job_input, "input")) is not None:  # the database cannot store one
+        raise ApiError(
+            f"{path}: null characters are not allowed",
+            code="validation_error",
+            status_code=422,
+            details={path: ["Null characters are not allowed."]},
         )
     if not cargo.input_schema:
         return

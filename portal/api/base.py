@@ -53,7 +53,7 @@ def query(request: Request, names: Any = None) -> dict[str, str]:
     )
     if repeated:
         raise serializers.ValidationError({k: ["Given more than once."] for k in repeated})
-    return {k: v for k, v in params.items() if names is None or k in names}
+    return {k: str(params[k]) for k in params if names is None or k in names}
 
 
 # Past any list this API returns, and within the database's OFFSET (a 64-bit integer).

@@ -98,3 +98,20 @@ def test_a_seed_is_a_64_bit_integer_as_documented(live, key):
     assert (low.status_code, high.status_code) == (404, 404), low.text
     assert huge.status_code == 422
     assert "seed" in huge.json()["error"]["details"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/jobs", {"workload": "llm-chat", "input": {"prompt": "a\u0000b"}}),
+        ("/jobs", {"workload": "llm-chat", "input": {"prompt": "x", "a\u0000": 1}}),
+        ("/jobs/batch", {"workload": "llm-chat", "inputs": [{"prompt": "x"}, {"p": ["\u0000"]}]}),
+    ],
+)
+def test_a_nul_character_in_a_job_input_is_a_422(live, key, path, body):
+    seed_cargos()
+    with live.client(key) as client:
+        response = client.post(path, json=body)
+
+    assert response.status_code == 422, response.text
+    assert "Null characters" in str(response.json()["error"]["details"])
