@@ -14,8 +14,8 @@ from compute.jobs_api import iso
 from compute.models import Job
 from compute.selectors.jobs import job_of
 from compute.services import batches
+from core.errors import ApiError
 from portal.api.base import InputSerializer, SignedRequest, validated
-from portal.api.errors import ApiError
 
 
 class BatchInput(InputSerializer):

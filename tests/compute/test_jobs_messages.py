@@ -12,7 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from compute.models import Job
-from compute.services import jobs
+from compute.services import jobs, lifecycle
 from sail import job_events as handlers
 from sail.client import credentials
 from sail.registry import Incoming
@@ -127,7 +127,7 @@ def test_an_island_that_reports_no_usage_has_its_tokens_counted_from_its_chunks(
 
     job.refresh_from_db()
     assert (job.prompt_tokens, job.completion_tokens) == (None, 3)
-    assert jobs.usage_of(job)["total_tokens"] == 3
+    assert lifecycle.usage_of(job)["total_tokens"] == 3
     done = job_events(job.pk)[-1]
     assert done["type"] == "done"
     assert done["usage"] == {"prompt_tokens": None, "completion_tokens": 3, "total_tokens": 3}
