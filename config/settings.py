@@ -154,9 +154,19 @@ CELERY_BEAT_SCHEDULE: dict = {
 }
 
 # --- NATS (the Sail).
+# One server's URL, or a cluster's (comma-separated): every process reconnects to a
+# surviving server by itself (sail.client.servers).
 NATS_URL = env.str("NATS_URL", "nats://127.0.0.1:4222")
 # What Islands are told to connect to; never the internal URL's credentials.
-NATS_PUBLIC_URL = env.str("NATS_PUBLIC_URL", "") or without_credentials(NATS_URL)
+NATS_PUBLIC_URL = env.str("NATS_PUBLIC_URL", "") or ",".join(
+    without_credentials(url.strip()) for url in NATS_URL.split(",") if url.strip()
+)
+# Copies of each JetStream stream kept by a cluster (1 on one server; 3 on a three-node
+# cluster), and the size limits of the streams that hold what Islands send and get.
+SAIL_STREAM_REPLICAS = env.int("SAIL_STREAM_REPLICAS", 1, validate=validate.Range(1, 5))
+SAIL_ISLANDS_MAX_MB = env.int("SAIL_ISLANDS_MAX_MB", 1024, validate=validate.Range(1))
+SAIL_JOB_EVENTS_MAX_MB = env.int("SAIL_JOB_EVENTS_MAX_MB", 4096, validate=validate.Range(1))
+SAIL_JOBS_MAX_MB = env.int("SAIL_JOBS_MAX_MB", 1024, validate=validate.Range(1))
 # The coordinator's keys on the Sail derive from it (sail.keys); make run and make test
 # keep one in STATE_DIR/sail_secret, docker-compose requires it.
 SAIL_SECRET = env.str("SAIL_SECRET", "")

@@ -34,7 +34,7 @@ from compute.models import Island
 from core import tx
 from sail import registry, streams, subjects
 from sail.callout import run_callout
-from sail.client import credentials
+from sail.client import credentials, servers
 from sail.handlers.islands import pairing_reply, ping_reply
 from sail.pull import Puller
 from sail.registry import Incoming, Kind
@@ -240,7 +240,7 @@ class Bridge:
         while not self.stopping.is_set():
             try:
                 return await nats.connect(
-                    self.nats_url,
+                    servers(self.nats_url),
                     name="coordinator-bridge",
                     **credentials(),
                     max_reconnect_attempts=-1,

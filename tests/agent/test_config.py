@@ -118,3 +118,12 @@ def test_the_state_file_keeps_the_generated_host_id(tmp_path):
 
     assert first.host_id == second.host_id
     assert first.paired is False
+
+
+def test_a_clusters_urls_are_split_and_each_password_hidden_in_messages():
+    from island_cli.agent.connection import redact, servers
+
+    url = "nats://island:pw@a:4222, nats://island:pw@b:4222"
+
+    assert servers(url) == ["nats://island:pw@a:4222", "nats://island:pw@b:4222"]
+    assert redact(url) == "nats://island:***@a:4222,nats://island:***@b:4222"
