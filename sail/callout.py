@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 from core import tx
 from pairing import identities
 from sail import keys, natsjwt, permissions, streams
-from sail.client import coordinator_keys, credentials, servers
+from sail.client import coordinator_keys, credentials, log_error, servers
 
 logger = logging.getLogger(__name__)
 QUEUE_GROUP = "auth-callout"
@@ -103,6 +103,7 @@ async def run_callout(
         name="coordinator-callout",
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
+        error_cb=log_error,
         **credentials("callout"),
     )
     replies = asyncio.Semaphore(16)

@@ -56,6 +56,12 @@ def credentials(role: str = "coordinator") -> dict[str, Any]:
     return {"nkeys_seed_str": getattr(coordinator_keys(), role)}
 
 
+async def log_error(exc: Exception) -> None:
+    """nats-py's errors (a server of a cluster that is down, a slow consumer) as one
+    line each, instead of its default traceback on every reconnection attempt."""
+    logger.warning("NATS: %s", exc or type(exc).__name__)
+
+
 class SyncNats:
     def __init__(self, role: str = "coordinator") -> None:
         self.role = role
@@ -83,6 +89,7 @@ class SyncNats:
                     name=f"coordinator-{self.role}-{os.getpid()}",
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
+                    error_cb=log_error,
                     **credentials(self.role),
                 )
                 self._nc = asyncio.run_coroutine_threadsafe(connect, self._loop).result(TIMEOUT)

@@ -248,9 +248,13 @@ def undelivered(items: list[Assignment]) -> None:
     take each job back and queue it, for this Island or another."""
     for item in items:
         logger.error("could not publish job %s to %s; requeueing it", item.job_id, item.island_id)
+        # No cancel: a publish that timed out may still have been stored (a stream leader
+        # lost in a cluster's failover), and a cancel would then also stop the attempt that
+        # follows on the same Island (its agent remembers early cancels by job). The stray
+        # copy, should it run, reports for a job that is no longer its Island's: ignored.
         requeue_job(
             job_id=item.job_id, island_id=item.island_id, reason="assignment not delivered",
-            exclude=False,
+            exclude=False, cancel=False,
         )  # fmt: skip
 
 
@@ -328,10 +332,15 @@ def _pass(limit: int) -> int:
 
 # --- dropped jobs, leases, time limits ----------------------------------------------
 def requeue_job(
-    *, job_id: uuid.UUID | str, island_id: uuid.UUID | str, reason: str, exclude: bool = True
+    *,
+    job_id: uuid.UUID | str,
+    island_id: uuid.UUID | str,
+    reason: str,
+    exclude: bool = True,
+    cancel: bool = True,
 ) -> bool:
     """Take a running job back from ``island_id`` and queue it for another Island (up to
-    ``JOB_MAX_ATTEMPTS`` Islands, then it fails)."""
+    ``JOB_MAX_ATTEMPTS`` Islands, then it fails); ``cancel`` tells the Island to stop it."""
     with transaction.atomic():
         job = (
             Job.objects.select_for_update(no_key=True)
@@ -373,7 +382,8 @@ def requeue_job(
         )
         key = f"{job.attempts}:s:requeued"
         publish_job_events(job.pk, [waiting.queued_event(job, key=key, cause=reason)])
-        transaction.on_commit(lambda: publish_cancel(island_id, job_id))
+        if cancel:
+            transaction.on_commit(lambda: publish_cancel(island_id, job_id))
         transaction.on_commit(request_dispatch)
     placement.index().note_load(str(island_id), 0)
     return True
