@@ -24,7 +24,7 @@ RUN pip install --require-hashes --no-deps -r requirements/base.txt \
 COPY . .
 # Static files are served by WhiteNoise from STATE_DIR/staticfiles; the key is build-only.
 RUN SECRET_KEY=collectstatic-only DEBUG=false python manage.py collectstatic --noinput \
-    && mkdir -p "$STATE_DIR" && chown -R app:app "$STATE_DIR"
+    && mkdir -p "$STATE_DIR/metrics" && chown -R app:app "$STATE_DIR"
 
 USER app
 EXPOSE 8000

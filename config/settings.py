@@ -1,6 +1,8 @@
 """Django settings: everything that varies between machines comes from the environment
 (see ``.env.example``), read through :mod:`config.env`."""
 
+import ipaddress
+import os
 import sys
 from datetime import timedelta
 from decimal import Decimal
@@ -306,6 +308,21 @@ CELERY_BEAT_SCHEDULE.update(
         "sweep-running-jobs": {"task": "compute.sweep_jobs", "schedule": 5.0},
     }
 )
+
+# --- Metrics (core/metrics.py): every process counts into files of this folder, which
+# the web process sums at /metrics. Set before any process starts (the launcher empties
+# it), and the same for all the processes of a machine (or of a shared volume).
+METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(STATE_DIR / "metrics")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+os.makedirs(METRICS_DIR, exist_ok=True)
+# Who may read /metrics: a bearer token, or a client address in these networks. Neither
+# set: nobody.
+METRICS_TOKEN = env.str("METRICS_TOKEN", "")
+_networks: list[str] = env.list("METRICS_ALLOWED_NETWORKS", [])
+try:
+    METRICS_ALLOWED_NETWORKS = [ipaddress.ip_network(n.strip(), strict=False) for n in _networks]
+except ValueError as exc:
+    raise RuntimeError(f"METRICS_ALLOWED_NETWORKS: {exc}") from exc
 
 # --- Static files.
 STATIC_URL = "static/"

@@ -176,6 +176,13 @@ def base_env(state: Path, *, try_local: bool) -> dict[str, str]:
     env.update(resolve_services(state, try_local=try_local))
     env["STATE_DIR"] = str(state)
     env.setdefault("SECRET_KEY", secret_key(state))
+    # Every process counts its metrics into files of one folder (core.metrics): a run
+    # starts from an empty one.
+    metrics = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or state / "metrics")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    metrics.mkdir(parents=True, exist_ok=True)
+    for stale in metrics.glob("*.db"):
+        stale.unlink()
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
 

@@ -17,6 +17,7 @@
 import logging
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -38,7 +39,7 @@ from compute.services.publish import (
     publish_cancel,
     publish_job_events,
 )
-from core import tx
+from core import metrics, tx
 from core.prepared import Prepared
 from core.redis import redis_client
 from core.tx import AsyncTx, SyncTx, run_sync
@@ -104,7 +105,7 @@ async def place(
         outcome = await claim(db, job, candidate, asks=asks, outbox=outbox, locked=locked)
         locked = None
         if outcome != "busy":
-            return outcome
+            return _decided(db, outcome, job)
     need = need or placement.Need.for_job(job, asks=asks)
     reason = await waiting_reason(db, need)
     if job._state.adding:
@@ -115,12 +116,17 @@ async def place(
     else:
         if job.queue_reason != reason:
             await db.call(waiting.note_reason, [job.pk], reason)
-        return "queued"
+        return _decided(db, "queued", job)
     # This process's placement index may not know yet of an Island that came online a
     # moment ago: a pass, which refreshes the index first, looks again at once rather
     # than at the next beat (once per job: only a pending one gets here).
     db.on_commit(request_dispatch)
-    return "queued"
+    return _decided(db, "queued", job)
+
+
+def _decided(db: SyncTx | AsyncTx, outcome: str, job: Job) -> str:
+    db.on_commit(partial(metrics.dispatched, outcome, job.created_at))
+    return outcome
 
 
 # Run on every dispatch: built once (core.prepared). The count runs after the lock, in
@@ -247,6 +253,7 @@ def undelivered(items: list[Assignment]) -> None:
     """Assignments that could not be published (their jobs were committed as assigned):
     take each job back and queue it, for this Island or another."""
     for item in items:
+        metrics.DISPATCH_FAILURES.inc()
         logger.error("could not publish job %s to %s; requeueing it", item.job_id, item.island_id)
         # No cancel: a publish that timed out may still have been stored (a stream leader
         # lost in a cluster's failover), and a cancel would then also stop the attempt that

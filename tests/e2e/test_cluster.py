@@ -80,7 +80,7 @@ def _e2e_processes(cluster, django_db_setup, django_db_blocker, tmp_path_factory
     server = start_server(workers=2, env=env)
     stacks: list[Stack] = []
     beat = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "portal", "beat", "--loglevel", "WARNING",
+        [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "WARNING",
          "--schedule", str(tmp_path_factory.mktemp("beat") / "schedule")],
         env=server_env(env), cwd=BASE_DIR,
     )  # fmt: skip

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from django.core.exceptions import ImproperlyConfigured
 
-from portal import stack
+from config import stack
 from sail.client import servers
 from tests.conftest import BASE_DIR
 
