@@ -308,6 +308,10 @@ CELERY_BEAT_SCHEDULE.update(
         "sweep-running-jobs": {"task": "compute.sweep_jobs", "schedule": 5.0},
     }
 )
+# Beat sends each periodic task with its period: it runs once per period however many
+# beats send it (core.ticks), so that a second beat (or a restarted one) is harmless.
+for _entry in CELERY_BEAT_SCHEDULE.values():
+    _entry["kwargs"] = {"tick": float(_entry["schedule"])}
 
 # --- Metrics (core/metrics.py): every process counts into files of this folder, which
 # the web process sums at /metrics. Set before any process starts (the launcher empties
