@@ -1,6 +1,7 @@
 """The Sail as a three-node NATS cluster with every stream at three replicas, and two of
 each coordinator process (web, worker, bridge) with one beat: the node that leads the
-``JOBS`` stream is killed while jobs run and Islands heartbeat. No job is lost, no
+``JOBS`` stream is killed while jobs run and Islands heartbeat, and one worker and one
+bridge stop. No job is lost, no
 heartbeat beyond the outage, no credit charged twice; the time until assignments flow
 again is printed (bench/README.md)."""
 
@@ -108,6 +109,12 @@ def e2e(_e2e_processes, transactional_db, settings) -> Stack:
     return _e2e_processes[0]
 
 
+@pytest.fixture
+def stacks(_e2e_processes) -> list[Stack]:
+    """Both workers with their bridges."""
+    return _e2e_processes
+
+
 def stream_leader(name: str) -> tuple[str, int]:
     """The node that leads stream ``name`` ($JS.API.STREAM.INFO) and its replicas' count."""
     info = sail.call(lambda nc: nc.jetstream().stream_info(name), timeout=10)
@@ -183,11 +190,11 @@ def assert_ledger_matches_balances(user: User) -> None:
 
 
 def test_killing_the_node_that_leads_jobs_loses_no_job_no_heartbeat_and_charges_once(
-    e2e, cluster, account, agent
+    e2e, stacks, cluster, account, agent
 ):
     """GIVEN three NATS nodes with every stream at three replicas, two Islands paired and
-    jobs submitted five a second, WHEN the node leading ``JOBS`` is killed (SIGKILL),
-    THEN every job completes once, the Islands' heartbeats pause once (the outage) and
+    four clients submitting jobs, WHEN the node leading ``JOBS`` is killed (SIGKILL) and
+    one of the two workers and bridges stops, THEN every job completes once, the Islands' heartbeats pause once (the outage) and
     they stay online, and each job is captured exactly once with the balance equal to the
     ledger. The outage (kill → the first later job started on an Island) is printed."""
     user, key = account
@@ -205,6 +212,7 @@ def test_killing_the_node_that_leads_jobs_loses_no_job_no_heartbeat_and_charges_
     leader, _ = stream_leader(subjects.JOBS_STREAM)
     killed_at = datetime.now(UTC)
     cluster.kill(cluster.node(leader))
+    stop_workers(stacks[1])  # and one worker and one bridge go (SIGTERM)
     time.sleep(AFTER_KILL)
     load.stop()
 
