@@ -25,7 +25,7 @@ from compute.models import Island, Job
 from compute.seed import seed_cargos
 from portal.models import User
 from sail import subjects
-from sail.client import sail
+from sail.client import sail, system
 from tests.conftest import BASE_DIR, server_env, start_server, stop_server
 from tests.e2e.conftest import E2E_SETTINGS, eventually, online, pair
 from tests.e2e.nats_cluster import NATS_SERVER, NatsCluster
@@ -54,8 +54,10 @@ def _env(cluster: NatsCluster) -> dict[str, str]:
 
 
 def _reconnect_sail() -> None:
-    """This process's own connection follows settings.NATS_URL on its next use."""
-    sail.call(lambda nc: nc.close())
+    """This process's own connections (the coordinator's, and the system user's, which
+    disconnects revoked Islands) follow settings.NATS_URL on their next use."""
+    for client in (sail, system):
+        client.call(lambda nc: nc.close())
 
 
 @pytest.fixture(scope="module")
