@@ -213,6 +213,9 @@ class Bridge:
                 subjects.FIELD + subjects.host("*", "ping"),
             ):
                 await self.nc.subscribe(subject, queue=QUEUE_GROUP, cb=self._on_ping)
+            # nats-py may send flush's PING ahead of the SUBs before it: a second flush
+            # makes sure the server has them once ready is set (as the callout does).
+            await self.nc.flush()
             await self.nc.flush()
             consumers += [
                 asyncio.create_task(self._consume(streams.CONSUMERS[stream]))

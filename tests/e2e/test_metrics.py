@@ -68,13 +68,10 @@ def test_a_scrape_after_a_job_shows_what_every_process_counted_for_it(e2e, accou
     assert response.status_code == 201, response.text
     job_id = response.json()["data"]["id"]
     eventually(lambda: Job.objects.filter(pk=job_id, status=Job.Status.COMPLETED).exists())
+    # The job's end, and a heartbeat stored since the first scrape (every 0.3 s).
+    later = ("archipelago_jobs_ended_total", "archipelago_heartbeat_lag_seconds_count")
     after = eventually(
-        lambda: (
-            (s := scrape(e2e))
-            and total(s, "archipelago_jobs_ended_total")
-            > total(before, "archipelago_jobs_ended_total")
-            and s
-        )
+        lambda: (s := scrape(e2e)) and all(total(s, n) > total(before, n) for n in later) and s
     )
 
     def moved(name: str, **labels: Any) -> float:
