@@ -26,7 +26,7 @@ COPY . .
 # backend are build-only.
 RUN SECRET_KEY=collectstatic-only EMAIL_BACKEND=django.core.mail.backends.dummy.EmailBackend \
     DEBUG=false python manage.py collectstatic --noinput \
-    && mkdir -p "$STATE_DIR" && chown -R app:app "$STATE_DIR"
+    && mkdir -p "$STATE_DIR/metrics" && chown -R app:app "$STATE_DIR"
 
 USER app
 EXPOSE 8000

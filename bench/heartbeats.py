@@ -1,18 +1,20 @@
 """Heartbeat ingestion under load (issue 3, bench a and c; see bench/README.md).
 
     .venv/bin/python bench/heartbeats.py --islands 50000 --seconds 60
+    .venv/bin/python bench/heartbeats.py --islands 50000 --bridges 2 --workers 2
 
 N simulated Islands register, then each publishes a full heartbeat every 10 s (phases
 spread evenly, so N/10 heartbeats per second) on core NATS, exactly like field Islands.
 The bench starts the real bridge (``manage.py sail_bridge``) and one Celery worker on a
-dedicated database, and measures while the load runs:
+dedicated database (``--bridges`` and ``--workers`` start more: they share the durable
+consumer and the Celery queue), and measures while the load runs:
 
 - ingestion: heartbeats per second acked by the worker, which acks only after its
   commit (so "acked" means "in Postgres"), and the consumer backlog;
 - lag: for a sample of Islands, a poller reads ``last_heartbeat_at`` (the NATS server's
   receive time) every 100 ms; when it changes, lag = poll time - that receive time, an
   upper bound of publish → visible in the database;
-- memory: the resident set of the bridge and of the worker (with its children).
+- memory and CPU: of the bridges and of the workers (with their children), summed.
 
 The database (default ``archipelago_bench``) is created and migrated when missing; its
 Islands are replaced on every run.
@@ -62,25 +64,30 @@ def spawn(cmd: list[str], log: Path) -> subprocess.Popen:
     )
 
 
-def rss_mb(proc: subprocess.Popen) -> float:
+def rss_mb(procs: list[subprocess.Popen]) -> float:
     import psutil
 
-    try:
-        main = psutil.Process(proc.pid)
-        procs = [main, *main.children(recursive=True)]
-        return sum(p.memory_info().rss for p in procs) / 2**20
-    except psutil.NoSuchProcess:
-        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            main = psutil.Process(proc.pid)
+            total += sum(p.memory_info().rss for p in [main, *main.children(recursive=True)])
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
 
 
-def cpu_seconds(proc: subprocess.Popen) -> float:
+def cpu_seconds(procs: list[subprocess.Popen]) -> float:
     import psutil
 
-    try:
-        main = psutil.Process(proc.pid)
-        return sum(sum(p.cpu_times()[:2]) for p in [main, *main.children(recursive=True)])
-    except psutil.NoSuchProcess:
-        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            main = psutil.Process(proc.pid)
+            total += sum(sum(p.cpu_times()[:2]) for p in [main, *main.children(recursive=True)])
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def full_heartbeat(host_id: str, rng: random.Random) -> dict:
@@ -209,13 +216,18 @@ async def main(args: argparse.Namespace) -> dict:
     ids = host_ids(args.islands)
     logs = BASE_DIR / ".state" / "bench"
     logs.mkdir(parents=True, exist_ok=True)
-    bridge = spawn([sys.executable, "manage.py", "sail_bridge"], logs / "bridge.log")
-    worker = spawn(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", args.pool,
-         "--concurrency", str(args.concurrency), "--prefetch-multiplier", "1", "--loglevel", "WARNING",
-         "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        logs / "worker.log",
-    )  # fmt: skip
+    bridge = [
+        spawn([sys.executable, "manage.py", "sail_bridge"], logs / f"bridge-{n}.log")
+        for n in range(args.bridges)
+    ]
+    celery = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", args.pool,
+              "--concurrency", str(args.concurrency), "--prefetch-multiplier", "1",
+              "--loglevel", "WARNING", "--without-heartbeat", "--without-mingle",
+              "--without-gossip"]  # fmt: skip
+    worker = [
+        spawn([*celery, "--hostname", f"bench{n}@%h"], logs / f"worker-{n}.log")
+        for n in range(args.workers)
+    ]
     nc = await nats.connect(os.environ["NATS_URL"], pending_size=64 * 2**20, **nats_options())
     monitor = await nats.connect(os.environ["NATS_URL"], **nats_options())  # not behind the load
     js = monitor.jetstream(timeout=15)
@@ -295,13 +307,14 @@ async def main(args: argparse.Namespace) -> dict:
             "cpu_bridge_percent": round((cpu_last[0] - cpu_first[0]) / window * 100),
             "cpu_worker_percent": round((cpu_last[1] - cpu_first[1]) / window * 100),
             "load_average_1m": os.getloadavg()[0],
-            "worker": f"{args.pool} x{args.concurrency}",
+            "worker": f"{args.workers} x {args.pool} x{args.concurrency}",
+            "bridges": args.bridges,
         }
     finally:
         await nc.close()
         await monitor.close()
         db.close()
-        for proc in (bridge, worker):
+        for proc in (*bridge, *worker):
             proc.terminate()
             proc.wait(timeout=30)
 
@@ -314,6 +327,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--pool", default="solo", help="Celery pool of the worker")
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--bridges", type=int, default=1, help="bridge processes")
+    parser.add_argument("--workers", type=int, default=1, help="Celery worker processes")
     return parser.parse_args()
 
 

@@ -9,6 +9,7 @@ never deadlock.
 
 import uuid
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -16,7 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from billing.models import Balance, LedgerEntry
-from core import prepared, tx
+from core import metrics, prepared, tx
 from core.errors import ApiError
 from core.prepared import Prepared
 from portal.models import User
@@ -114,6 +115,8 @@ class Book:
         round trip for a whole settlement."""
         if not self.entries:
             return
+        moved = [(entry.kind, entry.amount) for entry in self.entries]
+        transaction.on_commit(partial(metrics.ledger_moved, moved), robust=True)
         if connection.vendor != "postgresql":
             self._write_portably()
             return

@@ -12,17 +12,23 @@ from typing import Any
 from celery import shared_task
 
 from compute.services import dispatch, islands, jobs, karma, sweep
+from core import ticks
 from core.retry import RETRY
 from sail.acks import ack
 
 
 @shared_task(name="compute.dispatch_queued", max_retries=0, ignore_result=True)
-def dispatch_queued_task() -> int:
+def dispatch_queued_task(tick: float = 0) -> int:
+    """A dispatch pass: asked for by news (no ``tick``), or beat's, once per ``tick``."""
+    if not ticks.claim("dispatch", tick):
+        return 0
     return dispatch.dispatch_queued()
 
 
 @shared_task(name="compute.sweep_jobs", max_retries=0, ignore_result=True)
-def sweep_jobs_task() -> dict[str, int]:
+def sweep_jobs_task(tick: float = 0) -> dict[str, int]:
+    if not ticks.claim("sweep-jobs", tick):
+        return {}
     return sweep.sweep_jobs()
 
 
@@ -132,8 +138,11 @@ def ingest_heartbeats(records: list[dict] | str, acks: list[str]) -> int:
 
 
 @shared_task(max_retries=0)
-def sweep_liveness() -> dict[str, int]:
-    """Mark silent Islands offline, then penalize long unannounced disconnections."""
+def sweep_liveness(tick: float = 0) -> dict[str, int]:
+    """Mark silent Islands offline, then penalize long unannounced disconnections (once
+    per ``tick``: core.ticks)."""
+    if not ticks.claim("sweep-liveness", tick):
+        return {}
     return {
         "offline": islands.mark_stale_offline(),
         "penalized": karma.penalize_disconnections(),

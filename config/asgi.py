@@ -51,6 +51,7 @@ from django.http import FileResponse  # noqa: E402
 from django.urls import Resolver404, get_resolver, set_script_prefix  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from core import metrics  # noqa: E402
 from portal.api import lane  # noqa: E402
 from portal.api.asgi import limit_api_body, limit_query  # noqa: E402
 
@@ -162,7 +163,7 @@ django_asgi_app = Handler(
 
 application = ProtocolTypeRouter(
     {
-        "http": limit_query(limit_api_body(django_asgi_app)),
+        "http": metrics.instrument(limit_query(limit_api_body(django_asgi_app))),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -1,6 +1,8 @@
 """Django settings: everything that varies between machines comes from the environment
 (see ``.env.example``), read through :mod:`config.env`."""
 
+import ipaddress
+import os
 import sys
 from datetime import timedelta
 from decimal import Decimal
@@ -156,9 +158,19 @@ CELERY_BEAT_SCHEDULE: dict = {
 }
 
 # --- NATS (the Sail).
+# One server's URL, or a cluster's (comma-separated): every process reconnects to a
+# surviving server by itself (sail.client.servers).
 NATS_URL = env.str("NATS_URL", "nats://127.0.0.1:4222")
 # What Islands are told to connect to; never the internal URL's credentials.
-NATS_PUBLIC_URL = env.str("NATS_PUBLIC_URL", "") or without_credentials(NATS_URL)
+NATS_PUBLIC_URL = env.str("NATS_PUBLIC_URL", "") or ",".join(
+    without_credentials(url.strip()) for url in NATS_URL.split(",") if url.strip()
+)
+# Copies of each JetStream stream kept by a cluster (1 on one server; 3 on a three-node
+# cluster), and the size limits of the streams that hold what Islands send and get.
+SAIL_STREAM_REPLICAS = env.int("SAIL_STREAM_REPLICAS", 1, validate=validate.Range(1, 5))
+SAIL_ISLANDS_MAX_MB = env.int("SAIL_ISLANDS_MAX_MB", 1024, validate=validate.Range(1))
+SAIL_JOB_EVENTS_MAX_MB = env.int("SAIL_JOB_EVENTS_MAX_MB", 4096, validate=validate.Range(1))
+SAIL_JOBS_MAX_MB = env.int("SAIL_JOBS_MAX_MB", 1024, validate=validate.Range(1))
 # The coordinator's keys on the Sail derive from it (sail.keys); make run and make test
 # keep one in STATE_DIR/sail_secret, docker-compose requires it.
 SAIL_SECRET = env.str("SAIL_SECRET", "")
@@ -340,6 +352,25 @@ CELERY_BEAT_SCHEDULE.update(
         "sweep-running-jobs": {"task": "compute.sweep_jobs", "schedule": 5.0},
     }
 )
+# Beat sends each periodic task with its period: it runs once per period however many
+# beats send it (core.ticks), so that a second beat (or a restarted one) is harmless.
+for _entry in CELERY_BEAT_SCHEDULE.values():
+    _entry["kwargs"] = {"tick": float(_entry["schedule"])}
+
+# --- Metrics (core/metrics.py): every process counts into files of this folder, which
+# the web process sums at /metrics. Set before any process starts (the launcher empties
+# it), and the same for all the processes of a machine (or of a shared volume).
+METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(STATE_DIR / "metrics")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+os.makedirs(METRICS_DIR, exist_ok=True)
+# Who may read /metrics: a bearer token, or a client address in these networks. Neither
+# set: nobody.
+METRICS_TOKEN = env.str("METRICS_TOKEN", "")
+_networks: list[str] = env.list("METRICS_ALLOWED_NETWORKS", [])
+try:
+    METRICS_ALLOWED_NETWORKS = [ipaddress.ip_network(n.strip(), strict=False) for n in _networks]
+except ValueError as exc:
+    raise RuntimeError(f"METRICS_ALLOWED_NETWORKS: {exc}") from exc
 
 # --- Static files.
 STATIC_URL = "static/"

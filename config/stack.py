@@ -182,6 +182,13 @@ def base_env(state: Path, *, try_local: bool) -> dict[str, str]:
         # The demo's and the tests' emails go to the console (the worker's log) on purpose:
         # DEBUG is off, where the settings ask for an explicit choice.
         env["EMAIL_BACKEND"] = CONSOLE_EMAIL_BACKEND
+    # Every process counts its metrics into files of one folder (core.metrics): a run
+    # starts from an empty one.
+    metrics = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or state / "metrics")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    metrics.mkdir(parents=True, exist_ok=True)
+    for stale in metrics.glob("*.db"):
+        stale.unlink()
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
 

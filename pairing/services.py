@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from compute.events import IslandPaired, send_to_user
 from compute.models import Island
+from core import metrics
 from core.counters import hit
 from pairing import codes, identities, limits
 from pairing.models import PairingAttempt, PairingCode
@@ -69,6 +70,7 @@ def audit(
         stored_ip: str | None = str(ip_address(ip))
     except ValueError:
         stored_ip = None
+    metrics.PAIRING_ATTEMPTS.labels(kind, outcome).inc()
     PairingAttempt.objects.create(
         kind=kind,
         user=user,

@@ -34,7 +34,7 @@ from compute.models import Island
 from core import tx
 from sail import registry, streams, subjects
 from sail.callout import run_callout
-from sail.client import credentials
+from sail.client import credentials, servers
 from sail.handlers.islands import pairing_reply, ping_reply
 from sail.pull import Puller
 from sail.registry import Incoming, Kind
@@ -213,6 +213,9 @@ class Bridge:
                 subjects.FIELD + subjects.host("*", "ping"),
             ):
                 await self.nc.subscribe(subject, queue=QUEUE_GROUP, cb=self._on_ping)
+            # nats-py may send flush's PING ahead of the SUBs before it: a second flush
+            # makes sure the server has them once ready is set (as the callout does).
+            await self.nc.flush()
             await self.nc.flush()
             consumers += [
                 asyncio.create_task(self._consume(streams.CONSUMERS[stream]))
@@ -240,7 +243,7 @@ class Bridge:
         while not self.stopping.is_set():
             try:
                 return await nats.connect(
-                    self.nats_url,
+                    servers(self.nats_url),
                     name="coordinator-bridge",
                     **credentials(),
                     max_reconnect_attempts=-1,

@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 from core import tx
 from pairing import identities
 from sail import keys, natsjwt, permissions, streams
-from sail.client import coordinator_keys, credentials
+from sail.client import coordinator_keys, credentials, log_error, servers
 
 logger = logging.getLogger(__name__)
 QUEUE_GROUP = "auth-callout"
@@ -99,10 +99,11 @@ async def run_callout(
     makes each admitted Island's jobs consumer first, so that it finds it. ``admit``: who
     a key is (pairing.identities.admit; the agent's tests play the coordinator's part)."""
     nc = await nats.connect(
-        nats_url,
+        servers(nats_url),
         name="coordinator-callout",
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
+        error_cb=log_error,
         **credentials("callout"),
     )
     replies = asyncio.Semaphore(16)

@@ -41,10 +41,25 @@ def coordinator_keys() -> CoordinatorKeys:
     return _keys(settings.SAIL_SECRET)
 
 
+def servers(url: str | None = None) -> list[str]:
+    """The server URLs of ``url`` (``settings.NATS_URL`` by default): one, or a cluster's,
+    comma-separated. nats-py tries them in turn and reconnects to a surviving one."""
+    found = [part.strip() for part in (url or settings.NATS_URL).split(",") if part.strip()]
+    if not found:
+        raise ImproperlyConfigured("NATS_URL names no server")
+    return found
+
+
 def credentials(role: str = "coordinator") -> dict[str, Any]:
     """nats-py's connect options for one of the coordinator's identities: ``coordinator``
     (every process), ``callout`` (the auth callout), ``system`` (disconnects Islands)."""
     return {"nkeys_seed_str": getattr(coordinator_keys(), role)}
+
+
+async def log_error(exc: Exception) -> None:
+    """nats-py's errors (a server of a cluster that is down, a slow consumer) as one
+    line each, instead of its default traceback on every reconnection attempt."""
+    logger.warning("NATS: %s", exc or type(exc).__name__)
 
 
 class SyncNats:
@@ -70,10 +85,11 @@ class SyncNats:
                 ).start()
             if self._nc is None or self._nc.is_closed:
                 connect = nats.connect(
-                    settings.NATS_URL,
+                    servers(),
                     name=f"coordinator-{self.role}-{os.getpid()}",
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
+                    error_cb=log_error,
                     **credentials(self.role),
                 )
                 self._nc = asyncio.run_coroutine_threadsafe(connect, self._loop).result(TIMEOUT)
@@ -139,7 +155,7 @@ class _LoopConnection:
         async with self.lock:
             if self.nc is None or self.nc.is_closed:
                 self.nc = await nats.connect(
-                    settings.NATS_URL,
+                    servers(),
                     name=f"coordinator-web-{os.getpid()}",
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,

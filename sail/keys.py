@@ -29,6 +29,12 @@ def derive_seed(secret: str, role: str, prefix: int = USER) -> str:
     return seed_of(hashlib.sha256(f"archipelago-sail:{role}:{secret}".encode()).digest(), prefix)
 
 
+def route_password(secret: str) -> str:
+    """The password of a cluster's routes (sail.server_config): lets a server join the
+    cluster, nothing else; derived so that a deployment keeps one secret."""
+    return hashlib.sha256(f"archipelago-sail:routes:{secret}".encode()).hexdigest()
+
+
 def new_seed(prefix: int = USER) -> str:
     """A fresh seed (nkeys has no generator of its own)."""
     return seed_of(os.urandom(32), prefix)

@@ -12,6 +12,11 @@ sail.server_config``, below). It holds public keys and a bcrypt hash only.
   hears only what the coordinator publishes under ``field.`` for field Islands.
 - Account ``SYS``: the coordinator's system user, which disconnects revoked Islands.
 
+A cluster (``Cluster``): every node gets this same configuration plus a ``cluster`` block
+with the routes to the others, its own ``server_name`` and a route user whose password
+derives from ``SAIL_SECRET`` (keys.route_password); the cluster port belongs on a private
+network. Streams keep ``SAIL_STREAM_REPLICAS`` copies (sail.streams).
+
 Nobody connects anonymously: a client that is none of the static users is handed to the
 auth callout (sail.callout), which admits a valid key signature or refuses.
 
@@ -32,6 +37,7 @@ from sail.permissions import FIELD_REPORTS, TO_ISLAND
 from sail.subjects import PAIRING, REGISTER
 
 APP, FIELD, SYS = "APP", "FIELD", "SYS"
+ROUTE_USER = "route"
 FIELD_PREFIX = "field"
 
 
@@ -46,6 +52,17 @@ class Server:
     name: str = "sail"
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """The routes of one node of a cluster: ``routes`` holds every node's ``host:port``
+    (its own too: a server skips a route to itself), ``password`` the route user's."""
+
+    port: int
+    routes: tuple[str, ...]
+    password: str
+    name: str = "sail"
+
+
 def field_password_hash(password: str) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=11)).decode()
 
@@ -56,6 +73,7 @@ def render(
     *,
     field_user: str = "island",
     field_password_hash: str = "",
+    cluster: Cluster | None = None,
 ) -> str:
     """The configuration text (JSON, which nats-server reads as its own syntax)."""
     config: dict[str, Any] = {
@@ -82,7 +100,21 @@ def render(
     }
     if server.http_port:
         config["http"] = f"{server.host}:{server.http_port}"
+    if cluster is not None:
+        config["cluster"] = _cluster(server.host, cluster)
     return json.dumps(config, indent=2) + "\n"
+
+
+def _cluster(host: str, cluster: Cluster) -> dict[str, Any]:
+    return {
+        "name": cluster.name,
+        "listen": f"{host}:{cluster.port}",
+        "authorization": {"user": ROUTE_USER, "password": cluster.password},
+        "routes": [f"nats-route://{ROUTE_USER}:{cluster.password}@{r}" for r in cluster.routes],
+        # Clients keep to the URLs they were given: the nodes' addresses inside a private
+        # network mean nothing to an Island outside it.
+        "no_advertise": True,
+    }
 
 
 def _static_users(coordinator: keys.CoordinatorKeys, field_user: str) -> list[str]:
@@ -159,24 +191,38 @@ def _field(user: str, password_hash: str) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """``python -m sail.server_config --out FILE``: the configuration for docker-compose's
-    nats service, from SAIL_SECRET and SAIL_FIELD_USER / SAIL_FIELD_PASSWORD."""
+    nats service, from SAIL_SECRET and SAIL_FIELD_USER / SAIL_FIELD_PASSWORD; with
+    ``--routes nats-1:6222,nats-2:6222,nats-3:6222 --node 2``, that of the cluster's
+    second node."""
     parser = argparse.ArgumentParser(prog="python -m sail.server_config")
     parser.add_argument("--out", required=True)
     parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - inside its container
     parser.add_argument("--port", type=int, default=4222)
     parser.add_argument("--http-port", type=int, default=8222)
     parser.add_argument("--store-dir", default="/data")
+    parser.add_argument("--routes", default="", help="every node's host:port, comma-separated")
+    parser.add_argument("--node", type=int, default=0, help="this node's place in --routes, from 1")
     options = parser.parse_args(argv)
     secret = os.environ.get("SAIL_SECRET", "")
     if not secret:
         print("SAIL_SECRET is not set (see .env.example)", file=sys.stderr)  # noqa: T201
         return 2
+    routes = tuple(route.strip() for route in options.routes.split(",") if route.strip())
+    if routes and not 1 <= options.node <= len(routes):
+        print(f"--node must be between 1 and {len(routes)}", file=sys.stderr)  # noqa: T201
+        return 2
+    name, cluster = "sail", None
+    if routes:
+        name = f"sail-{options.node}"
+        port = int(routes[options.node - 1].rsplit(":", 1)[1])
+        cluster = Cluster(port, routes, keys.route_password(secret))
     password = os.environ.get("SAIL_FIELD_PASSWORD", "")
     text = render(
-        Server(options.host, options.port, options.store_dir, options.http_port),
+        Server(options.host, options.port, options.store_dir, options.http_port, name),
         keys.CoordinatorKeys.from_secret(secret),
         field_user=os.environ.get("SAIL_FIELD_USER") or "island",
         field_password_hash=field_password_hash(password) if password else "",
+        cluster=cluster,
     )
     with open(options.out, "w", encoding="utf-8") as handle:
         handle.write(text)

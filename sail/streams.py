@@ -38,9 +38,10 @@ ISLANDS = StreamConfig(
     retention=RetentionPolicy.INTEREST,
     storage=StorageType.FILE,
     max_age=3600.0,
-    max_bytes=1024 * MB,
+    max_bytes=settings.SAIL_ISLANDS_MAX_MB * MB,
     max_msg_size=64 * 1024,
     discard=DiscardPolicy.OLD,
+    num_replicas=settings.SAIL_STREAM_REPLICAS,
     duplicate_window=10.0,
 )
 
@@ -55,8 +56,9 @@ JOB_EVENTS = StreamConfig(
     retention=RetentionPolicy.INTEREST,
     storage=StorageType.FILE,
     max_age=24 * 3600.0,
-    max_bytes=4096 * MB,
+    max_bytes=settings.SAIL_JOB_EVENTS_MAX_MB * MB,
     discard=DiscardPolicy.OLD,
+    num_replicas=settings.SAIL_STREAM_REPLICAS,
     duplicate_window=120.0,
 )
 
@@ -71,8 +73,9 @@ JOBS = StreamConfig(
     retention=RetentionPolicy.WORK_QUEUE,
     storage=StorageType.FILE,
     max_age=3600.0,
-    max_bytes=1024 * MB,
+    max_bytes=settings.SAIL_JOBS_MAX_MB * MB,
     discard=DiscardPolicy.OLD,
+    num_replicas=settings.SAIL_STREAM_REPLICAS,
     duplicate_window=120.0,
 )
 
@@ -90,6 +93,7 @@ JOB_UPDATES = StreamConfig(
     max_age=24 * 3600.0,
     max_bytes=settings.JOB_UPDATES_MAX_MB * MB,
     discard=DiscardPolicy.OLD,
+    num_replicas=settings.SAIL_STREAM_REPLICAS,
     duplicate_window=120.0,
 )
 
@@ -97,7 +101,10 @@ STREAMS = [ISLANDS, JOB_EVENTS, JOBS, JOB_UPDATES]
 # Streams that may be deleted and made anew when a setting the server cannot change in
 # place (storage) differs; the others hold what must not be lost.
 REPLACEABLE = {JOB_UPDATES_STREAM}
-COMPARED = ("subjects", "retention", "storage", "max_age", "max_bytes", "max_msg_size", "discard")
+COMPARED = (
+    "subjects", "retention", "storage", "max_age", "max_bytes", "max_msg_size", "discard",
+    "num_replicas",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from django.utils import timezone
 from compute.models import Island, Job
 from compute.selectors.islands import offline_cutoff
 from compute.services.publish import Assignment, Outbox, assignment_payload
+from core import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def undelivered(items: list[Assignment]) -> None:
     they stay with their Island, unacknowledged, and are offered again with the others
     (:func:`reoffer_unacknowledged`) once the Sail is back."""
     for item in items:
+        metrics.DISPATCH_FAILURES.inc()
         logger.warning("could not publish job %s to %s; it will be offered again",
                        item.job_id, item.island_id)  # fmt: skip
 

@@ -19,6 +19,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -41,7 +42,7 @@ from compute.services.publish import (
     publish_cancel,
     publish_job_events,
 )
-from core import tx
+from core import metrics, tx
 from core.prepared import Prepared
 from core.redis import redis_client
 from core.tx import AsyncTx, SyncTx, run_sync
@@ -110,7 +111,7 @@ async def place(
         outcome = await claim(db, job, candidate, asks=asks, outbox=outbox, locked=locked)
         locked = None
         if outcome != "busy":
-            return outcome
+            return _decided(db, outcome, job)
     need = need or placement.Need.for_job(job, asks=asks)
     reason = await waiting_reason(db, need)
     if job._state.adding:
@@ -121,12 +122,17 @@ async def place(
     else:
         if job.queue_reason != reason:
             await db.call(waiting.note_reason, [job.pk], reason)
-        return "queued"
+        return _decided(db, "queued", job)
     # This process's placement index may not know yet of an Island that came online a
     # moment ago: a pass, which refreshes the index first, looks again at once rather
     # than at the next beat (once per job: only a pending one gets here).
     db.on_commit(request_dispatch)
-    return "queued"
+    return _decided(db, "queued", job)
+
+
+def _decided(db: SyncTx | AsyncTx, outcome: str, job: Job) -> str:
+    db.on_commit(partial(metrics.dispatched, outcome, job.created_at))
+    return outcome
 
 
 # Run on every dispatch: built once (core.prepared). The count runs after the lock, in
@@ -328,10 +334,15 @@ def _pass(limit: int, *, renew: Callable[[], Any]) -> int:
 
 # --- dropped jobs, leases, time limits ----------------------------------------------
 def requeue_job(
-    *, job_id: uuid.UUID | str, island_id: uuid.UUID | str, reason: str, exclude: bool = True
+    *,
+    job_id: uuid.UUID | str,
+    island_id: uuid.UUID | str,
+    reason: str,
+    exclude: bool = True,
+    cancel: bool = True,
 ) -> bool:
     """Take a running job back from ``island_id`` and queue it for another Island (up to
-    ``JOB_MAX_ATTEMPTS`` Islands, then it fails)."""
+    ``JOB_MAX_ATTEMPTS`` Islands, then it fails); ``cancel`` tells the Island to stop it."""
     with transaction.atomic():
         job = (
             Job.objects.select_for_update(no_key=True)
@@ -374,7 +385,8 @@ def requeue_job(
         )
         key = f"{job.attempts}:s:requeued"
         publish_job_events(job.pk, [waiting.queued_event(job, key=key, cause=reason)])
-        transaction.on_commit(lambda: publish_cancel(island_id, job_id))
+        if cancel:
+            transaction.on_commit(lambda: publish_cancel(island_id, job_id))
         transaction.on_commit(request_dispatch)
     placement.index().note_load(str(island_id), 0)
     return True

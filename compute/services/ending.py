@@ -4,7 +4,7 @@ counters and karma, its last events, in the caller's transaction and exactly onc
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from django.db import transaction
@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from billing import settlement
 from compute import signals
-from compute.models import Island, Job
+from compute.models import Cargo, Island, Job
 from compute.services import karma
 from compute.services.lifecycle import (
     METERED,
@@ -24,6 +24,7 @@ from compute.services.lifecycle import (
     usage_of,
 )
 from compute.services.publish import client_event, publish_cancel, publish_job_events
+from core import metrics
 from core.prepared import Prepared
 from portal.keys import usage as key_usage
 
@@ -135,6 +136,17 @@ def _end(job: Job, event: str, *, error: str, usage: dict, result: dict | None =
     transaction.on_commit(
         lambda: job_finished.send_robust(sender=Job, job_id=job_id, status=status)
     )
+    transaction.on_commit(partial(_count_end, status, job.cargo_id), robust=True)
+
+
+def _count_end(status: str, cargo_id: int) -> None:
+    metrics.JOBS_ENDED.labels(status, cargo_slug(cargo_id)).inc()
+
+
+@lru_cache(maxsize=1024)
+def cargo_slug(cargo_id: int) -> str:
+    """A Cargo's slug, for labels (slugs do not change)."""
+    return Cargo.objects.filter(pk=cargo_id).values_list("slug", flat=True).first() or "?"
 
 
 def _count(value: Any) -> int | None:

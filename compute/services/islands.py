@@ -21,6 +21,7 @@ from compute.events import IslandStatus, send_to_user
 from compute.models import Island
 from compute.selectors.islands import OFFLINE, ONLINE, live_status, offline_cutoff
 from compute.services import dispatch
+from core import metrics
 from core.redis import redis_client
 from sail import subjects
 from sail.client import sail
@@ -97,6 +98,7 @@ def ingest_heartbeats(*, records: list[dict] | str) -> int:
     """
     with transaction.atomic():
         rows, unregistered = _store_batch(records)
+        transaction.on_commit(partial(_count_lag, [row[5] for row in rows]), robust=True)
         changes = _changes(rows)
         if changes:
             transaction.on_commit(partial(notify_owners, changes), robust=True)
@@ -117,6 +119,13 @@ def ask_to_register(host_ids: list[str]) -> None:
     for host_id in host_ids:
         if client.set(f"reregister:{host_id}", 1, nx=True, ex=REREGISTER_EVERY_SECONDS):
             sail.publish(subjects.host(str(host_id), "reregister"), {"host_id": str(host_id)})
+
+
+def _count_lag(stored: list[datetime | None]) -> None:
+    now = timezone.now()
+    for received_at in stored:
+        if received_at is not None:
+            metrics.HEARTBEAT_LAG.observe(max(0.0, (now - received_at).total_seconds()))
 
 
 def _came_online(rows: list[tuple]) -> bool:

@@ -26,7 +26,7 @@ from compute.services.lifecycle import (
     event_token,
 )
 from compute.services.publish import client_event, publish_job_events
-from core import tx
+from core import metrics, tx
 from core.errors import ApiError
 from core.prepared import Prepared
 from core.redis import redis_client
@@ -60,7 +60,7 @@ def cancel_job(*, user: User, job_id: uuid.UUID | str) -> Job:
 # Run for most Island messages: built once (core.prepared).
 _output_of = Prepared(
     lambda job, island: Job.objects.filter(pk=job, island_id=island, status=S.RUNNING).only(
-        "id", "output", "last_seq", "pending_chunks", "token_chunks", "attempts"
+        "id", "output", "last_seq", "pending_chunks", "token_chunks", "attempts", "created_at"
     ),
     lock=True,
     job=uuid.UUID,
@@ -170,6 +170,8 @@ def apply_output(*, host_id: str, chunks: list[dict]) -> int:
             if (job.last_seq, len(job.pending_chunks)) != before:
                 changed.append(job)
             appended_total += len(appended)
+            if before[0] == 0 and job.last_seq > 0:  # its first token
+                transaction.on_commit(partial(metrics.first_token, job.created_at), robust=True)
             if appended:
                 publish_job_events(
                     job.pk, [event_token(job.pk, job.attempts, s, t) for s, t in appended]

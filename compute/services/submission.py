@@ -5,6 +5,7 @@ machine it starts, core.tx the two connections it runs on)."""
 import uuid
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -13,14 +14,14 @@ from django.utils import timezone
 
 from billing import selectors as market
 from billing import services as ledger
-from billing.models import Balance
+from billing.models import Balance, LedgerEntry
 from compute.models import Cargo, Job
 from compute.selectors.cargos import submission as _to_submit
 from compute.services import cargos as cargo_service
 from compute.services import dispatch, placement, waiting
 from compute.services.lifecycle import ACTIVE, S, start_as
 from compute.services.publish import Outbox
-from core import tx
+from core import metrics, tx
 from core.errors import ApiError
 from core.prepared import Prepared
 from core.tx import SyncTx, run_sync
@@ -145,9 +146,15 @@ async def submit_job(
                 await dispatch.place(db, job, choices, asks=asks, outbox=outbox, need=need)
         # The key's usage after the hold: a job's end locks the balance, then the usage.
         usage = (key_usage.submitted(key.key_id, budget, now),) if key is not None else ()
+        db.on_commit(partial(_count_submission, cargo.slug, budget))
         await ledger.hold_with(db, tx.insert(job), user_id=user.pk, job_id=job.pk, amount=budget,
                                available=balance[0][0] if balance else None, after=usage)  # fmt: skip
     return job
+
+
+def _count_submission(cargo: str, budget: Decimal) -> None:
+    metrics.JOBS_SUBMITTED.labels(cargo).inc()
+    metrics.ledger_moved([(LedgerEntry.Kind.HOLD, budget)])
 
 
 # The Cargo of each slug and the budget of its last submission in this process.

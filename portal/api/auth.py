@@ -23,7 +23,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from core import tx
+from core import metrics, tx
 from core.counters import Usage, ahit, hit
 from core.prepared import Prepared
 from core.tx import SyncTx, run_sync
@@ -122,6 +122,7 @@ def enforce(usage: Usage, *, key_id: str | None = None) -> None:
         forget_key_id(key_id)
         raise exceptions.AuthenticationFailed("Invalid or revoked API key")
     if not usage.allowed:
+        metrics.RATE_LIMIT_REFUSALS.labels("key" if key_id else "address").inc()
         raise exceptions.Throttled(wait=usage.retry_after)
 
 

@@ -133,3 +133,12 @@ def test_an_agent_serves_onnx_cargos_by_default_only_when_its_extra_is_installed
 
     monkeypatch.setattr(onnx, "available", lambda: False)
     assert agent_config.parse({}, path=None).supported_runtimes == ["container", "llmcpp", "wasm"]
+
+
+def test_a_clusters_urls_are_split_and_each_password_hidden_in_messages():
+    from island_cli.agent.connection import redact, servers
+
+    url = "nats://island:pw@a:4222, nats://island:pw@b:4222"
+
+    assert servers(url) == ["nats://island:pw@a:4222", "nats://island:pw@b:4222"]
+    assert redact(url) == "nats://island:***@a:4222,nats://island:***@b:4222"

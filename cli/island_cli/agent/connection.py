@@ -45,8 +45,16 @@ def _pick_server(servers: list[Server], _info: dict[str, Any]) -> tuple[Server |
     return server, backoff_delay(server.reconnects)
 
 
+def servers(url: str) -> list[str]:
+    """The server URLs of ``url``: one, or a cluster's, comma-separated; the client
+    reconnects to whichever of them answers."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL (or URLs, comma-separated) without its password, for messages."""
+    if "," in url:
+        return ",".join(redact(part) for part in servers(url))
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -91,7 +99,7 @@ async def connect(
             # nats-py retries a first connection forever at a fixed interval; with one retry
             # allowed here, the loop below applies the protocol's backoff instead.
             await client.connect(
-                url,
+                servers(url),
                 name=name,
                 ping_interval=max(1, round(ping_interval)),
                 max_outstanding_pings=3,

@@ -54,7 +54,7 @@ class Identity:
 def load(nats_url: str, state_dir: Path) -> Identity:
     """The field user when the URL carries a password; else this Island's key, made on
     first start."""
-    if urlsplit(nats_url).password:
+    if urlsplit(nats_url.split(",")[0].strip()).password:
         return Identity(seed=None)
     path = state_dir / SEED_FILE
     try:

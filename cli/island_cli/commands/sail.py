@@ -58,7 +58,7 @@ async def connect(url: str, **options: Any) -> Client:
 
     try:
         return await nats.connect(
-            url,
+            [part.strip() for part in url.split(",") if part.strip()],  # one or a cluster's
             name="island-cli",
             connect_timeout=CONNECT_TIMEOUT,
             allow_reconnect=False,

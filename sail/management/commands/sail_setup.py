@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from sail import streams
-from sail.client import credentials
+from sail.client import credentials, servers
 
 # JetStream answers a moment after the server accepts connections.
 ATTEMPTS = 20
@@ -30,7 +30,7 @@ class Command(BaseCommand):
 
     async def setup(self) -> None:
         nc = await nats.connect(
-            settings.NATS_URL, name="coordinator-setup", allow_reconnect=False, **credentials()
+            servers(), name="coordinator-setup", allow_reconnect=False, **credentials()
         )
         try:
             for attempt in range(ATTEMPTS):
