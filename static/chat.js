@@ -73,29 +73,6 @@
     $(`[data-stat-${name}]`).textContent = value;
   }
 
-  // Each SSE event of the body: the text after "data: ".
-  async function* events(response) {
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const data = block
-          .split("\n")
-          .filter((line) => line.startsWith("data: "))
-          .map((line) => line.slice(6))
-          .join("\n");
-        if (data) yield data;
-      }
-    }
-  }
-
   async function ask(answer) {
     $("[data-chat-stats]").hidden = false;
     ["island", "ttft", "rate", "tokens"].forEach((name) => stat(name, "…"));
@@ -121,7 +98,7 @@
       const body = await response.json().catch(() => ({}));
       throw new Error((body.error && body.error.message) || `HTTP ${response.status}`);
     }
-    for await (const data of events(response)) {
+    for await (const data of window.sseEvents(response)) {
       if (data === "[DONE]") break;
       const chunk = JSON.parse(data);
       if (chunk.status) waitingNote(answer, chunk.status.state === "queued" ? chunk.status : null);

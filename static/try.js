@@ -127,23 +127,6 @@
     return data.data;
   }
 
-  async function* events(response) {
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const data = buffer.slice(0, end).split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-        buffer = buffer.slice(end + 2);
-        if (data) yield JSON.parse(data);
-      }
-    }
-  }
-
   function showLines(job, image) {
     const result = job.result || {};
     if (!Array.isArray(result.lines)) return;
@@ -181,7 +164,8 @@
     output.hidden = false;
     const response = await fetch(`/api/v1/jobs/${job.id}/stream`, { credentials: "same-origin" });
     if (!response.ok) throw new Error(`Cannot follow the job (HTTP ${response.status})`);
-    for await (const event of events(response)) {
+    for await (const data of window.sseEvents(response)) {
+      const event = JSON.parse(data);
       if (event.type === "status") {
         const why = event.state === "queued" && event.message ? `: waiting for an Island, ${event.message}` : "";
         statusLine.textContent = `Job ${job.id}: ${event.state}${why}`;
