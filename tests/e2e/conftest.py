@@ -73,13 +73,12 @@ def _env() -> dict[str, str]:
     return {name: str(value) for name, value in E2E_SETTINGS.items()} | {"LOG_LEVEL": "WARNING"}
 
 
-@pytest.fixture(scope="module")
-def _e2e_processes(django_db_setup, django_db_blocker) -> Iterator[Stack]:
-    """Web, worker and bridge of this module, with E2E_SETTINGS (module scope: a bridge
-    left running would compete for the durable consumers with other modules' bridges)."""
-    server = start_server(env=_env())
+@contextlib.contextmanager
+def coordinator(env: dict[str, str]) -> Iterator[Stack]:
+    """Web, worker and bridge with ``env``, stopped in turn however the block ends."""
+    server = start_server(env=env)
     try:
-        stack = start_workers(server, _env())
+        stack = start_workers(server, env)
     except BaseException:
         stop_server(server)
         raise
@@ -88,6 +87,14 @@ def _e2e_processes(django_db_setup, django_db_blocker) -> Iterator[Stack]:
     finally:
         stop_workers(stack)
         stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def _e2e_processes(django_db_setup, django_db_blocker) -> Iterator[Stack]:
+    """Web, worker and bridge of this module, with E2E_SETTINGS (module scope: a bridge
+    left running would compete for the durable consumers with other modules' bridges)."""
+    with coordinator(_env()) as stack:
+        yield stack
 
 
 @pytest.fixture

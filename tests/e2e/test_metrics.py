@@ -10,10 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from compute.models import Job
-from tests.conftest import start_server, stop_server
 from tests.e2e import conftest as e2e_conftest
 from tests.e2e.conftest import eventually, online, pair
-from tests.stack_fixtures import Stack, start_workers, stop_workers
+from tests.stack_fixtures import Stack
 
 TOKEN = "scrape-" + "y" * 40
 Samples = dict[tuple[str, frozenset], float]
@@ -22,18 +21,8 @@ Samples = dict[tuple[str, frozenset], float]
 @pytest.fixture(scope="module")
 def _e2e_processes(django_db_setup, django_db_blocker) -> Iterator[Stack]:
     """The e2e coordinator, with a METRICS_TOKEN."""
-    env = e2e_conftest._env() | {"METRICS_TOKEN": TOKEN}
-    server = start_server(env=env)
-    try:
-        stack = start_workers(server, env)
-    except BaseException:
-        stop_server(server)
-        raise
-    try:
+    with e2e_conftest.coordinator(e2e_conftest._env() | {"METRICS_TOKEN": TOKEN}) as stack:
         yield stack
-    finally:
-        stop_workers(stack)
-        stop_server(server)
 
 
 def scrape(e2e: Stack) -> Samples:
