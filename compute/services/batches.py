@@ -38,6 +38,7 @@ from compute.services.dispatch import request_dispatch
 from compute.services.ending import finish
 from compute.services.lifecycle import ACTIVE, S, event_token, transition, usage_of
 from compute.services.publish import client_event, publish_job_events
+from compute.services.submission import too_many_running
 from core.errors import ApiError
 from portal.models import User
 
@@ -111,13 +112,7 @@ def submit_batch(
 def _check_quota(user: User) -> None:
     active = Job.objects.filter(user=user, status__in=sorted(ACTIVE), parent__isnull=True).count()
     if active >= settings.JOB_CONCURRENT_LIMIT:
-        raise ApiError(
-            f"At most {settings.JOB_CONCURRENT_LIMIT} jobs may run at once per account",
-            code="concurrent_job_limit",
-            status_code=429,
-            limit=settings.JOB_CONCURRENT_LIMIT,
-            retry_after=1,
-        )
+        raise too_many_running()
 
 
 def _check_balance(user: User, needed: Decimal) -> None:

@@ -98,13 +98,7 @@ async def submit_job(
         cargo = found[0]
         cargo_service.validate_input(cargo=cargo, job_input=job_input)
         if counted and counted[0][0] >= settings.JOB_CONCURRENT_LIMIT:
-            raise ApiError(
-                f"At most {settings.JOB_CONCURRENT_LIMIT} jobs may run at once per account",
-                code="concurrent_job_limit",
-                status_code=429,
-                limit=settings.JOB_CONCURRENT_LIMIT,
-                retry_after=1,
-            )
+            raise too_many_running()
         if idempotency_key and (earlier := await db.call(_keyed_job, user, idempotency_key)):
             return earlier
         surge = (
@@ -150,6 +144,17 @@ async def submit_job(
         await ledger.hold_with(db, tx.insert(job), user_id=user.pk, job_id=job.pk, amount=budget,
                                available=balance[0][0] if balance else None, after=usage)  # fmt: skip
     return job
+
+
+def too_many_running() -> ApiError:
+    """The refusal of a job past the account's concurrent-job limit."""
+    return ApiError(
+        f"At most {settings.JOB_CONCURRENT_LIMIT} jobs may run at once per account",
+        code="concurrent_job_limit",
+        status_code=429,
+        limit=settings.JOB_CONCURRENT_LIMIT,
+        retry_after=1,
+    )
 
 
 def _count_submission(cargo: str, budget: Decimal) -> None:
