@@ -8,12 +8,14 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from billing import services
 from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, SavedBid
+from portal import audit
 from portal.models import User
 
 
@@ -89,8 +91,15 @@ class BalanceAdmin(ReadOnlyAdmin):
         grant_id: uuid.UUID,
     ) -> HttpResponse:
         key = f"admin-grant:{grant_id}"
-        repeated = LedgerEntry.objects.filter(idempotency_key=key).exists()
-        entry = services.grant(user=account, amount=amount, reason=reason, idempotency_key=key)
+        with transaction.atomic():
+            services.lock_balances(account.pk)  # of a double submit, the second sees the first
+            repeated = LedgerEntry.objects.filter(idempotency_key=key).exists()
+            entry = services.grant(user=account, amount=amount, reason=reason, idempotency_key=key)
+            if not repeated:
+                audit.record(
+                    account=account, action=audit.Action.CREDITS_GRANTED,
+                    actor=audit.Actor.of(request), amount=str(amount), reason=reason,
+                )  # fmt: skip
         if repeated:
             messages.warning(request, "This grant was already made; nothing changed.")
         else:

@@ -8,6 +8,7 @@ from portal.api import keys, views
 urlpatterns = [
     path("health", views.HealthView.as_view(), name="api-health"),
     path("account", billing_api.AccountView.as_view(), name="api-account"),
+    path("account/audit", views.AuditLogView.as_view(), name="api-account-audit"),
     path("api-keys", keys.ApiKeyListView.as_view(), name="api-keys"),
     path("api-keys/changes", keys.ApiKeyChangesView.as_view(), name="api-key-changes"),
     path("api-keys/<uuid:key_id>", keys.ApiKeyDetailView.as_view(), name="api-key"),

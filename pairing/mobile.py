@@ -22,9 +22,11 @@ from pairing.services import (
     attempt,
     audit,
     check_limits,
+    log_pairing,
     paired_event,
     refuse,
 )
+from portal import audit as audit_log
 from portal.models import User
 from sail import keys
 
@@ -159,4 +161,6 @@ def _claim(
     session.save(update_fields=["claimed_at", "island"])
     event = paired_event(island, session_id=str(session.pk))
     after_commit(lambda: send_to_user(session.user_id, event))
+    # The phone acts for the account that opened the session.
+    log_pairing(island, account=session.user, actor=audit_log.Actor(user=session.user, ip=ip))
     return island, token, session

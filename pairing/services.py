@@ -26,7 +26,8 @@ from core import metrics
 from core.counters import hit
 from pairing import codes, identities, limits
 from pairing.models import PairingAttempt, PairingCode
-from portal.models import User
+from portal import audit as audit_log
+from portal.models import AuditEntry, User
 from sail import subjects
 from sail.client import sail
 
@@ -334,6 +335,7 @@ def _bind(*, code: str, user: User, ip: str) -> Island:
     payload = {"host_id": str(island.pk), "account_id": str(user.pk), "paired_at": now.isoformat()}
     _tell_island(island, "paired", payload)
     after_commit(lambda: send_to_user(user.pk, paired_event(island)))
+    log_pairing(island, account=user, actor=audit_log.Actor(user=user, ip=ip))
     return island
 
 
@@ -362,15 +364,42 @@ def paired_event(island: Island, session_id: str | None = None) -> IslandPaired:
 # --- The owner's Islands.
 
 
-def rename_island(*, island: Island, name: str) -> Island:
-    island.name = name.strip()
+def log_pairing(island: Island, *, account: User, actor: audit_log.Actor) -> None:
+    """The owner's audit log: the Island paired and, with a key, the Sail credentials its
+    key is admitted with from now on (pairing.identities)."""
+    Action = audit_log.Action
+    _log(island, account, actor, Action.ISLAND_PAIRED, Action.CREDENTIALS_ISSUED)
+
+
+def _log(island: Island, account: User, actor: audit_log.Actor | None, *actions: str) -> None:
+    """The first action, and the second (the key's credentials) for an Island with a key;
+    in one statement (few between a pairing request and its commit)."""
+    details = {"island_id": str(island.pk), "name": island.name}
+    rows = [audit_log.entry(account=account, action=actions[0], actor=actor, **details)]
+    if island.nkey:
+        details["nkey"] = island.nkey  # the public key: the Island's name on the Sail
+        rows.append(audit_log.entry(account=account, action=actions[1], actor=actor, **details))
+    AuditEntry.objects.bulk_create(rows)
+
+
+@transaction.atomic
+def rename_island(*, island: Island, name: str, actor: audit_log.Actor | None = None) -> Island:
+    before, island.name = island.name, name.strip()
     island.save(update_fields=["name"])
+    if island.owner is not None:
+        audit_log.record(
+            account=island.owner, action=audit_log.Action.ISLAND_RENAMED, actor=actor,
+            island_id=str(island.pk), before=before, after=island.name,
+        )  # fmt: skip
     return island
 
 
 @transaction.atomic
-def unpair_island(*, island: Island) -> None:
+def unpair_island(*, island: Island, actor: audit_log.Actor | None = None) -> None:
     """Unbind from its owner; its mobile token stops working; it may be paired again."""
+    if island.owner is not None:
+        Action = audit_log.Action
+        _log(island, island.owner, actor, Action.ISLAND_UNPAIRED, Action.CREDENTIALS_REVOKED)
     now = timezone.now()
     island.owner = None
     island.paired_at = None

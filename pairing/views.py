@@ -19,6 +19,7 @@ from compute.models import Island
 from pairing import mobile, selectors, services
 from pairing.codes import normalize
 from pairing.forms import PairCodeForm, RenameIslandForm
+from portal import audit
 from portal.api.auth import client_ip as _client_ip
 from portal.models import User
 
@@ -136,13 +137,14 @@ def island_rename(request: AuthedRequest, island_id: UUID) -> HttpResponse:
     if not form.is_valid():
         context = {"card": selectors.island_card(island), "rename_form": form}
         return render(request, "pairing/_island_card.html", context, status=400)
-    services.rename_island(island=island, name=form.cleaned_data["name"])
+    actor = audit.Actor.of(request)
+    services.rename_island(island=island, name=form.cleaned_data["name"], actor=actor)
     return render(request, "pairing/_island_card.html", {"card": selectors.island_card(island)})
 
 
 @login_required
 @require_POST
 def island_unpair(request: AuthedRequest, island_id: UUID) -> HttpResponse:
-    services.unpair_island(island=_owned(request, island_id))
+    services.unpair_island(island=_owned(request, island_id), actor=audit.Actor.of(request))
     cards = selectors.island_cards(user=request.user)
     return render(request, "pairing/your_islands.html", {"cards": cards})

@@ -114,6 +114,56 @@ class ApiKeyChange(models.Model):
         indexes = [models.Index(fields=["key", "-at"], name="key_change_key_at")]
 
 
+class AuditEntry(models.Model):
+    """One security-relevant action on an account (portal.audit): who did it, from where,
+    and a few details that are never a secret. Key edits keep their field-by-field trail
+    in ApiKeyChange; this log holds one line for each of them, beside every other action."""
+
+    class Action(models.TextChoices):
+        # Labels where the name's own (``Signed In``) would not do.
+        SIGNED_IN = "signed_in"
+        SIGN_IN_FAILED = "sign_in_failed"
+        SIGNED_OUT = "signed_out"
+        KEY_CREATED = "key_created", "API key created"
+        KEY_UPDATED = "key_updated", "API key edited"
+        KEY_REVOKED = "key_revoked", "API key revoked"
+        ISLAND_PAIRED = "island_paired"
+        ISLAND_RENAMED = "island_renamed"
+        ISLAND_UNPAIRED = "island_unpaired"
+        CREDENTIALS_ISSUED = "credentials_issued", "Sail credentials issued"
+        CREDENTIALS_REVOKED = "credentials_revoked", "Sail credentials revoked"
+        CREDITS_GRANTED = "credits_granted"
+        PERMISSIONS_CHANGED = "permissions_changed", "Account flags changed"
+
+    class Actor(models.TextChoices):
+        USER = "user", "The account holder"
+        STAFF = "staff", "Staff"
+        KEY = "key", "An API key"
+        SYSTEM = "system", "The coordinator"
+        ANONYMOUS = "anonymous", "Someone not signed in"
+
+    account = models.ForeignKey(User, on_delete=models.CASCADE, related_name="audit_entries")
+    at = models.DateTimeField(default=timezone.now)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    actor = models.CharField(max_length=16, choices=Actor.choices)
+    by_user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    by_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["account", "-at"], name="audit_account_at")]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} ({self.at:%Y-%m-%d %H:%M})"
+
+
 class MagicLink(models.Model):
     """A single-use sign-in link; only the token's hash is stored."""
 

@@ -8,10 +8,11 @@ import hashlib
 
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DatabaseStore
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from portal import signals
+from portal import audit, signals
 from portal.models import Session, User
 
 
@@ -77,12 +78,14 @@ def others(*, user: User, keep: str | None) -> QuerySet[Session]:
     return rows.exclude(session_key=stored_key(keep)) if keep else rows
 
 
-def end_other_sessions(*, user: User, keep: str | None) -> int:
+@transaction.atomic
+def end_other_sessions(*, user: User, keep: str | None, actor: audit.Actor | None = None) -> int:
     """End every session of ``user`` but the one whose key is ``keep``; their open
     websockets close too. Returns how many ended."""
     rows = Session.objects.filter(user=user)
     ended = (rows.exclude(session_key=stored_key(keep)) if keep else rows).delete()[0]
-    tell_sockets(user.pk)
+    audit.record(account=user, action=audit.Action.SIGNED_OUT, actor=actor, elsewhere=ended)
+    transaction.on_commit(lambda: tell_sockets(user.pk))
     return ended
 
 

@@ -19,7 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from portal import attempts, services, sessions, tasks
+from portal import attempts, audit, services, sessions, tasks
 from portal.forms import EmailForm, LoginForm, ProfileForm, SignUpForm
 from portal.keys.page import keys_context
 from portal.models import User
@@ -199,6 +199,9 @@ def _optional_url(name: str) -> str | None:
         return None
 
 
+SHOWN_AUDIT_ENTRIES = 50  # the whole log: GET /api/v1/account/audit
+
+
 def settings_context(request: PortalRequest, **overrides) -> dict:
     user = request.user
     context = {
@@ -206,6 +209,7 @@ def settings_context(request: PortalRequest, **overrides) -> dict:
         "credit_history_url": _optional_url("credit-history"),
         **keys_context(user),
         "other_sessions": sessions.others(user=user, keep=request.session.session_key).count(),
+        "audit_entries": audit.entries_of(user)[:SHOWN_AUDIT_ENTRIES],
     }
     context.update(overrides)
     return context
@@ -243,6 +247,8 @@ def profile_update(request: PortalRequest) -> HttpResponse:
 @require_POST
 def sign_out_everywhere(request: PortalRequest) -> HttpResponse:
     """End every other session of the account (this browser stays signed in)."""
-    ended = sessions.end_other_sessions(user=request.user, keep=request.session.session_key)
+    ended = sessions.end_other_sessions(
+        user=request.user, keep=request.session.session_key, actor=audit.Actor.of(request)
+    )
     messages.success(request, f"Signed out everywhere else ({ended} session{'s' * (ended != 1)}).")
     return redirect(reverse("settings") + "#sessions")

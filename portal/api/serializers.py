@@ -2,6 +2,8 @@
 
 from rest_framework import serializers
 
+from portal.models import AuditEntry
+
 
 class AccountSerializer(serializers.Serializer):
     id = serializers.UUIDField()
@@ -35,3 +37,20 @@ class HealthResponse(serializers.Serializer):
         required=False,
         help_text="With status degraded: the backing services that are away (redis)",
     )
+
+
+class AuditEntrySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    action = serializers.ChoiceField(choices=AuditEntry.Action.choices)
+    actor = serializers.ChoiceField(
+        choices=AuditEntry.Actor.choices,
+        help_text="Who acted: you, staff, one of your API keys, the coordinator, or someone "
+        "not signed in (a failed sign-in)",
+    )
+    by_key_id = serializers.UUIDField(allow_null=True, help_text="The API key that acted")
+    ip = serializers.CharField(allow_null=True, help_text="The address it came from, if known")
+    details = serializers.DictField(help_text="What the action was about (never a secret)")
+
+
+AuditResponse = envelope("AuditLogResponse", AuditEntrySerializer(many=True), meta=PageMeta())

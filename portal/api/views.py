@@ -12,8 +12,9 @@ from rest_framework.views import APIView
 
 from core.counters import redis_available
 from core.errors import ApiError
+from portal import audit
 from portal.api import serializers as s
-from portal.api.base import PublicView
+from portal.api.base import PageSerializer, PublicView, SignedRequest, paginate
 
 
 class HealthView(PublicView):
@@ -24,6 +25,22 @@ class HealthView(PublicView):
         # Still serving, with per-process rate limits (core.counters).
         body = {"status": "degraded", "version": settings.VERSION, "degraded": ["redis"]}
         return Response(body)
+
+
+class AuditLogView(APIView):
+    """The account's own audit log; with a key, the ``keys`` scope (as its keys' trail:
+    both tell where the account is used from)."""
+
+    key_scope = "keys"
+
+    @extend_schema(
+        summary="Your account's audit log (sign-ins, keys, Islands, grants), newest first",
+        parameters=[PageSerializer],
+        responses=s.AuditResponse,
+    )
+    def get(self, request: SignedRequest) -> Response:
+        entries = audit.entries_of(request.user)
+        return Response(paginate(request, entries, lambda e: s.AuditEntrySerializer(e).data))
 
 
 @extend_schema(exclude=True)

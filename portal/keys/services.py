@@ -1,5 +1,6 @@
 """Minting, editing and revoking keys, within the limits of whoever does it, and the
-audit trail of every change (portal.models.ApiKeyChange).
+audit trail of every change (portal.models.ApiKeyChange, and a line of the account's
+audit log: portal.audit).
 
 A key acting on keys (it needs the ``keys`` scope: portal.api.keys) can only make or
 leave a key within its own limits: scopes among its own, each of its caps, its expiry,
@@ -7,8 +8,6 @@ Cargos and addresses at least as tight. So a leaked key cannot mint a stronger o
 keep itself alive past its expiry, nor loosen (or revoke) a stronger key. The portal's
 session has no such bound: it is the account holder."""
 
-import hashlib
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from ipaddress import ip_network
@@ -17,33 +16,13 @@ from typing import Any
 from django.db import transaction
 
 from core.errors import ApiError
-from portal import services
+from portal import audit, services
+from portal.audit import Actor
 from portal.keycache import forget_key
 from portal.models import ApiKey, ApiKeyChange, User
 
 CAPS = ("spend_cap_day", "spend_cap_month", "spend_cap_total", "jobs_per_minute")
 EDITABLE = ("name", "scopes", "expires_at", *CAPS, "allowed_cargos", "allowed_ips")
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who changes a key: the account, and the key or the session it acts through."""
-
-    user: User
-    key_id: str | None = None
-    session: str = ""  # a hash of the session's key, never the key itself
-    ip: str | None = None
-
-    @classmethod
-    def of(cls, request: Any) -> "Actor":
-        key_id = getattr(getattr(request, "auth", None), "key_id", None)  # a page has no auth
-        session_key = "" if key_id else (getattr(request.session, "session_key", "") or "")
-        session = hashlib.sha256(session_key.encode()).hexdigest()[:16] if session_key else ""
-        ip = request.META.get("REMOTE_ADDR") or None
-        return cls(user=request.user, key_id=key_id, session=session, ip=ip)
-
-    def acting_key(self) -> ApiKey | None:
-        return ApiKey.objects.filter(pk=self.key_id).first() if self.key_id else None
 
 
 def exceeding(own: ApiKey, state: dict) -> list[str]:
@@ -101,16 +80,37 @@ def _json(value: Any) -> Any:
     return value
 
 
+ACTIONS = {
+    "created": audit.Action.KEY_CREATED,
+    "updated": audit.Action.KEY_UPDATED,
+    "revoked": audit.Action.KEY_REVOKED,
+}
+
+
 def _record(actor: Actor, key: ApiKey, action: str, changes: dict) -> None:
     ApiKeyChange.objects.create(
         key=key,
-        user=actor.user,
+        user=_person(actor),
         action=action,
         changes={name: [_json(before), _json(after)] for name, (before, after) in changes.items()},
         by_key_id=actor.key_id,
         by_session=actor.session,
         ip=actor.ip,
     )
+    audit.record(
+        account=key.user,
+        action=ACTIONS[action],
+        actor=actor,
+        key_id=str(key.pk),
+        key=f"{key.name} ({key.prefix})",
+        fields=sorted(changes),
+    )
+
+
+def _person(actor: Actor) -> User:
+    if actor.user is None:
+        raise ValueError("keys are changed by a signed-in account")
+    return actor.user
 
 
 @transaction.atomic
@@ -121,7 +121,7 @@ def create_key(*, actor: Actor, name: str, scopes: list[str], **limits: Any) -> 
     state.update(allowed_cargos=[], allowed_ips=[], name=name, scopes=sorted(scopes))
     state.update(limits)
     _check_within(actor, state, doing="create")
-    key, raw = services.create_api_key(user=actor.user, name=name, scopes=scopes, **limits)
+    key, raw = services.create_api_key(user=_person(actor), name=name, scopes=scopes, **limits)
     _record(actor, key, "created", {n: (None, v) for n, v in state_of(key).items() if v})
     return key, raw
 

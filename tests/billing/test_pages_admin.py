@@ -167,3 +167,18 @@ def test_market_models_are_read_only_lists(admin, user):
         assert page.status_code == 200, model
         assert "llm-chat" in page.content.decode(), model
         assert admin.get(f"/admin/billing/{model}/add/").status_code == 403, model
+
+
+def test_a_grant_is_in_the_accounts_audit_log_once(admin, user):
+    from portal.models import AuditEntry
+
+    form = grant_form(admin) | {"account": user.email, "amount": "5", "reason": "Thanks"}
+
+    admin.post(GRANT_URL, form)
+    admin.post(GRANT_URL, form)
+
+    entry = AuditEntry.objects.get(account=user)
+    assert (entry.action, entry.actor, entry.by_user.email) == (
+        "credits_granted", "staff", "boss@example.com"
+    )  # fmt: skip
+    assert entry.details == {"amount": "5", "reason": "Thanks"}

@@ -23,7 +23,8 @@ def test_confirming_locks_the_code_and_its_island_with_the_lookup(island, code, 
         services.confirm_pairing(code=code, user=user, ip="10.0.0.1")
     sqls = statements(queries.captured_queries)
     verbs = [sql.split(" ", 1)[0] for sql in sqls]
-    assert verbs == ["SELECT", "UPDATE", "UPDATE", "INSERT"]  # lookup, Island, codes, audit
+    # lookup, Island, codes, the account's audit log, the attempt's audit
+    assert verbs == ["SELECT", "UPDATE", "UPDATE", "INSERT", "INSERT"]
     assert sqls[0].endswith("FOR NO KEY UPDATE")
     assert '"compute_island"' in sqls[0]
 
@@ -54,6 +55,7 @@ def test_claiming_locks_only_the_session_with_the_lookup(user):
         )  # fmt: skip
     sqls = statements(queries.captured_queries)
     verbs = [sql.split(" ", 1)[0] for sql in sqls]
-    assert verbs == ["SELECT", "INSERT", "UPDATE", "INSERT"]  # lookup, Island, session, audit
+    # lookup, Island, session, the account's audit log, the attempt's audit
+    assert verbs == ["SELECT", "INSERT", "UPDATE", "INSERT", "INSERT"]
     assert sqls[0].endswith('FOR NO KEY UPDATE OF "pairing_mobilepairingsession"')
     assert (claimed.pk, island.owner) == (session.pk, user)

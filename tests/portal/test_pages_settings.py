@@ -52,8 +52,9 @@ def test_settings_page_runs_a_fixed_number_of_queries(
     for n in range(5):
         create_api_key(user=user, name=f"key {n}")
 
-    # 7 with the Sessions section's count of the other sessions; none per key.
-    with django_assert_max_num_queries(7):
+    # 8 with the Sessions section's count of the other sessions and the audit log's
+    # entries; none per key.
+    with django_assert_max_num_queries(8):
         signed_in.get(reverse("settings"))
 
 
