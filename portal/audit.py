@@ -9,7 +9,7 @@ portal.apps), whichever page signed in. Details hold no secret: a key's prefix a
 Island's public key, never a key, a token or a password."""
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import ip_address
 from typing import Any
 
@@ -95,7 +95,8 @@ def _page(request: HttpRequest | None) -> str:
 
 
 def signed_in(sender: Any, request: HttpRequest | None, user: User, **kwargs: Any) -> None:
-    actor = Actor.of(request) if request is not None else Actor(user=user)
+    # The one who signs in acts, whether or not the request carries them yet.
+    actor = replace(Actor.of(request), user=user) if request is not None else Actor(user=user)
     record(account=user, action=Action.SIGNED_IN, actor=actor, page=_page(request))
 
 

@@ -245,3 +245,16 @@ def test_the_admin_lists_and_filters_the_log_read_only(staff, user, other_user, 
     assert by_account.content.decode().count('class="field-action"') == 1
     assert "grace@example.com" in by_account.content.decode()
     assert added.status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_magic_link_sign_in_is_logged_as_the_account_holder(client, user, mailoutbox):
+    token = services.create_magic_link(email=user.email)[1]
+
+    client.post(reverse("magic_link_confirm", args=[token]))
+
+    entry = AuditEntry.objects.get(account=user)
+    assert (entry.action, entry.actor, entry.details) == (
+        A.SIGNED_IN, "user", {"page": "magic_link_confirm"}
+    )  # fmt: skip
+    assert token not in str(entry.details)
