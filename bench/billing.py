@@ -6,7 +6,7 @@ Jobs per second through submit -> complete, in-process on a dedicated database (
 ``archipelago_bench_billing``, created and migrated when missing): each job goes through
 :func:`compute.services.submission.create_job` (budget resolution, the hold, the job row,
 dispatch on commit: placement and the row-locked assignment) and then through the
-Island message handlers of :mod:`sail.job_events` (``started``, then ``succeeded``:
+Island message handlers of :mod:`compute.job_events` (``started``, then ``succeeded``:
 settlement, Island counters and karma). Two modes, alternated round by round in the same
 run so that both see the same machine load and table sizes:
 
@@ -159,7 +159,7 @@ class LedgerOff:
 
 def one_job(user) -> None:
     from compute.services import submission
-    from sail import job_events as handlers
+    from compute import job_events as handlers
 
     job = submission.create_job(user=user, workload=SLUG, job_input={"prompt": "Hi"})
     job.refresh_from_db(fields=["island_id", "status"])

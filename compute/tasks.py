@@ -1,6 +1,6 @@
 """Celery tasks of compute: the dispatch pass and the sweep of leases and time limits, the
 Islands' upkeep (all three scheduled in settings.CELERY_BEAT_SCHEDULE), and the ingestion
-of what Islands report (records collected by the bridge: sail.handlers, sail.job_events).
+of what Islands report (records collected by the bridge: compute.handlers, compute.job_events).
 
 Ingestion tasks ack the JetStream messages only after their records are committed. They
 keep the names they had before they moved here (``compute.job_tasks.*``,
@@ -103,7 +103,7 @@ def ingest_job_leases(records: list[dict], acks: list[str]) -> int:
 @shared_task(name="compute.job_tasks.ingest_job_events", bind=True, **RETRY)
 def ingest_job_events(self, parts: list[tuple[str, Any, list[str]]]) -> int:
     """A batch holding several kinds of job events, ``(kind, records, acks)`` in the
-    order to apply them (sail.handlers.jobs): output first, so that a ``succeeded`` of
+    order to apply them (compute.handlers): output first, so that a ``succeeded`` of
     the same batch finds it stored. Each part acks its messages once applied."""
     done = 0
     for kind, records, acks in parts:

@@ -170,9 +170,8 @@ def test_no_module_of_the_project_imports_itself_through_others():
     assert cycles(import_graph()) == []
 
 
-# Left to undo: the job path's money (compute <-> billing) and the bridge's handlers,
-# which live in sail and call the apps that publish through sail.
-KNOWN_PAIRS = {("billing", "compute"), ("compute", "sail"), ("pairing", "sail")}
+# Left to undo: the job path's money (compute <-> billing).
+KNOWN_PAIRS = {("billing", "compute")}
 
 
 def test_no_two_packages_import_each_other():

@@ -24,7 +24,7 @@ from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, Save
 from compute.models import Island, Job
 from compute.services import dispatch, jobs, placement, submission, sweep
 from core.errors import ApiError
-from sail import job_events as handlers
+from compute import job_events as handlers
 from tests.compute import jobs_support
 from tests.compute.jobs_support import island
 from tests.factories import UserFactory

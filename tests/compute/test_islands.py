@@ -12,7 +12,7 @@ from compute.models import Island, KarmaEvent
 from compute.selectors.islands import network_islands
 from compute.services import islands, karma
 from compute.tasks import sweep_liveness
-from sail.handlers.islands import as_json, parse_heartbeat, parse_register
+from compute.handlers import as_json, parse_heartbeat, parse_register
 from tests.factories import IslandFactory
 from tests.sail import messages
 
