@@ -139,9 +139,10 @@ class LedgerOff:
     def __enter__(self) -> "LedgerOff":
         from billing import services as ledger
         from billing import settlement
+        from compute.services import settlement as job_settlement
 
-        self.saved = [(ledger, "hold", ledger.hold), (settlement, "settle_job", settlement.settle_job),
-                      (settlement, "release", settlement.release)]  # fmt: skip
+        self.saved = [(ledger, "hold", ledger.hold), (settlement, "release", settlement.release),
+                      (job_settlement, "settle_job", job_settlement.settle_job)]  # fmt: skip
 
         def settle_job(job, **kwargs):  # what the job is charged is still reported
             price = job.price if job.price is not None else job.budget
@@ -149,7 +150,7 @@ class LedgerOff:
 
         ledger.hold = lambda **kwargs: None
         settlement.release = lambda **kwargs: None
-        settlement.settle_job = settle_job
+        job_settlement.settle_job = settle_job
         return self
 
     def __exit__(self, *exc) -> None:
@@ -158,8 +159,8 @@ class LedgerOff:
 
 
 def one_job(user) -> None:
-    from compute.services import submission
     from compute import job_events as handlers
+    from compute.services import submission
 
     job = submission.create_job(user=user, workload=SLUG, job_input={"prompt": "Hi"})
     job.refresh_from_db(fields=["island_id", "status"])

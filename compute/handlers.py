@@ -12,8 +12,8 @@ import orjson
 
 from compute import job_events, tasks
 from compute.models import Island
-from sail import registry, subjects
-from sail.registry import Incoming, register, service, together
+from sail import subjects
+from sail.registry import Incoming, answers, register, service, together
 from sail.schemas import Heartbeat, Invalid, Register, decode, host_uuid, to_builtins
 
 MAX_PRICE = Decimal(1_000_000)
@@ -119,7 +119,7 @@ together(
 service(job_events.run_relay)
 
 
-@registry.answers("keyed_islands")
+@answers("keyed_islands")
 def keyed_islands(host_ids: set[str]) -> set[str]:
     """Which of ``host_ids`` have a key of their own (only that key may speak for them)."""
     rows = Island.objects.filter(pk__in=host_ids, nkey__isnull=False).values_list("pk", flat=True)

@@ -6,14 +6,14 @@ import logging
 from typing import Any
 
 from pairing import callout, services
-from sail import registry
+from sail.registry import answers
 from sail.schemas import Invalid, PairingRequest, decode, host_uuid, to_builtins
 
 logger = logging.getLogger(__name__)
-registry.answers("callout")(callout.run_callout)
+answers("callout")(callout.run_callout)
 
 
-@registry.answers("pairing")
+@answers("pairing")
 def pairing_reply(data: bytes, key: str | None = None) -> dict[str, Any]:
     """The reply body of a pairing request (blocking: call it off the loop); ``key``: the
     requester's public key (``coordinator.hosts.pairing.{key}``), None for the field

@@ -14,9 +14,9 @@ import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from pairing.callout import run_callout
 from pairing.identities import UNPAIRED_CREDENTIAL_SECONDS, Grant, cut_off
 from sail import keys, permissions, streams, subjects
-from pairing.callout import run_callout
 
 WAIT = 10.0
 ACCOUNT_ID = "42"

@@ -11,9 +11,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from compute import job_events as handlers
 from compute.models import Job
 from compute.services import jobs, lifecycle
-from compute import job_events as handlers
 from sail.client import credentials
 from sail.registry import Incoming
 from sail.schemas import Invalid
