@@ -6,7 +6,7 @@ Jobs per second through submit -> complete, in-process on a dedicated database (
 ``archipelago_bench_billing``, created and migrated when missing): each job goes through
 :func:`compute.services.submission.create_job` (budget resolution, the hold, the job row,
 dispatch on commit: placement and the row-locked assignment) and then through the
-Island message handlers of :mod:`sail.job_events` (``started``, then ``succeeded``:
+Island message handlers of :mod:`compute.job_events` (``started``, then ``succeeded``:
 settlement, Island counters and karma). Two modes, alternated round by round in the same
 run so that both see the same machine load and table sizes:
 
@@ -139,9 +139,10 @@ class LedgerOff:
     def __enter__(self) -> "LedgerOff":
         from billing import services as ledger
         from billing import settlement
+        from compute.services import settlement as job_settlement
 
-        self.saved = [(ledger, "hold", ledger.hold), (settlement, "settle_job", settlement.settle_job),
-                      (settlement, "release", settlement.release)]  # fmt: skip
+        self.saved = [(ledger, "hold", ledger.hold), (settlement, "release", settlement.release),
+                      (job_settlement, "settle_job", job_settlement.settle_job)]  # fmt: skip
 
         def settle_job(job, **kwargs):  # what the job is charged is still reported
             price = job.price if job.price is not None else job.budget
@@ -149,7 +150,7 @@ class LedgerOff:
 
         ledger.hold = lambda **kwargs: None
         settlement.release = lambda **kwargs: None
-        settlement.settle_job = settle_job
+        job_settlement.settle_job = settle_job
         return self
 
     def __exit__(self, *exc) -> None:
@@ -158,8 +159,8 @@ class LedgerOff:
 
 
 def one_job(user) -> None:
+    from compute import job_events as handlers
     from compute.services import submission
-    from sail import job_events as handlers
 
     job = submission.create_job(user=user, workload=SLUG, job_input={"prompt": "Hi"})
     job.refresh_from_db(fields=["island_id", "status"])

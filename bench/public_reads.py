@@ -28,8 +28,7 @@ def seed(cargo_count: int, days: int, job_count: int) -> tuple[str, str]:
     """The Cargos, their snapshots and the jobs; the first Cargo's slug and an Island."""
     from django.utils import timezone
 
-    from billing.models import RateSnapshot
-    from compute.models import Cargo, Island, Job
+    from compute.models import Cargo, Island, Job, RateSnapshot
 
     cargos = [
         Cargo.objects.update_or_create(
@@ -63,7 +62,7 @@ def forget() -> None:
     from django.core.cache import cache
     from django.core.cache.utils import make_template_fragment_key
 
-    from billing.selectors import newest_snapshot_id
+    from compute.selectors.market import newest_snapshot_id
 
     cache.delete_many(["network:stats", "market:demand"])
     for window in ("1h", "24h", "7d", "30d"):
@@ -121,8 +120,7 @@ def measure(paths: list[str], repeat: int) -> dict:
 
 
 def clean_up() -> None:
-    from billing.models import RateSnapshot
-    from compute.models import Cargo, Island, Job
+    from compute.models import Cargo, Island, Job, RateSnapshot
 
     cargos = Cargo.objects.filter(slug__startswith="public-")
     Job.objects.filter(cargo__in=cargos).delete()

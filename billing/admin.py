@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from billing import services
-from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, SavedBid
+from billing.models import Balance, LedgerEntry
 from portal import audit
 from portal.models import User
 
@@ -127,29 +127,5 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     list_filter = ["kind"]
     list_select_related = ["user"]
     search_fields = ["user__email", "reason", "idempotency_key"]
-    date_hierarchy = "created_at"
-    show_full_result_count = False
-
-
-@admin.register(AskingPrice)
-class AskingPriceAdmin(ReadOnlyAdmin):
-    list_display = ["island", "cargo", "price", "updated_at"]
-    list_select_related = ["island", "cargo"]
-    search_fields = ["island__name", "cargo__slug"]
-
-
-@admin.register(SavedBid)
-class SavedBidAdmin(ReadOnlyAdmin):
-    list_display = ["user", "cargo", "bid", "updated_at"]
-    list_select_related = ["user", "cargo"]
-    search_fields = ["user__email", "cargo__slug"]
-
-
-@admin.register(RateSnapshot)
-class RateSnapshotAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "cargo", "avg_price", "min_price", "max_price", "num_hosts"]
-    list_filter = ["surge"]
-    list_select_related = ["cargo"]
-    search_fields = ["cargo__slug"]
     date_hierarchy = "created_at"
     show_full_result_count = False

@@ -2,7 +2,8 @@ from django import forms
 from django.contrib import admin
 from jsonschema.exceptions import SchemaError
 
-from compute.models import Cargo, Island, Job
+from billing.admin import ReadOnlyAdmin
+from compute.models import AskingPrice, Cargo, Island, Job, RateSnapshot, SavedBid
 from compute.services.cargos import check_schema
 
 
@@ -62,3 +63,29 @@ class IslandAdmin(admin.ModelAdmin):
     list_filter = ("status", "suspended", "platform")
     search_fields = ("id", "name", "owner__email")
     raw_id_fields = ("owner",)
+
+
+# The compute exchange: read-only, as billing's ledger (its rows change through the API
+# and the snapshot task only).
+@admin.register(AskingPrice)
+class AskingPriceAdmin(ReadOnlyAdmin):
+    list_display = ["island", "cargo", "price", "updated_at"]
+    list_select_related = ["island", "cargo"]
+    search_fields = ["island__name", "cargo__slug"]
+
+
+@admin.register(SavedBid)
+class SavedBidAdmin(ReadOnlyAdmin):
+    list_display = ["user", "cargo", "bid", "updated_at"]
+    list_select_related = ["user", "cargo"]
+    search_fields = ["user__email", "cargo__slug"]
+
+
+@admin.register(RateSnapshot)
+class RateSnapshotAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "cargo", "avg_price", "min_price", "max_price", "num_hosts"]
+    list_filter = ["surge"]
+    list_select_related = ["cargo"]
+    search_fields = ["cargo__slug"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False

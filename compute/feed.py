@@ -39,13 +39,13 @@ from django.conf import settings
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from compute.job_events import parse_output
 from compute.models import Job
 from compute.services.lifecycle import WAITING, event_token, usage_of
 from compute.services.publish import Assignment, job_events_subject
 from compute.services.waiting import queued_event
 from core.tx import in_thread
 from sail.client import loop_connection, loop_epoch
-from sail.job_events import parse_output
 from sail.registry import Incoming
 from sail.schemas import Invalid
 from sail.streams import JOB_UPDATES, JOB_UPDATES_STREAM

@@ -1,4 +1,5 @@
-"""Cargos (workload blueprints), Islands (compute devices) and Jobs."""
+"""Cargos (workload blueprints), Islands (compute devices), Jobs, and the compute
+exchange: owners' asks, users' saved bids, snapshots of the market."""
 
 import uuid
 from decimal import Decimal
@@ -243,3 +244,54 @@ class KarmaEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+
+# --- the compute exchange -------------------------------------------------------------
+class AskingPrice(models.Model):
+    """An Island owner's ask for one Cargo, set through the API. It overrides the ask
+    the Island sends in its heartbeats (which reflect the Island's config file)."""
+
+    island = models.ForeignKey(Island, on_delete=models.CASCADE, related_name="asks")
+    cargo = models.ForeignKey(Cargo, on_delete=models.CASCADE, related_name="asks")
+    price = models.DecimalField(**MONEY)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "billing_askingprice"  # moved from billing, its table kept
+        constraints = [
+            models.UniqueConstraint(fields=["island", "cargo"], name="one_ask_per_island_cargo")
+        ]
+
+
+class SavedBid(models.Model):
+    """What a consumer is willing to pay per job of a Cargo when a job names no bid."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bids"
+    )
+    cargo = models.ForeignKey(Cargo, on_delete=models.CASCADE, related_name="bids")
+    bid = models.DecimalField(**MONEY)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "billing_savedbid"  # moved from billing, its table kept
+        constraints = [models.UniqueConstraint(fields=["user", "cargo"], name="one_bid_per_cargo")]
+
+
+class RateSnapshot(models.Model):
+    """The market for one Cargo at one moment (taken every 5 minutes by Celery beat)."""
+
+    cargo = models.ForeignKey(Cargo, on_delete=models.CASCADE, related_name="rates")
+    avg_price = models.DecimalField(**MONEY)
+    min_price = models.DecimalField(**MONEY)
+    max_price = models.DecimalField(**MONEY)
+    num_hosts = models.PositiveIntegerField()
+    surge = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "billing_ratesnapshot"  # moved from billing, its table and index kept
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["cargo", "-created_at"], name="billing_rat_cargo_i_753852_idx")
+        ]

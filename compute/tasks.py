@@ -1,20 +1,24 @@
 """Celery tasks of compute: the dispatch pass and the sweep of leases and time limits, the
-Islands' upkeep (all three scheduled in settings.CELERY_BEAT_SCHEDULE), and the ingestion
-of what Islands report (records collected by the bridge: sail.handlers, sail.job_events).
+Islands' upkeep, the market's snapshots and the settlement of jobs whose hold outlived
+them (scheduled in settings.CELERY_BEAT_SCHEDULE), and the ingestion of what Islands
+report (records collected by the bridge: compute.handlers, compute.job_events).
 
-Ingestion tasks ack the JetStream messages only after their records are committed. They
-keep the names they had before they moved here (``compute.job_tasks.*``,
-``sail.tasks.*``): a message queued by an older bridge still finds its task.
+Ingestion tasks ack the JetStream messages only after their records are committed. Tasks
+keep the names they had before they moved here (``compute.job_tasks.*``, ``sail.tasks.*``,
+``billing.tasks.*``): a message queued by an older process still finds its task.
 """
 
+import logging
 from typing import Any
 
 from celery import shared_task
 
-from compute.services import dispatch, islands, jobs, karma, sweep
+from compute.services import dispatch, islands, jobs, karma, market, settlement, sweep
 from core import ticks
 from core.retry import RETRY
 from sail.acks import ack
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="compute.dispatch_queued", max_retries=0, ignore_result=True)
@@ -103,7 +107,7 @@ def ingest_job_leases(records: list[dict], acks: list[str]) -> int:
 @shared_task(name="compute.job_tasks.ingest_job_events", bind=True, **RETRY)
 def ingest_job_events(self, parts: list[tuple[str, Any, list[str]]]) -> int:
     """A batch holding several kinds of job events, ``(kind, records, acks)`` in the
-    order to apply them (sail.handlers.jobs): output first, so that a ``succeeded`` of
+    order to apply them (compute.handlers): output first, so that a ``succeeded`` of
     the same batch finds it stored. Each part acks its messages once applied."""
     done = 0
     for kind, records, acks in parts:
@@ -147,3 +151,21 @@ def sweep_liveness(tick: float = 0) -> dict[str, int]:
         "offline": islands.mark_stale_offline(),
         "penalized": karma.penalize_disconnections(),
     }
+
+
+@shared_task(name="billing.tasks.snapshot_market_rates", acks_late=True, max_retries=0)
+def snapshot_market_rates(tick: float = 0) -> int:
+    """One snapshot per ``tick`` however many beats send it (core.ticks)."""
+    if not ticks.claim("market-snapshot", tick):
+        return 0
+    return market.snapshot_rates()
+
+
+@shared_task(name="billing.tasks.settle_ended_jobs", acks_late=True, max_retries=0)
+def settle_ended_jobs(tick: float = 0) -> int:
+    if not ticks.claim("settle-ended-jobs", tick):
+        return 0
+    fixed = settlement.release_holds_of_ended_jobs()
+    if fixed:
+        logger.warning("Settled %d job(s) whose hold outlived the job", fixed)
+    return fixed

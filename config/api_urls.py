@@ -22,6 +22,7 @@ urlpatterns = [
     path("docs", views.DocsView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("compute.api_urls")),
     path("", include("pairing.api_urls")),
+    path("", include("compute.market_api_urls")),
     path("", include("billing.api_urls")),
     re_path(r"^.*$", views.NotFoundView.as_view()),
 ]

@@ -12,7 +12,6 @@ urlpatterns = [
     path("", include("portal.page_urls")),
     path("", include("pairing.urls")),
     path("", include("compute.urls")),
-    path("", include("billing.urls")),
 ]
 
 handler500 = "portal.api.middleware.server_error"

@@ -1,4 +1,4 @@
-"""Who a key on the Sail is, as the auth callout asks it (sail.callout), and the
+"""Who a key on the Sail is, as the auth callout asks it (pairing.callout), and the
 disconnection of keys that lost their Island.
 
 An Island proves that it holds its key by signing the server's nonce; the callout checks

@@ -162,7 +162,7 @@ def request_pairing_code(
 
 
 def _registered(registration: dict | None) -> dict:
-    """The Island fields of a registration (sail.handlers.islands.parse_register's)."""
+    """The Island fields of a registration (compute.handlers.parse_register's)."""
     if not registration:
         return {}
     fields = {

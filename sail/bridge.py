@@ -1,7 +1,9 @@
 """The bridge between the Islands on NATS and the coordinator's database.
 
 A thin asyncio loop; everything it decides is in plain functions (the parse functions
-of :mod:`sail.handlers`, :func:`sort_batch`) that are tested directly.
+of the apps' ``handlers`` modules, :func:`sort_batch`) that are tested directly. It
+imports no app: what it needs of them (the answer to a pairing request, which Islands
+have a key, the auth callout) they register in :mod:`sail.registry`.
 
 - Request/reply (core NATS, answered at once): ``coordinator.hosts.pairing`` and
   ``host.*.ping``.
@@ -15,6 +17,7 @@ of :mod:`sail.handlers`, :func:`sort_batch`) that are tested directly.
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,12 +33,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from compute.models import Island
 from core import tx
 from sail import registry, streams, subjects
-from sail.callout import run_callout
 from sail.client import credentials, servers
-from sail.handlers.islands import pairing_reply, ping_reply
 from sail.pull import Puller
 from sail.registry import Incoming, Kind
 from sail.schemas import Invalid
@@ -124,11 +124,6 @@ def drop_impersonations(batch: Sorted, keyed: set[str]) -> None:
             del batch.records[kind], batch.msgs[kind]
 
 
-def _keyed(host_ids: set[str]) -> set[str]:
-    rows = Island.objects.filter(pk__in=host_ids, nkey__isnull=False).values_list("pk", flat=True)
-    return {str(pk) for pk in rows}
-
-
 @dataclass
 class Send:
     """One Celery task message: the task, its arguments, the messages it acks."""
@@ -164,6 +159,11 @@ def plan(batch: Sorted) -> list[Send]:
 
 def _acks(msgs: list[Msg]) -> list[str]:
     return [msg.reply for msg in msgs]
+
+
+def ping_reply(data: bytes) -> dict[str, Any]:
+    """The reply to ``host.{id}.ping``: at once, whatever was sent."""
+    return {"pong": True, "timestamp": int(time.time() * 1000)}
 
 
 def call_sync(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -204,7 +204,8 @@ class Bridge:
         try:
             # First: no Island can connect while nobody answers the server's questions.
             js = self.nc.jetstream()
-            consumers = [asyncio.create_task(run_callout(self.nats_url, self.stopping, js))]
+            callout = registry.ANSWERS["callout"](self.nats_url, self.stopping, js)
+            consumers = [asyncio.create_task(callout)]
             await self._ensure_streams(js)
             for subject in (subjects.pairing("*"), subjects.FIELD + subjects.PAIRING):
                 await self.nc.subscribe(subject, queue=QUEUE_GROUP, cb=self._on_pairing)
@@ -324,7 +325,8 @@ class Bridge:
                         if msg.subject.startswith(subjects.FIELD)
                         else msg.subject.rsplit(".", 1)[1]
                     )
-                    reply = await sync_to_async(call_sync)(pairing_reply, msg.data, key)
+                    answer = registry.ANSWERS["pairing"]
+                    reply = await sync_to_async(call_sync)(answer, msg.data, key)
                 await msg.respond(orjson.dumps(reply))
             except Exception:
                 logger.exception("could not answer a pairing request")
@@ -356,7 +358,8 @@ class Bridge:
     async def _handle(self, msgs: list[Msg]) -> None:
         batch = sort_batch(msgs, self.kinds)
         if field_hosts := keyed_hosts_of_field_messages(batch):
-            drop_impersonations(batch, await tx.in_thread(_keyed, field_hosts))
+            keyed = await tx.in_thread(registry.ANSWERS["keyed_islands"], field_hosts)
+            drop_impersonations(batch, keyed)
         for send in plan(batch):
             try:
                 await sync_to_async(call_sync)(send.run.apply_async, args=send.args)

@@ -2,7 +2,8 @@
 
 A *kind* is the last token of ``host.{id}.{kind}`` (or ``register`` for
 ``coordinator.hosts.register``). Plugging a new kind in takes one decorated parse
-function in a module of :mod:`sail.handlers`; the bridge loop never changes::
+function in an app's ``handlers`` module (``compute/handlers.py``: the bridge imports
+every installed app's, :func:`discover`); the bridge loop never changes::
 
     @registry.register("status", stream=subjects.JOB_EVENTS_STREAM,
                        task=tasks.ingest_job_status, max_bytes=16_384)
@@ -24,6 +25,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from django.utils.module_loading import autodiscover_modules
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,21 @@ TOGETHER: dict[str, tuple[Any, tuple[str, ...]]] = {}
 # Long-running coroutines the bridge starts next to its consumers, ``service(nc, stop)``
 # (e.g. a core-NATS relay); each must return soon after ``stop`` is set.
 SERVICES: list[Callable[[Any, Any], Coroutine[Any, Any, None]]] = []
+
+
+# What the bridge asks of the apps, which it does not import: name -> the function one
+# app's handlers module registered (:func:`answers`). ``pairing(data, key)``: the reply
+# to a pairing request (blocking); ``keyed_islands(host_ids)``: those with a key of their
+# own (blocking); ``callout(nats_url, stopping, js)``: the auth callout's loop.
+ANSWERS: dict[str, Callable[..., Any]] = {}
+
+
+def answers(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        ANSWERS[name] = function
+        return function
+
+    return decorate
 
 
 def service(
@@ -87,7 +105,7 @@ def streams_with_handlers() -> set[str]:
 
 
 def discover() -> dict[str, Kind]:
-    """Import every module of :mod:`sail.handlers` so their kinds are registered."""
-    import sail.handlers  # noqa: F401 - imports its submodules
-
+    """Import the ``handlers`` module of every installed app, so that their kinds and
+    answers are registered (Django's way: as the admin finds ``admin`` modules)."""
+    autodiscover_modules("handlers")
     return KINDS

@@ -6,6 +6,7 @@ Islands. Unknown fields are ignored, as the protocol requires; omitted optional 
 decode to ``None`` so that an older agent never erases what a newer one reported.
 """
 
+import uuid
 from typing import Annotated, TypeVar
 
 import msgspec
@@ -119,3 +120,11 @@ def decode(data: bytes, shape: type[T]) -> T:
 
 encode = msgspec.json.Encoder().encode
 to_builtins = msgspec.to_builtins
+
+
+def host_uuid(value: str) -> str:
+    """An Island's id in its one spelling (a UUID's), or :class:`Invalid`."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise Invalid(f"host_id is not a UUID: {value[:40]!r}") from None

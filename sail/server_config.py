@@ -18,7 +18,7 @@ derives from ``SAIL_SECRET`` (keys.route_password); the cluster port belongs on 
 network. Streams keep ``SAIL_STREAM_REPLICAS`` copies (sail.streams).
 
 Nobody connects anonymously: a client that is none of the static users is handed to the
-auth callout (sail.callout), which admits a valid key signature or refuses.
+auth callout (pairing.callout), which admits a valid key signature or refuses.
 
 Imports no Django: the launcher renders it before Django starts.
 """

@@ -7,8 +7,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from billing.models import RateSnapshot
-from billing.tasks import snapshot_market_rates
+from compute.models import RateSnapshot
+from compute.tasks import snapshot_market_rates
 from core import ticks
 from tests.factories import CargoFactory
 

@@ -4,8 +4,7 @@ import uuid
 
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
-from billing.models import AskingPrice, RateSnapshot, SavedBid
-from compute.models import Cargo, Job
+from compute.models import AskingPrice, Cargo, Job, RateSnapshot, SavedBid
 from core.prepared import Prepared
 
 

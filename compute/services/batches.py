@@ -27,10 +27,10 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from billing import selectors as market
 from billing import services as ledger
 from billing.models import Balance
 from compute.models import Job
+from compute.selectors import market
 from compute.selectors.cargos import usable_cargo
 from compute.services import cargos as cargo_service
 from compute.services import waiting

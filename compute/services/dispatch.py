@@ -27,10 +27,10 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from billing.selectors import ask_of, ask_overrides
 from compute import signals
 from compute.models import Island, Job
 from compute.selectors.islands import offline_cutoff
+from compute.selectors.market import ask_of, ask_overrides
 from compute.services import placement, waiting
 from compute.services.delivery import undelivered
 from compute.services.ending import finish
@@ -190,7 +190,7 @@ async def claim(
     """Re-check the Island under its row lock (exact filters, free slots, its ask within
     the job's budget, in decimals) and assign at that ask: the job's clearing price.
     ``assigned``, ``busy`` (try the next Island) or ``gone``. ``asks``: the owners' API
-    asks for the job's Cargo (billing.selectors.ask_overrides). Joins the caller's
+    asks for the job's Cargo (compute.selectors.market.ask_overrides). Joins the caller's
     transaction if there is one (a new job's submission), whose earlier round trip may
     have taken the lock already (``locked``: the results of :func:`lock_statements`)."""
     now = timezone.now()

@@ -10,10 +10,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from billing import settlement
+from billing import settlement as ledger
 from compute import signals
 from compute.models import Cargo, Island, Job
-from compute.services import karma
+from compute.services import karma, settlement
 from compute.services.lifecycle import (
     METERED,
     TRANSITIONS,
@@ -112,7 +112,7 @@ def _end(job: Job, event: str, *, error: str, usage: dict, result: dict | None =
         settled = settlement.settle_job(job, owner_id=island.owner_id if island else None)
         changes["credits_used"], earned = settled.charged, settled.earned
     else:
-        settlement.release(user_id=job.user_id, job_id=job.pk)
+        ledger.release(user_id=job.user_id, job_id=job.pk)
         changes["credits_used"] = Decimal(0)
     transition(job.pk, event, **changes)
     for name, value in changes.items():

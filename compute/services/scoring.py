@@ -56,8 +56,8 @@ class Need:
     excluded: frozenset[str] = field(default_factory=frozenset)
     # The ask of an Island that states none (the Cargo's price; NaN: within any budget).
     list_price: float = math.nan
-    # Owners' asks set through the API (billing.AskingPrice), {island id: price}; they
-    # win over the asks of heartbeats (billing.selectors.ask_of).
+    # Owners' asks set through the API (compute.models.AskingPrice), {island id: price}; they
+    # win over the asks of heartbeats (compute.selectors.market.ask_of).
     asks: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
@@ -108,7 +108,7 @@ def filter_rows(index: "IslandIndex", need: Need, now: float) -> "Filtered | Non
     bit = RUNTIME_BIT.get(need.runtime)
     if not n or bit is None:
         return None
-    # The effective ask (billing.selectors.ask_of): the owner's API ask, else the
+    # The effective ask (compute.selectors.market.ask_of): the owner's API ask, else the
     # heartbeat's ask for the Cargo, else its ``_default``, else the list price.
     ask = c["default_ask"]
     if need.slug in index.asks:

@@ -12,10 +12,10 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
-from billing import selectors as market
 from billing import services as ledger
 from billing.models import Balance, LedgerEntry
 from compute.models import Cargo, Job
+from compute.selectors import market
 from compute.selectors.cargos import submission as _to_submit
 from compute.services import cargos as cargo_service
 from compute.services import dispatch, placement, waiting

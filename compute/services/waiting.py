@@ -29,8 +29,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.selectors import ask_overrides
 from compute.models import Cargo, Job
+from compute.selectors.market import ask_overrides
 from compute.services import placement
 from compute.services.ending import finish
 from compute.services.lifecycle import WAITING, S

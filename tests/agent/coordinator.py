@@ -1,5 +1,5 @@
 """The test's coordinator: its side of the protocol on a nats-py connection with the
-coordinator's identity, and the real auth callout (sail.callout) with an ``admit`` of the
+coordinator's identity, and the real auth callout (pairing.callout) with an ``admit`` of the
 test's (:class:`Admissions`: which keys are paired with which Island)."""
 
 import asyncio
@@ -14,9 +14,9 @@ import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from pairing.callout import run_callout
 from pairing.identities import UNPAIRED_CREDENTIAL_SECONDS, Grant, cut_off
 from sail import keys, permissions, streams, subjects
-from sail.callout import run_callout
 
 WAIT = 10.0
 ACCOUNT_ID = "42"

@@ -10,7 +10,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from billing import services
-from billing.models import RateSnapshot
+from compute.models import RateSnapshot
 from portal import services as accounts
 from tests.browser_fixtures import login
 from tests.factories import CargoFactory

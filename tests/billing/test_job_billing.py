@@ -19,12 +19,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from billing import selectors, services, settlement, tasks
-from billing.models import AskingPrice, Balance, LedgerEntry, RateSnapshot, SavedBid
-from compute.models import Island, Job
-from compute.services import dispatch, jobs, placement, submission, sweep
+from billing import services
+from billing import settlement as ledger
+from billing.models import Balance, LedgerEntry
+from compute import job_events as handlers
+from compute import tasks
+from compute.models import AskingPrice, Island, Job, RateSnapshot, SavedBid
+from compute.selectors import market as selectors
+from compute.services import dispatch, jobs, placement, settlement, submission, sweep
 from core.errors import ApiError
-from sail import job_events as handlers
 from tests.compute import jobs_support
 from tests.compute.jobs_support import island
 from tests.factories import UserFactory
@@ -211,7 +214,7 @@ def test_completion_charges_the_ask_refunds_the_rest_and_pays_the_owner_net_of_t
 def test_the_fee_split_is_exact_in_decimals(price, rate):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("django.conf.settings.PLATFORM_FEE_RATE", rate)
-        earned, fee = settlement.split_fee(price)
+        earned, fee = ledger.split_fee(price)
     assert isinstance(earned, Decimal)
     assert isinstance(fee, Decimal)
     assert earned + fee == price
@@ -492,7 +495,7 @@ def test_any_sequence_of_job_events_keeps_the_ledger_equal_to_the_balances(chat,
     )  # fmt: skip
     assert balance(user).held == open_holds
     for job in Job.objects.filter(pk__in=[j.pk for j in created], status__in=Job.FINAL):
-        assert job.credits_used == settlement.charged_for(job.pk)
+        assert job.credits_used == ledger.charged_for(job.pk)
     for host in hosts:
         host.refresh_from_db()
         cards = {c["id"]: c["net_earnings"] for c in selectors.island_earnings(user=host.owner)}

@@ -5,9 +5,9 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from billing import exchange, selectors
-from billing.models import RateSnapshot, SavedBid
-from compute.models import Cargo, Job
+from compute.models import Cargo, Job, RateSnapshot, SavedBid
+from compute.selectors import market as selectors
+from compute.services import market as exchange
 from tests.factories import CargoFactory, IslandFactory, JobFactory
 
 D = Decimal

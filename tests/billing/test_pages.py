@@ -13,8 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from billing import services, settlement
-from billing.models import RateSnapshot
-from compute.models import Job
+from compute.models import Job, RateSnapshot
 from tests.factories import CargoFactory, IslandFactory, JobFactory, UserFactory
 
 HTMX = {"HTTP_HX_REQUEST": "true"}

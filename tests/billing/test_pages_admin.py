@@ -8,8 +8,9 @@ from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from billing import exchange
-from billing.models import Balance, LedgerEntry, RateSnapshot
+from billing.models import Balance, LedgerEntry
+from compute.models import RateSnapshot
+from compute.services import market as exchange
 from tests.factories import CargoFactory, IslandFactory
 
 GRANT_URL = "/admin/billing/balance/grant/"
@@ -163,10 +164,10 @@ def test_market_models_are_read_only_lists(admin, user):
     )
 
     for model in ("askingprice", "savedbid", "ratesnapshot"):
-        page = admin.get(f"/admin/billing/{model}/")
+        page = admin.get(f"/admin/compute/{model}/")
         assert page.status_code == 200, model
         assert "llm-chat" in page.content.decode(), model
-        assert admin.get(f"/admin/billing/{model}/add/").status_code == 403, model
+        assert admin.get(f"/admin/compute/{model}/add/").status_code == 403, model
 
 
 def test_a_grant_is_in_the_accounts_audit_log_once(admin, user):

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
-from billing.charts import LEFT, RIGHT, TOP, WIDTH, price_chart
+from compute.charts import LEFT, RIGHT, TOP, WIDTH, price_chart
 
 END = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 

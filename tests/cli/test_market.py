@@ -10,8 +10,7 @@ from django.utils import timezone
 from island_cli.api import EXIT_NOT_FOUND, EXIT_USAGE
 
 from billing import services, settlement
-from billing.models import RateSnapshot
-from compute.models import Job
+from compute.models import Job, RateSnapshot
 from portal.models import User
 from tests.factories import CargoFactory, IslandFactory, JobFactory
 

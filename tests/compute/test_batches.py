@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from billing.models import Balance, LedgerEntry
+from compute import job_events as handlers
 from compute.models import Job
 from compute.services import batches, dispatch
-from sail import job_events as handlers
 from tests.compute import jobs_support
 from tests.compute.jobs_support import island
 

@@ -8,11 +8,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from compute.handlers import as_json, parse_heartbeat, parse_register
 from compute.models import Island, KarmaEvent
 from compute.selectors.islands import network_islands
 from compute.services import islands, karma
 from compute.tasks import sweep_liveness
-from sail.handlers.islands import as_json, parse_heartbeat, parse_register
 from tests.factories import IslandFactory
 from tests.sail import messages
 

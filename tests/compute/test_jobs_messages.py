@@ -1,5 +1,5 @@
 """What Islands report about jobs: the state machine, duplicates and reordering, and
-the client events on jobs.{id}.events (compute.services.jobs, sail.job_events)."""
+the client events on jobs.{id}.events (compute.services.jobs, compute.job_events)."""
 
 import asyncio
 import threading
@@ -11,9 +11,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from compute import job_events as handlers
 from compute.models import Job
 from compute.services import jobs, lifecycle
-from sail import job_events as handlers
 from sail.client import credentials
 from sail.registry import Incoming
 from sail.schemas import Invalid

@@ -10,9 +10,9 @@ from django.db import connection
 from django.utils import timezone
 
 from billing.settlement import split_fee
+from compute import job_events as handlers
 from compute.models import Island, Job, KarmaEvent
 from compute.services import karma, submission, sweep
-from sail import job_events as handlers
 from tests.compute import jobs_support
 from tests.compute.jobs_support import island, running_job
 from tests.factories import UserFactory

@@ -3,8 +3,8 @@ the OpenAPI document gives them (a client generated from the document can read t
 
 import schemathesis
 
-from billing.exchange import snapshot_rates
 from compute.models import KarmaEvent
+from compute.services.market import snapshot_rates
 from pairing.mobile import start_mobile_session
 from portal import services
 from tests.factories import CargoFactory, IslandFactory

@@ -1,11 +1,14 @@
-"""The parse functions of the bridge: what they accept, normalize and refuse."""
+"""The parse functions of the bridge (the apps' handlers modules): what they accept,
+normalize and refuse."""
 
 import uuid
 
 import orjson
 import pytest
 
-from sail.handlers.islands import pairing_reply, parse_heartbeat, parse_register, ping_reply
+from compute.handlers import parse_heartbeat, parse_register
+from pairing.handlers import pairing_reply
+from sail.bridge import ping_reply
 from sail.schemas import Invalid
 from tests.sail import messages
 

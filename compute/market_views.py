@@ -1,5 +1,6 @@
-"""The public Exchange page and the credit history section of /settings.
-Thin callers of billing.selectors; htmx requests get the partial they swap in."""
+"""The public Exchange page and the credit history section of /settings (its Islands'
+earnings read compute's jobs). Thin callers of compute.selectors.market and
+billing.selectors; htmx requests get the partial they swap in."""
 
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,10 +18,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django_htmx.middleware import HtmxDetails
 
-from billing import selectors
-from billing.charts import price_chart
+from billing import selectors as ledger
 from billing.models import LedgerEntry
+from compute.charts import price_chart
 from compute.models import Cargo
+from compute.selectors import market
 from portal.models import User
 
 DEFAULT_WINDOW = "24h"
@@ -50,16 +52,16 @@ def _partial_or_page(request: PageRequest, partial: str, page: str, context: dic
 
 
 def _rates() -> list[dict]:
-    surge = selectors.surge_active()
-    snaps = selectors.latest_snapshots().values()
-    rows = [{**selectors.present_rate(s, surge=surge), "name": s.cargo.name} for s in snaps]
+    surge = market.surge_active()
+    snaps = market.latest_snapshots().values()
+    rows = [{**market.present_rate(s, surge=surge), "name": s.cargo.name} for s in snaps]
     return sorted(rows, key=lambda row: row["workload_slug"])
 
 
 def _histories(window: str) -> list[dict]:
     end = timezone.now()
-    start = end - selectors.HISTORY_WINDOWS[window]
-    histories = selectors.rate_histories(window=window)
+    start = end - market.HISTORY_WINDOWS[window]
+    histories = market.rate_histories(window=window)
     cargos = Cargo.objects.filter(pk__in=list(histories), is_enabled=True, is_approved=True)
     return [
         {
@@ -74,7 +76,7 @@ def _histories(window: str) -> list[dict]:
 @require_GET
 def exchange(request: PageRequest) -> HttpResponse:
     window = request.GET.get("window", DEFAULT_WINDOW)
-    if window not in selectors.HISTORY_WINDOWS:
+    if window not in market.HISTORY_WINDOWS:
         window = DEFAULT_WINDOW
     context: dict[str, Any] = {
         "window": window,
@@ -84,10 +86,10 @@ def exchange(request: PageRequest) -> HttpResponse:
         # costs ~50 ms per Cargo: the template keeps them a minute per window and newest
         # snapshot, and reads the histories only when it writes them.
         "histories": SimpleLazyObject(lambda: _histories(window)),
-        "newest_snapshot": selectors.newest_snapshot_id(),
+        "newest_snapshot": market.newest_snapshot_id(),
     }
     if not _wants_partial(request):
-        context |= {"rates": _rates(), "stats": selectors.network_stats()}
+        context |= {"rates": _rates(), "stats": market.network_stats()}
     return _partial_or_page(
         request, "billing/_price_history.html", "billing/exchange.html", context
     )
@@ -123,7 +125,7 @@ def _earnings(user: User, total: Decimal) -> dict:
     threshold = settings.KARMA_MONETIZATION_THRESHOLD
     islands = [
         {**island, "payouts_unlocked": island["karma"] >= threshold}
-        for island in selectors.island_earnings(user=user)
+        for island in market.island_earnings(user=user)
     ]
     # Earnings of Islands since unpaired still count in the balance: show them apart.
     elsewhere = total - sum((i["net_earnings"] for i in islands), Decimal(0))
@@ -134,8 +136,8 @@ def _earnings(user: User, total: Decimal) -> dict:
 @login_required
 @require_GET
 def credit_history(request: PageRequest) -> HttpResponse:
-    balance = selectors.balance_of(user=request.user)
-    paginator = Paginator(selectors.ledger_entries(user=request.user), ENTRIES_PER_PAGE)
+    balance = ledger.balance_of(user=request.user)
+    paginator = Paginator(ledger.ledger_entries(user=request.user), ENTRIES_PER_PAGE)
     page = paginator.get_page(request.GET.get("page"))
     context = {
         "balance": balance,

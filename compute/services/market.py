@@ -6,11 +6,10 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from billing.models import AskingPrice, RateSnapshot, SavedBid
-from billing.selectors import ask_of, ask_overrides, online_islands, surge_active
 from billing.services import CENT
 from compute.capability import can_serve
-from compute.models import Cargo, Island
+from compute.models import AskingPrice, Cargo, Island, RateSnapshot, SavedBid
+from compute.selectors.market import ask_of, ask_overrides, online_islands, surge_active
 from core.errors import ApiError
 from portal.models import User
 

@@ -1,33 +1,22 @@
-"""Registration, heartbeats, pairing requests and pings: parse and validate.
+"""What Islands report on the Sail, for the bridge (sail.bridge finds this module, as
+every app's ``handlers``): registration, heartbeats and job events, parsed and validated.
 
 Parse functions run in the bridge and return plain data for the Celery tasks of
 :mod:`compute.tasks`; they raise :class:`~sail.schemas.Invalid` for anything the protocol
 does not allow, and the bridge logs and skips that message.
 """
 
-import logging
-import time
-import uuid
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 import orjson
 
-from compute import tasks
-from pairing import services as pairing
+from compute import job_events, tasks
+from compute.models import Island
 from sail import subjects
-from sail.registry import Incoming, register
-from sail.schemas import Heartbeat, Invalid, PairingRequest, Register, decode, to_builtins
+from sail.registry import Incoming, answers, register, service, together
+from sail.schemas import Heartbeat, Invalid, Register, decode, host_uuid, to_builtins
 
-logger = logging.getLogger(__name__)
 MAX_PRICE = Decimal(1_000_000)
-
-
-def host_uuid(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise Invalid(f"host_id is not a UUID: {value[:40]!r}") from None
 
 
 def _check_sender(msg: Incoming, host_id: str) -> str:
@@ -97,30 +86,41 @@ def parse_heartbeat(msg: Incoming) -> dict:
     }
 
 
-def pairing_reply(data: bytes, key: str | None = None) -> dict[str, Any]:
-    """The reply body of a pairing request (blocking: call it off the loop); ``key``: the
-    requester's public key (``coordinator.hosts.pairing.{key}``), None for the field
-    user's requests (``coordinator.hosts.pairing``)."""
-    try:
-        request = decode(data, PairingRequest)
-        host_id = host_uuid(request.host_id)
-    except Invalid as exc:
-        return {"success": False, "error": f"invalid pairing request: {exc}"}
-    registration = None
-    if key is not None and request.capabilities is not None:
-        registration = {
-            "capabilities": to_builtins(request.capabilities),
-            "region": request.capabilities.region,
-            "agent_version": request.version,
-            "name": request.name,
-        }
-    try:
-        return pairing.request_pairing_code(host_id, key=key, registration=registration)
-    except Exception:
-        logger.exception("pairing request of %s failed", host_id)
-        return {"success": False, "error": "pairing is unavailable right now, try again later"}
+# --- job events (parsed by compute.job_events) -----------------------------------------
+STREAM = subjects.JOB_EVENTS_STREAM
+# A status may carry a Cargo's structured result (OCR: up to 1,000 lines with boxes).
+register("status", stream=STREAM, task=tasks.ingest_job_status, max_bytes=262_144)(
+    job_events.parse_status
+)
+register("output", stream=STREAM, task=tasks.ingest_job_output, max_bytes=300_000)(
+    job_events.parse_output
+)
+register("progress", stream=STREAM, task=tasks.ingest_job_progress, max_bytes=4096)(
+    job_events.parse_progress
+)
+register("image", stream=STREAM, task=tasks.ingest_job_images, max_bytes=16 * 1024 * 1024)(
+    job_events.parse_image
+)
+register("lease", stream=STREAM, task=tasks.ingest_job_leases, max_bytes=4096)(
+    job_events.parse_lease
+)
+
+# A batch holding several kinds goes to one task, which applies them in this order: a
+# job's output before its ``succeeded`` (sent in that order by the Island), so that the
+# job ends at once, with all its output stored, rather than waiting for another task.
+together(
+    STREAM,
+    task=tasks.ingest_job_events,
+    order=("output", "progress", "image", "lease", "status"),
+)
+
+# Tokens go to clients straight from the bridge (low latency); the durable path above
+# stores them in the database in batches.
+service(job_events.run_relay)
 
 
-def ping_reply(data: bytes) -> dict[str, Any]:
-    """The reply to ``host.{id}.ping``: at once, whatever was sent."""
-    return {"pong": True, "timestamp": int(time.time() * 1000)}
+@answers("keyed_islands")
+def keyed_islands(host_ids: set[str]) -> set[str]:
+    """Which of ``host_ids`` have a key of their own (only that key may speak for them)."""
+    rows = Island.objects.filter(pk__in=host_ids, nkey__isnull=False).values_list("pk", flat=True)
+    return {str(pk) for pk in rows}

@@ -4,7 +4,7 @@ compute.services.jobs), and relay tokens to clients at once.
 Two paths, one result:
 - The durable path: ``host.{id}.status|output|progress|image|lease`` reach the bridge
   through JetStream; the parse functions below validate them (registered in
-  :mod:`sail.handlers.jobs`), and the tasks of :mod:`compute.tasks` apply them in
+  :mod:`compute.handlers`), and the tasks of :mod:`compute.tasks` apply them in
   batches (one transaction per batch of output chunks) and publish the client events.
 - The fast path: :class:`TokenRelay` republishes each output chunk as a ``token`` event on
   ``jobs.{job_id}.events`` the moment it arrives, before any database write, so that the
