@@ -7,7 +7,18 @@ from typing import Any
 
 from rest_framework import serializers
 
-from compute.chat import MAX_NAME, MAX_TOKENS, ROLES, SEED_MAX, SEED_MIN, messages_schema
+from compute.chat import (
+    MAX_NAME,
+    MAX_TOKENS,
+    MAX_USER,
+    PENALTY,
+    ROLES,
+    SEED_MAX,
+    SEED_MIN,
+    TEMPERATURE,
+    TOP_P,
+    messages_schema,
+)
 from compute.models import Cargo, Island, Job
 from portal.api.schema import NOT_ONLY_SPACES, nullable, number
 from portal.api.serializers import PageMeta, envelope
@@ -202,17 +213,17 @@ CHAT_INPUT = {
         ),
         "max_tokens": number(1, MAX_TOKENS, "integer"),
         "max_completion_tokens": number(1, MAX_TOKENS, "integer"),
-        "temperature": number(0, 2),
-        "top_p": number(0, 1),
+        "temperature": number(*TEMPERATURE),
+        "top_p": number(*TOP_P),
         "n": number(1, 1, "integer"),
         "stream": {"type": "boolean", "default": False},
         "stream_options": nullable(
             {"type": "object", "properties": {"include_usage": {"type": "boolean"}}}
         ),
-        "user": {"type": "string", "maxLength": 256},
+        "user": {"type": "string", "maxLength": MAX_USER},
         "seed": number(SEED_MIN, SEED_MAX, "integer"),
-        "presence_penalty": number(-2, 2),
-        "frequency_penalty": number(-2, 2),
+        "presence_penalty": number(*PENALTY),
+        "frequency_penalty": number(*PENALTY),
     },
 }
 

@@ -6,7 +6,18 @@ from typing import Any
 
 from rest_framework import serializers
 
-from compute.chat import MAX_MESSAGES, MAX_NAME, MAX_TOKENS, ROLES, SEED_MAX, SEED_MIN
+from compute.chat import (
+    MAX_MESSAGES,
+    MAX_NAME,
+    MAX_TOKENS,
+    MAX_USER,
+    PENALTY,
+    ROLES,
+    SEED_MAX,
+    SEED_MIN,
+    TEMPERATURE,
+    TOP_P,
+)
 from portal.api.base import plain_int, plain_text
 
 
@@ -53,20 +64,24 @@ class ChatInput(serializers.Serializer):
     max_completion_tokens = serializers.IntegerField(
         min_value=1, max_value=MAX_TOKENS, required=False, allow_null=True
     )
-    temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
-    top_p = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    temperature = serializers.FloatField(
+        min_value=TEMPERATURE[0], max_value=TEMPERATURE[1], required=False, allow_null=True
+    )
+    top_p = serializers.FloatField(
+        min_value=TOP_P[0], max_value=TOP_P[1], required=False, allow_null=True
+    )
     n = serializers.IntegerField(min_value=1, max_value=1, required=False, allow_null=True)
     stream = StrictBoolean(required=False, default=False)
     stream_options = StreamOptions(required=False, allow_null=True)
-    user = serializers.CharField(max_length=256, required=False, allow_blank=True)
+    user = serializers.CharField(max_length=MAX_USER, required=False, allow_blank=True)
     seed = serializers.IntegerField(
         min_value=SEED_MIN, max_value=SEED_MAX, required=False, allow_null=True
     )
     presence_penalty = serializers.FloatField(
-        min_value=-2, max_value=2, required=False, allow_null=True
+        min_value=PENALTY[0], max_value=PENALTY[1], required=False, allow_null=True
     )
     frequency_penalty = serializers.FloatField(
-        min_value=-2, max_value=2, required=False, allow_null=True
+        min_value=PENALTY[0], max_value=PENALTY[1], required=False, allow_null=True
     )
 
     @staticmethod
@@ -104,7 +119,9 @@ class ChatInput(serializers.Serializer):
                 fields[name] = data[name]
         if "temperature" in data:
             value = data["temperature"]
-            if value is not None and not (plain_int(value, 0, 2) or _between(value, 0, 2)):
+            if value is not None and not (
+                plain_int(value, *TEMPERATURE) or _between(value, *TEMPERATURE)
+            ):
                 return None
             fields["temperature"] = None if value is None else float(value)
         if "stream_options" in data:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db import connection
@@ -157,20 +157,25 @@ def touching(info: KeyInfo) -> tx.Statement:
 SCOPE_MESSAGE = "This API key lacks the required scope"
 
 
+# Who may come in: an account (a key with the scopes the request needs, or a session), the
+# API's default; anyone, whose credentials are checked when sent (the OpenAPI document's
+# views); anyone, without a look at credentials (PublicView), limited per address.
+Access = Literal["account", "open", "public"]
+
+
 @dataclass
 class Asking:
     """A request as the door sees it. ``view``: the DRF view (its handler of ``method``
     and its ``key_scope``), None for a view that serves ``method`` and names no scope.
     ``session``: the signed-in user of a browser session, CSRF-checked (None when
-    there is none); absent where only keys are taken. ``public``: a view without
-    authentication, limited per address."""
+    there is none); absent where only keys are taken."""
 
     authorization: str
     ip: str
     method: str
     view: object = None
     session: Callable[[], User | None] | None = None
-    public: bool = False
+    access: Access = "account"
 
 
 @dataclass
@@ -217,26 +222,26 @@ async def identify(asking: Asking, io: Io, *, limit: bool = True) -> Who:
     """Who asks, or the refusal, in the API's one order (the fast lane, the DRF views and
     the streaming views all come through here): a bearer key (malformed, unknown, revoked,
     expired, from an address it does not allow: 401/403; its lookup limited per address
-    first), else a browser session (CSRF-checked), else 401; the key's scope (403); the
-    rate limit per key, per account or per address (429). Without ``limit`` the caller
-    counts the request itself (:func:`count`), first thing."""
-    if asking.public:
-        if limit:
-            await count_in(io, f"ip:{asking.ip}", settings.API_ANON_RATE_LIMIT)
-        return Who(None, None)
-    if asking.authorization:
+    first), else a browser session (CSRF-checked), else 401 (unless the view is open to
+    anyone: :data:`Access`); the key's scope (403); the rate limit per key, per account
+    or per address (429). Without ``limit`` the caller counts the request itself
+    (:func:`count`), first thing."""
+    who = Who(None, None)
+    if asking.access == "public":
+        pass
+    elif asking.authorization:
         key = await _key(asking, io)
         who = Who(key.user, key)
     elif asking.session is not None and (user := asking.session()) is not None:
         who = Who(user, None)
-    else:
+    elif asking.access == "account":
         raise exceptions.NotAuthenticated(
             "Authentication required: send 'Authorization: Bearer ak_...'"
         )
-    if who.key is not None:
+    if who.key is not None and asking.access == "account":
         check_scope(who.key, asking.method, asking.view)
     if limit:
-        await count(who, io)
+        await count(who, asking, io)
     return who
 
 
@@ -271,15 +276,16 @@ def check_scope(key: KeyInfo, method: str, view: object = None) -> None:
         raise exceptions.PermissionDenied(SCOPE_MESSAGE)
 
 
-async def count(who: Who, io: Io, take: Take | None = None) -> Usage:
-    """Count the request against its key's or its account's limit (429 over it, 401 for
-    a key revoked elsewhere); with ``take`` (a key's request, on the event loop), take
-    that member too in the same round trip (``Usage.taken``)."""
+async def count(who: Who, asking: Asking, io: Io, take: Take | None = None) -> Usage:
+    """Count the request against its key's, its account's or its address's limit (429
+    over it, 401 for a key revoked elsewhere); with ``take`` (a key's request, on the
+    event loop), take that member too in the same round trip (``Usage.taken``)."""
     if who.key is not None:
         key_id = who.key.key_id
         return await count_in(io, f"key:{key_id}", settings.API_RATE_LIMIT, key_id, take)
-    assert who.user is not None
-    return await count_in(io, f"user:{who.user.pk}", settings.API_RATE_LIMIT)
+    if who.user is not None:
+        return await count_in(io, f"user:{who.user.pk}", settings.API_RATE_LIMIT)
+    return await count_in(io, f"ip:{asking.ip}", settings.API_ANON_RATE_LIMIT)
 
 
 async def count_in(
@@ -291,16 +297,22 @@ async def count_in(
     return usage
 
 
-def asking(request: Request, *, public: bool = False) -> Asking:
-    """A DRF request as the door sees it."""
+def asking(request: Request, access: Access | None = None) -> Asking:
+    """A DRF request as the door sees it: its view's ``access`` is an account's unless
+    its permissions let anyone in (AllowAny)."""
     session = PortalSessionAuthentication()
+    view = (request.parser_context or {}).get("view")
+    if access is None:
+        access = (
+            "account" if HasScope in getattr(view, "permission_classes", [HasScope]) else "open"
+        )
     return Asking(
         authorization=request.META.get("HTTP_AUTHORIZATION", ""),
         ip=client_ip(request),
         method=request.method or "",
-        view=(request.parser_context or {}).get("view"),
+        view=view,
         session=lambda: _user(session.authenticate(request)),
-        public=public,
+        access=access,
     )
 
 
@@ -323,7 +335,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[User | None, KeyInfo | None]:
-        who = run_sync(identify(asking(request), drf_io(request)))
+        who = run_sync(identify(asking(request), drf_io(request)))  # None: open view, stranger
         return who.user, who.key
 
     def authenticate_header(self, request: Request) -> str:

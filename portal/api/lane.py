@@ -23,7 +23,6 @@ The database is used through core.tx (the loop's own connections on Postgres, a
 thread on SQLite); everything else (Redis, NATS, the response) runs on the event loop.
 """
 
-import asyncio
 import contextlib
 import functools
 import io
@@ -42,6 +41,7 @@ from rest_framework.exceptions import APIException
 
 from core.counters import Take, Usage
 from portal.api import auth
+from portal.api.asgi import until_gone
 from portal.api.errors import REFUSALS, refusal, unavailable
 from portal.api.parsers import StrictJSONParser
 from portal.api.throttling import rate_limit_headers
@@ -80,7 +80,8 @@ class Call:
     async def limit(self, take: Take | None = None) -> Usage:
         """The key's rate limit (429 over it, 401 for a key revoked elsewhere), and with
         ``take`` that member too in the same round trip (``Usage.taken``)."""
-        return await auth.count(auth.Who(self.user, self.key), auth.AsyncIo(self.counted), take)
+        who, io = auth.Who(self.user, self.key), auth.AsyncIo(self.counted)
+        return await auth.count(who, _asking(self.request), io, take)
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
@@ -203,24 +204,9 @@ async def _stream(chunks: AsyncIterator[bytes], receive: Any, send: Any) -> None
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
-    async def gone() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    sending, listening = asyncio.create_task(pump()), asyncio.create_task(gone())
     try:
-        await asyncio.wait([sending, listening], return_when=asyncio.FIRST_COMPLETED)
+        await until_gone(pump(), receive)
     finally:
-        for task in (listening, sending):
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await listening
-        try:
-            await sending
-        except (asyncio.CancelledError, OSError):
-            pass
-        except Exception:
-            logger.exception("a stream failed after its answer started")
         close = getattr(chunks, "aclose", None)
         if close is not None:
             with contextlib.suppress(Exception):

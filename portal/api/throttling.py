@@ -25,10 +25,11 @@ def rate_limit_headers(usage: Usage) -> dict[str, str]:
 
 
 class RedisRateThrottle(BaseThrottle):
-    """A public view's request, per IP (API_ANON_RATE_LIMIT), through the door; any other
-    was counted by the door in DRF's authentication step (portal.api.auth)."""
+    """A public view's request (no authentication), per IP (API_ANON_RATE_LIMIT), through
+    the door; any other was counted by the door in DRF's authentication step
+    (portal.api.auth.ApiKeyAuthentication)."""
 
     def allow_request(self, request: Request, view: object) -> bool:
-        if request.user is None:  # a public view: no authentication
-            run_sync(identify(asking(request, public=True), drf_io(request)))
+        if request.successful_authenticator is None:
+            run_sync(identify(asking(request, "public"), drf_io(request)))
         return True
