@@ -7,18 +7,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from compute.chat import (
-    MAX_NAME,
-    MAX_TOKENS,
-    MAX_USER,
-    PENALTY,
-    ROLES,
-    SEED_MAX,
-    SEED_MIN,
-    TEMPERATURE,
-    TOP_P,
-    messages_schema,
-)
+from compute import chat
 from compute.models import Cargo, Island, Job
 from portal.api.schema import NOT_ONLY_SPACES, nullable, number
 from portal.api.serializers import PageMeta, envelope
@@ -181,12 +170,12 @@ CHAT_INPUT = {
         "model": {
             "type": "string",
             "minLength": 1,
-            "maxLength": MAX_NAME,
+            "maxLength": chat.MAX_NAME,
             "pattern": NOT_ONLY_SPACES,
             "description": "A Cargo slug",
         },
-        "messages": messages_schema(
-            role={"enum": ROLES},
+        "messages": chat.messages_schema(
+            role={"enum": chat.ROLES},
             content={
                 "nullable": True,
                 "oneOf": [
@@ -207,23 +196,23 @@ CHAT_INPUT = {
             name={
                 "type": "string",
                 "minLength": 1,
-                "maxLength": MAX_NAME,
+                "maxLength": chat.MAX_NAME,
                 "pattern": NOT_ONLY_SPACES,
             },
         ),
-        "max_tokens": number(1, MAX_TOKENS, "integer"),
-        "max_completion_tokens": number(1, MAX_TOKENS, "integer"),
-        "temperature": number(*TEMPERATURE),
-        "top_p": number(*TOP_P),
+        "max_tokens": number(1, chat.MAX_TOKENS, "integer"),
+        "max_completion_tokens": number(1, chat.MAX_TOKENS, "integer"),
+        "temperature": number(*chat.TEMPERATURE),
+        "top_p": number(*chat.TOP_P),
         "n": number(1, 1, "integer"),
         "stream": {"type": "boolean", "default": False},
         "stream_options": nullable(
             {"type": "object", "properties": {"include_usage": {"type": "boolean"}}}
         ),
-        "user": {"type": "string", "maxLength": MAX_USER},
-        "seed": number(SEED_MIN, SEED_MAX, "integer"),
-        "presence_penalty": number(*PENALTY),
-        "frequency_penalty": number(*PENALTY),
+        "user": {"type": "string", "maxLength": chat.MAX_USER},
+        "seed": number(chat.SEED_MIN, chat.SEED_MAX, "integer"),
+        "presence_penalty": number(*chat.PENALTY),
+        "frequency_penalty": number(*chat.PENALTY),
     },
 }
 
