@@ -22,7 +22,6 @@ logger = logging.getLogger(__name__)
 
 
 # What a door (DRF view, fast lane, stream) catches and renders.
-Refusal = exceptions.APIException | ApiError
 REFUSALS = (exceptions.APIException, ApiError)
 
 
