@@ -7,7 +7,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from compute.chat import MAX_NAME, MAX_TOKENS, ROLES, SEED_MAX, SEED_MIN, messages_schema
+from compute import chat
 from compute.models import Cargo, Island, Job
 from portal.api.schema import NOT_ONLY_SPACES, nullable, number
 from portal.api.serializers import PageMeta, envelope
@@ -170,12 +170,12 @@ CHAT_INPUT = {
         "model": {
             "type": "string",
             "minLength": 1,
-            "maxLength": MAX_NAME,
+            "maxLength": chat.MAX_NAME,
             "pattern": NOT_ONLY_SPACES,
             "description": "A Cargo slug",
         },
-        "messages": messages_schema(
-            role={"enum": ROLES},
+        "messages": chat.messages_schema(
+            role={"enum": chat.ROLES},
             content={
                 "nullable": True,
                 "oneOf": [
@@ -196,23 +196,23 @@ CHAT_INPUT = {
             name={
                 "type": "string",
                 "minLength": 1,
-                "maxLength": MAX_NAME,
+                "maxLength": chat.MAX_NAME,
                 "pattern": NOT_ONLY_SPACES,
             },
         ),
-        "max_tokens": number(1, MAX_TOKENS, "integer"),
-        "max_completion_tokens": number(1, MAX_TOKENS, "integer"),
-        "temperature": number(0, 2),
-        "top_p": number(0, 1),
+        "max_tokens": number(1, chat.MAX_TOKENS, "integer"),
+        "max_completion_tokens": number(1, chat.MAX_TOKENS, "integer"),
+        "temperature": number(*chat.TEMPERATURE),
+        "top_p": number(*chat.TOP_P),
         "n": number(1, 1, "integer"),
         "stream": {"type": "boolean", "default": False},
         "stream_options": nullable(
             {"type": "object", "properties": {"include_usage": {"type": "boolean"}}}
         ),
-        "user": {"type": "string", "maxLength": 256},
-        "seed": number(SEED_MIN, SEED_MAX, "integer"),
-        "presence_penalty": number(-2, 2),
-        "frequency_penalty": number(-2, 2),
+        "user": {"type": "string", "maxLength": chat.MAX_USER},
+        "seed": number(chat.SEED_MIN, chat.SEED_MAX, "integer"),
+        "presence_penalty": number(*chat.PENALTY),
+        "frequency_penalty": number(*chat.PENALTY),
     },
 }
 

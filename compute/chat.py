@@ -1,11 +1,17 @@
-"""The limits of a chat request, one of each: the API's validation (compute.openai_input),
-its OpenAPI description (compute.api_schema) and the chat Cargos' input schema
-(compute.seed) all read them here."""
+"""The limits of a chat request, one of each: the API's validation (compute.openai_input:
+the serializer and its quick path), its OpenAPI description (compute.api_schema) and the
+chat Cargos' input schema (compute.seed) all read them here;
+tests/compute/test_chat_request.py feeds the three the same boundary cases."""
 
 ROLES = ["system", "developer", "user", "assistant", "tool"]
 MAX_MESSAGES = 500
 MAX_TOKENS = 32_768
 MAX_NAME = 100  # a model's slug, a message's name
+MAX_USER = 256  # OpenAI's end-user id
+# (lowest, highest) of OpenAI's sampling settings.
+TEMPERATURE = (0, 2)
+TOP_P = (0, 1)
+PENALTY = (-2, 2)  # presence_penalty, frequency_penalty
 # A 64-bit signed integer, as OpenAI's clients send it (and the JSON parser reads).
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 

@@ -26,31 +26,16 @@ from compute.models import Job
 from compute.openai_input import ChatInput, job_input
 from compute.services import dispatch, idempotency, submission
 from compute.services.publish import Outbox
-from compute.streaming import (
-    KEEP_ALIVE,
-    authorize,
-    db,
-    error_response,
-    held,
-    slots,
-    sse_response,
-)
+from compute.streaming import KEEP_ALIVE, authorize, db, held, slots, sse_response
 from core import tx
 from core.tx import AsyncTx, SyncTx, run_sync
 from portal.api.base import validated
-from portal.api.errors import REFUSALS, UNAVAILABLE_ERRORS, Refusal, service_away
-from portal.api.lane import Call, Reply, error_reply
+from portal.api.errors import REFUSALS, UNAVAILABLE_ERRORS, json_response
+from portal.api.lane import Call, Reply
 from portal.keys.limits import KeyLimits
 
 logger = logging.getLogger(__name__)
 SCOPE = "POST /chat/completions"
-ERROR_TYPES = {
-    401: "authentication_error",
-    402: "insufficient_quota",
-    403: "permission_error",
-    404: "invalid_request_error",
-    429: "rate_limit_error",
-}
 # A job that ended without a result: (HTTP status, error code).
 JOB_ENDINGS = {
     "failed": (502, "job_failed"),
@@ -200,23 +185,7 @@ async def answer(chat: Chat, outbox: Outbox) -> tuple[int, Any, AsyncIterator[by
 NO_RETRY = {"x-should-retry": "false"}  # the job ran and failed: a new one is the caller's call
 
 
-def _error_type(exc: Refusal) -> str:
-    status = getattr(exc, "status_code", 500)
-    return ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-
-
-def openai_error(exc: Refusal) -> JsonResponse:
-    return error_response(exc, allow="POST", type=_error_type(exc))
-
-
-def openai_error_reply(exc: Refusal) -> Reply:
-    """:func:`openai_error` in the fast lane."""
-    reply = error_reply(exc)
-    reply.body = {"error": {**reply.body["error"], "type": _error_type(exc)}}
-    return reply
-
-
-complete_fast.render_error = openai_error_reply  # type: ignore[attr-defined]
+complete_fast.openai = True  # type: ignore[attr-defined]  # its errors carry OpenAI's type
 complete_fast.limits_itself = True  # type: ignore[attr-defined]
 
 
@@ -374,10 +343,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     outbox = Outbox()
     try:
         chat = await db(submit, request, outbox)
-    except REFUSALS as exc:
-        return openai_error(exc)
-    except UNAVAILABLE_ERRORS as exc:
-        return openai_error(service_away(exc))
+    except (*REFUSALS, *UNAVAILABLE_ERRORS) as exc:
+        return json_response(exc, openai=True, allow="POST")
     try:
         status, body, stream = await answer(chat, outbox)
     except BaseException:

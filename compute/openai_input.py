@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from compute.chat import MAX_MESSAGES, MAX_NAME, MAX_TOKENS, ROLES, SEED_MAX, SEED_MIN
+from compute import chat
 from portal.api.base import plain_int, plain_text
 
 
@@ -18,9 +18,9 @@ class StrictBoolean(serializers.BooleanField):
 
 
 class MessageInput(serializers.Serializer):
-    role = serializers.ChoiceField(choices=ROLES)
+    role = serializers.ChoiceField(choices=chat.ROLES)
     content = serializers.JSONField(allow_null=True)
-    name = serializers.CharField(max_length=MAX_NAME, required=False)
+    name = serializers.CharField(max_length=chat.MAX_NAME, required=False)
 
     def validate_content(self, value: Any) -> str:
         """A string, or OpenAI's list of ``{"type": "text", "text"}`` parts."""
@@ -45,28 +45,35 @@ class StreamOptions(serializers.Serializer):
 class ChatInput(serializers.Serializer):
     """The fields this endpoint uses or checks; other OpenAI fields are ignored."""
 
-    model = serializers.CharField(max_length=MAX_NAME)
-    messages = MessageInput(many=True, allow_empty=False, max_length=MAX_MESSAGES)  # type: ignore[call-arg]
+    model = serializers.CharField(max_length=chat.MAX_NAME)
+    messages = MessageInput(many=True, allow_empty=False, max_length=chat.MAX_MESSAGES)  # type: ignore[call-arg]
     max_tokens = serializers.IntegerField(
-        min_value=1, max_value=MAX_TOKENS, required=False, allow_null=True
+        min_value=1, max_value=chat.MAX_TOKENS, required=False, allow_null=True
     )
     max_completion_tokens = serializers.IntegerField(
-        min_value=1, max_value=MAX_TOKENS, required=False, allow_null=True
+        min_value=1, max_value=chat.MAX_TOKENS, required=False, allow_null=True
     )
-    temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
-    top_p = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    temperature = serializers.FloatField(
+        min_value=chat.TEMPERATURE[0],
+        max_value=chat.TEMPERATURE[1],
+        required=False,
+        allow_null=True,
+    )
+    top_p = serializers.FloatField(
+        min_value=chat.TOP_P[0], max_value=chat.TOP_P[1], required=False, allow_null=True
+    )
     n = serializers.IntegerField(min_value=1, max_value=1, required=False, allow_null=True)
     stream = StrictBoolean(required=False, default=False)
     stream_options = StreamOptions(required=False, allow_null=True)
-    user = serializers.CharField(max_length=256, required=False, allow_blank=True)
+    user = serializers.CharField(max_length=chat.MAX_USER, required=False, allow_blank=True)
     seed = serializers.IntegerField(
-        min_value=SEED_MIN, max_value=SEED_MAX, required=False, allow_null=True
+        min_value=chat.SEED_MIN, max_value=chat.SEED_MAX, required=False, allow_null=True
     )
     presence_penalty = serializers.FloatField(
-        min_value=-2, max_value=2, required=False, allow_null=True
+        min_value=chat.PENALTY[0], max_value=chat.PENALTY[1], required=False, allow_null=True
     )
     frequency_penalty = serializers.FloatField(
-        min_value=-2, max_value=2, required=False, allow_null=True
+        min_value=chat.PENALTY[0], max_value=chat.PENALTY[1], required=False, allow_null=True
     )
 
     @staticmethod
@@ -78,10 +85,10 @@ class ChatInput(serializers.Serializer):
         fields: dict[str, Any] = {"model": data.get("model"), "stream": data.get("stream", False)}
         messages = data.get("messages")
         if (
-            not plain_text(fields["model"], MAX_NAME)
+            not plain_text(fields["model"], chat.MAX_NAME)
             or not isinstance(fields["stream"], bool)
             or not isinstance(messages, list)
-            or not 0 < len(messages) <= MAX_MESSAGES
+            or not 0 < len(messages) <= chat.MAX_MESSAGES
         ):
             return None
         fields["messages"] = []
@@ -89,14 +96,14 @@ class ChatInput(serializers.Serializer):
             if not isinstance(message, dict) or "name" in message:
                 return None
             role, content = message.get("role"), message.get("content")
-            if role not in ROLES or not (content is None or isinstance(content, str)):
+            if role not in chat.ROLES or not (content is None or isinstance(content, str)):
                 return None
             if content and "\x00" in content:  # the serializer's error
                 return None
             fields["messages"].append({"role": role, "content": content or ""})
         for name, low, high in (
-            ("max_tokens", 1, MAX_TOKENS),
-            ("max_completion_tokens", 1, MAX_TOKENS),
+            ("max_tokens", 1, chat.MAX_TOKENS),
+            ("max_completion_tokens", 1, chat.MAX_TOKENS),
         ):
             if name in data:
                 if data[name] is not None and not plain_int(data[name], low, high):
@@ -104,7 +111,9 @@ class ChatInput(serializers.Serializer):
                 fields[name] = data[name]
         if "temperature" in data:
             value = data["temperature"]
-            if value is not None and not (plain_int(value, 0, 2) or _between(value, 0, 2)):
+            if value is not None and not (
+                plain_int(value, *chat.TEMPERATURE) or _between(value, *chat.TEMPERATURE)
+            ):
                 return None
             fields["temperature"] = None if value is None else float(value)
         if "stream_options" in data:

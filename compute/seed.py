@@ -5,7 +5,7 @@ or edit Cargos afterwards in the Django admin."""
 from decimal import Decimal
 from typing import Any
 
-from compute.chat import MAX_TOKENS, messages_schema
+from compute.chat import MAX_TOKENS, TEMPERATURE, messages_schema
 from compute.models import Cargo
 
 CHAT_INPUT = {
@@ -17,7 +17,7 @@ CHAT_INPUT = {
             role={"enum": ["system", "user", "assistant", "tool"]}, content={"type": "string"}
         ),
         "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "temperature": {"type": "number", "minimum": TEMPERATURE[0], "maximum": TEMPERATURE[1]},
     },
     "anyOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
 }

@@ -2,10 +2,10 @@
 chat completions endpoint shares with it (the events themselves: compute.feed).
 
 - Quota: ``STREAM_CONCURRENT_LIMIT`` open streams per account (:class:`StreamSlots`).
-- Two doors, one stream: an API key takes the fast lane (portal.api.lane); a browser
+- Two ways, one door: an API key takes the fast lane (portal.api.lane); a browser
   session takes Django's path, where DRF does not run async views: :func:`authorize`
-  runs the API's own authentication, scope and rate-limit classes on the request (in a
-  thread), and :func:`error_response` answers in the API's error shape.
+  takes the request through the API's door (in a thread), and the one error renderer
+  (portal.api.errors) answers its refusals.
 """
 
 import logging
@@ -19,9 +19,9 @@ import redis.asyncio
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
-from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework.exceptions import MethodNotAllowed, PermissionDenied
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
 
 from compute.feed import job_events
@@ -31,17 +31,10 @@ from core import tx
 from core.counters import Take, Usage, async_redis, take_script
 from core.errors import ApiError
 from core.redis import redis_client
-from portal.api.auth import ApiKeyAuthentication, HasScope, PortalSessionAuthentication
-from portal.api.errors import (
-    REFUSALS,
-    UNAVAILABLE_ERRORS,
-    Refusal,
-    exception_handler,
-    service_away,
-)
+from portal.api.auth import ApiKeyAuthentication
+from portal.api.errors import REFUSALS, UNAVAILABLE_ERRORS, json_response
 from portal.api.lane import SSE_HEADERS, Call, Reply
 from portal.api.parsers import StrictJSONParser
-from portal.api.throttling import RedisRateThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -63,46 +56,16 @@ async def db(function: Any, *args: Any) -> Any:
     return await sync_to_async(run)()
 
 
-# --- the API's checks, for async views -------------------------------------------------
-class _Handlers:
-    """Stands in for a DRF view in the permission check (which looks up the handler)."""
-
-    def get(self) -> None: ...
-
-    def post(self) -> None: ...
-
-
+# --- the API's door, for async views ---------------------------------------------------
 def authorize(request: HttpRequest, method: str) -> Request:
-    """Authenticate (bearer key or portal session with CSRF), check the key's scope and
-    count the request against the rate limit, as every DRF view of the API does."""
+    """The request through the API's one door (portal.api.auth.identify: bearer key or
+    portal session with CSRF, the key's scope, the rate limit), as every DRF view of the
+    API: its DRF request, whose ``data`` the view reads."""
     if request.method != method:
         raise MethodNotAllowed(request.method or "")
-    drf = Request(
-        request,
-        parsers=[StrictJSONParser()],
-        authenticators=[ApiKeyAuthentication(), PortalSessionAuthentication()],
-    )
-    handlers = _Handlers()
-    if not HasScope().has_permission(drf, handlers):
-        raise PermissionDenied(HasScope.message)
-    RedisRateThrottle().allow_request(drf, handlers)
+    drf = Request(request, parsers=[StrictJSONParser()], authenticators=[ApiKeyAuthentication()])
+    drf.user  # noqa: B018  # the door (DRF's authentication step)
     return drf
-
-
-def error_response(exc: Refusal, *, allow: str = "GET", **extra: Any) -> JsonResponse:
-    """``exc`` in the API's error shape, with its headers (Retry-After, WWW-Authenticate);
-    ``extra`` fields join the error object."""
-    answer = exception_handler(exc, {})
-    body = answer.data
-    if extra:
-        body = {"error": {**body["error"], **extra}}
-    response = JsonResponse(body, status=answer.status_code)
-    for name, value in answer.items():
-        if name.lower() != "content-type":
-            response[name] = value
-    if isinstance(exc, MethodNotAllowed):
-        response["Allow"] = allow
-    return response
 
 
 # --- the stream quota ------------------------------------------------------------------
@@ -240,10 +203,8 @@ async def job_stream(request: HttpRequest, job_id: uuid.UUID) -> HttpResponseBas
     that carries ``"type"`` too; ends after ``done`` or ``error``."""
     try:
         job, user_id, slot = await db(_open_stream, request, job_id)
-    except REFUSALS as exc:
-        return error_response(exc)
-    except UNAVAILABLE_ERRORS as exc:
-        return error_response(service_away(exc))
+    except (*REFUSALS, *UNAVAILABLE_ERRORS) as exc:
+        return json_response(exc)
     return sse_response(held(user_id, slot, _job_sse(job)))
 
 

@@ -21,8 +21,6 @@ view in **one** call on a pool of long-lived threads, with ``request_started`` /
 bench/README.md has the measurements.
 """
 
-import asyncio
-import contextlib
 import gc
 import os
 
@@ -53,7 +51,7 @@ from django.urls import Resolver404, get_resolver, set_script_prefix  # noqa: E4
 from config.routing import websocket_urlpatterns  # noqa: E402
 from core import metrics  # noqa: E402
 from portal.api import lane  # noqa: E402
-from portal.api.asgi import limit_api_body, limit_query  # noqa: E402
+from portal.api.asgi import limit_api_body, limit_query, until_gone  # noqa: E402
 
 STATIC_BLOCK_SIZE = 64 * 1024  # bytes of a file read per trip to a thread
 
@@ -123,17 +121,9 @@ class Handler(ASGIHandler):
             if isinstance(response, FileResponse):
                 response.block_size = STATIC_BLOCK_SIZE
             response.streaming_content = _read_in_thread(response.streaming_content)
-        sending = asyncio.create_task(self.send_response(response, send))
-        listening = asyncio.create_task(self.listen_for_disconnect(receive))
         try:
-            await asyncio.wait([sending, listening], return_when=asyncio.FIRST_COMPLETED)
+            await until_gone(self.send_response(response, send), receive)
         finally:
-            for task in (listening, sending):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RequestAborted, AssertionError):
-                await listening
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await sending
             await sync_to_async(response.close)()
 
     def respond(self, scope, body_file):

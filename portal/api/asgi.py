@@ -1,4 +1,5 @@
-"""ASGI guards: for request bodies under /api/v1, and for queries of too many fields.
+"""ASGI pieces: the guards for request bodies under /api/v1 and for queries of too many
+fields, and the pump of a streamed answer (:func:`until_gone`).
 
 Django's ASGI handler reads a whole body (to disk past a few MiB) before any middleware
 runs, and DRF ignores a body without a Content-Length. This guard refuses a declared
@@ -6,12 +7,44 @@ length over the limit before reading anything, and reads a chunked body up to th
 itself, then hands it on with its Content-Length.
 """
 
+import asyncio
+import contextlib
 import json
+import logging
+from collections.abc import Awaitable
 
 from django.conf import settings
 
 from core.errors import error_body
 from portal.api.middleware import API_PREFIX, body_limit
+
+logger = logging.getLogger(__name__)
+
+
+async def until_gone(sending: Awaitable[None], receive) -> None:
+    """Send a streamed answer (``sending``) until it ends or the client goes away, then
+    cancel the other at once: a body's iterator cancelled mid-way runs its ``finally``
+    blocks (slots, subscriptions) now. The one pump of the fast lane's streams and of
+    Django's streamed responses (config.asgi)."""
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    pumping, listening = asyncio.ensure_future(sending), asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait([pumping, listening], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (listening, pumping):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await listening
+        try:
+            await pumping
+        except (asyncio.CancelledError, OSError):
+            pass
+        except Exception:
+            logger.exception("a stream failed after its answer started")
 
 
 async def _refuse(send, message: str, code: str, *, page: bool = False) -> None:

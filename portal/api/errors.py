@@ -1,14 +1,17 @@
-"""The API layer's one error renderer: the domain's :class:`~core.errors.ApiError` and DRF's
-exceptions in the API's one shape, ``{"error": {"message", "code", ...}}``."""
+"""The API layer's one error renderer (:func:`refusal`): the domain's
+:class:`~core.errors.ApiError` and DRF's exceptions in the API's one shape,
+``{"error": {"message", "code", ...}}``, for every door (DRF, the fast lane, Django's
+async views)."""
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.db import InterfaceError, OperationalError
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from psycopg_pool import PoolTimeout
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -19,7 +22,6 @@ logger = logging.getLogger(__name__)
 
 
 # What a door (DRF view, fast lane, stream) catches and renders.
-Refusal = exceptions.APIException | ApiError
 REFUSALS = (exceptions.APIException, ApiError)
 
 
@@ -79,7 +81,44 @@ _CODES = {
 _REFUSED = {TooManyFieldsSent: "too_many_fields", RequestDataTooBig: "request_too_large"}
 
 
-def exception_handler(exc: Exception, context: dict) -> Response:
+# OpenAI's error ``type`` by status (the ``openai`` package reads it): /chat/completions.
+OPENAI_TYPES = {
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+@dataclass
+class Refused:
+    """A refusal as the client gets it: status, headers (Content-Type aside) and body."""
+
+    status: int
+    body: dict
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def refusal(exc: BaseException, *, openai: bool = False, allow: str | None = None) -> Refused:
+    """The API's one error renderer: ``exc`` in the one shape, with its headers
+    (Retry-After, WWW-Authenticate; ``Allow`` for a 405 when given). ``openai``: with
+    OpenAI's error ``type`` too (/chat/completions). Every door renders with it: DRF
+    (:func:`exception_handler`), the fast lane (portal.api.lane) and Django's async
+    views (:func:`json_response`)."""
+    refused = _refused(exc)
+    if openai:
+        status = refused.status
+        kind = OPENAI_TYPES.get(
+            status, "server_error" if status >= 500 else "invalid_request_error"
+        )
+        refused.body = {"error": {**refused.body["error"], "type": kind}}
+    if allow is not None and isinstance(exc, exceptions.MethodNotAllowed):
+        refused.headers["Allow"] = allow
+    return refused
+
+
+def _refused(exc: BaseException) -> Refused:
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, SuspiciousOperation):  # what Django refuses to parse: a 400
@@ -93,21 +132,21 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         if exc.status_code in (429, 503) and "retry_after" in exc.extra:  # quotas, outages
             headers["Retry-After"] = str(exc.extra["retry_after"])
         body = error_body(str(exc.detail), exc.code, **exc.extra)
-        return Response(body, status=exc.status_code, headers=headers)
+        return Refused(exc.status_code, body, headers)
     if isinstance(exc, exceptions.ValidationError):
         details = _named(
             exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         )
         body = error_body(_first_message(details), "validation_error", details=details)
-        return Response(body, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return Refused(status.HTTP_422_UNPROCESSABLE_ENTITY, body)
     if isinstance(exc, exceptions.Throttled):
         retry_after = int(exc.wait or 1)  # type: ignore[attr-defined]
         body = error_body("Rate limit exceeded", "rate_limited", retry_after=retry_after)
-        return Response(body, status=429, headers={"Retry-After": str(retry_after)})
+        return Refused(429, body, {"Retry-After": str(retry_after)})
     if isinstance(exc, exceptions.ParseError):
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else "invalid_request"
-        return Response(error_body(str(exc.detail), code), status=400)
+        return Refused(400, error_body(str(exc.detail), code))
     if isinstance(exc, exceptions.APIException):
         code = _CODES.get(type(exc)) or next(
             (c for cls, c in _CODES.items() if isinstance(exc, cls)), "error"
@@ -115,7 +154,22 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         headers = {}
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
             headers["WWW-Authenticate"] = "Bearer"
-        return Response(error_body(str(exc.detail), code), status=exc.status_code, headers=headers)
+        return Refused(exc.status_code, error_body(str(exc.detail), code), headers)
 
     logger.exception("Unhandled error in API view", exc_info=exc)
-    return Response(error_body("Internal server error", "server_error"), status=500)
+    return Refused(500, error_body("Internal server error", "server_error"))
+
+
+def exception_handler(exc: Exception, context: dict) -> Response:
+    """:func:`refusal` as DRF's exception handler."""
+    refused = refusal(exc)
+    return Response(refused.body, status=refused.status, headers=refused.headers)
+
+
+def json_response(exc: BaseException, *, openai: bool = False, allow: str = "GET") -> JsonResponse:
+    """:func:`refusal` as a Django response (the API's async views)."""
+    refused = refusal(exc, openai=openai, allow=allow)
+    response = JsonResponse(refused.body, status=refused.status)
+    for name, value in refused.headers.items():
+        response[name] = value
+    return response

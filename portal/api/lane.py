@@ -13,17 +13,16 @@ lane serves the request with it when the request is the usual one:
 
 Anything else (a browser session, a malformed header, an unknown path) takes the usual
 path through Django, which answers it exactly as before; both paths call the same
-services. What the lane does the way the usual path does: key authentication with the
-same cache (portal.api.auth), the scope check, the per-key rate limit with the same Redis
-buckets and its ``X-RateLimit-*`` headers, the one error shape
-(portal.api.errors.exception_handler), and the headers of Django's security middleware.
+services. What the lane does the way the usual path does: the API's one door
+(portal.api.auth.identify: the key, its scope, its rate limit and the ``X-RateLimit-*``
+headers), the one error renderer (portal.api.errors.refusal), and the headers of
+Django's security middleware.
 Request bodies are limited before any of this (portal.api.asgi).
 
 The database is used through core.tx (the loop's own connections on Postgres, a
 thread on SQLite); everything else (Redis, NATS, the response) runs on the event loop.
 """
 
-import asyncio
 import contextlib
 import functools
 import io
@@ -33,19 +32,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
-from rest_framework.exceptions import APIException, PermissionDenied
+from rest_framework.exceptions import APIException
 
-from core import tx
-from core.counters import Take, Usage, ahit
+from core.counters import Take, Usage
 from portal.api import auth
-from portal.api.auth import enforce
-from portal.api.errors import REFUSALS, Refusal, exception_handler, unavailable
+from portal.api.asgi import until_gone
+from portal.api.errors import REFUSALS, refusal, unavailable
 from portal.api.parsers import StrictJSONParser
 from portal.api.throttling import rate_limit_headers
 from portal.models import User
@@ -59,9 +56,9 @@ Handler = Callable[["Call"], Awaitable["Reply"]]
 
 def fast(view: Any, **handlers: Handler) -> Any:
     """Mark a Django view: the lane serves its ``METHOD=handler`` requests (see above).
-    A handler's ``render_error`` attribute, if any, renders its errors (and those of the
-    lane's checks) instead of :func:`error_reply`. A handler whose ``limits_itself`` is
-    true calls :meth:`Call.limit` first thing, rather than the lane before calling it."""
+    A handler whose ``openai`` attribute is true has its errors (and those of the lane's
+    checks) rendered with OpenAI's error type. A handler whose ``limits_itself`` is true
+    calls :meth:`Call.limit` first thing, rather than the lane before calling it."""
     view.fast_lane = handlers
     return view
 
@@ -83,7 +80,8 @@ class Call:
     async def limit(self, take: Take | None = None) -> Usage:
         """The key's rate limit (429 over it, 401 for a key revoked elsewhere), and with
         ``take`` that member too in the same round trip (``Usage.taken``)."""
-        return await _limit(self.key, self.counted, take)
+        who, io = auth.Who(self.user, self.key), auth.AsyncIo(self.counted)
+        return await auth.count(who, _asking(self.request), io, take)
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
@@ -123,6 +121,16 @@ def takes(scope: dict, view: Any) -> bool:
     return True
 
 
+def _asking(request: ASGIRequest) -> auth.Asking:
+    """The request as the door sees it: a key only (a session takes the usual path), for
+    a handler of its method that names no key scope."""
+    return auth.Asking(
+        authorization=request.headers["Authorization"],
+        ip=auth.client_ip(request),
+        method=request.method or "GET",
+    )
+
+
 async def serve(scope: dict, body: bytes, receive: Any, send: Any, view: Any, kwargs: dict) -> bool:
     """Serve the request; ``False`` (nothing sent) when it must take the usual path."""
     request = ASGIRequest(scope, io.BytesIO(body))
@@ -132,62 +140,28 @@ async def serve(scope: dict, body: bytes, receive: Any, send: Any, view: Any, kw
         return False
     counted: list[Usage] = []
     handler = view.fast_lane[scope["method"]]
-    render_error = getattr(handler, "render_error", error_reply)
+    openai = getattr(handler, "openai", False)
     try:
         limited = getattr(handler, "limits_itself", False)
-        key = await _authenticate(request, counted.append, limit=not limited)
-        reply = await handler(Call(request, body, kwargs, key, counted.append))
+        who = await auth.identify(_asking(request), auth.AsyncIo(counted.append), limit=not limited)
+        assert who.key is not None
+        reply = await handler(Call(request, body, kwargs, who.key, counted.append))
     except REFUSALS as exc:
-        reply = render_error(exc)
+        reply = error_reply(exc, openai=openai)
     except Exception as exc:
         if (away := unavailable(exc)) is None:
             logger.exception("fast lane failed on %s %s", scope["method"], scope["path"])
-        reply = render_error(away or APIException())
+        reply = error_reply(away or APIException(), openai=openai)
     if counted:
         reply.headers = {**rate_limit_headers(counted[-1]), **reply.headers}
     await _respond(reply, request, receive, send)
     return True
 
 
-async def _authenticate(
-    request: ASGIRequest, counted: Callable[[Usage], None], *, limit: bool = True
-) -> auth.KeyInfo:
-    """The usual path's authentication, scope check and (``limit``) rate limit, in its
-    order; ``counted`` learns each limit's usage (the answer's headers tell the last)."""
-    raw = auth.bearer_key(request.headers["Authorization"])
-    key_hash = auth.hash_key(raw)
-    found, info = auth.cached_key(key_hash)
-    ip = request.META.get("REMOTE_ADDR") or ""
-    if not found:
-        if tx.async_available():
-            async with tx.async_tx() as db:
-                info = await auth.aload_key(db, key_hash, ip, counted)
-        else:
-            info = await tx.in_thread(auth.load_key, key_hash, ip, counted)
-    key = auth.usable(info, ip)
-    if auth.touch_due(key):
-        await tx.work(lambda db: db.one(auth.touching(key)))
-    if not auth.has_scope(key, request.method or "GET"):
-        raise PermissionDenied(auth.HasScope.message)
-    if limit:
-        await _limit(key, counted)
-    return key
-
-
-async def _limit(
-    key: auth.KeyInfo, counted: Callable[[Usage], None], take: Take | None = None
-) -> Usage:
-    usage = await ahit(f"key:{key.key_id}", settings.API_RATE_LIMIT, key_id=key.key_id, take=take)
-    counted(usage)
-    enforce(usage, key_id=key.key_id)
-    return usage
-
-
-def error_reply(exc: Refusal) -> Reply:
-    """``exc`` in the API's one error shape, with its headers."""
-    answer = exception_handler(exc, {})
-    headers = {name: value for name, value in answer.items() if name.lower() != "content-type"}
-    return Reply(status=answer.status_code, body=answer.data, headers=headers)
+def error_reply(exc: BaseException, *, openai: bool = False) -> Reply:
+    """:func:`~portal.api.errors.refusal` in the lane."""
+    refused = refusal(exc, openai=openai)
+    return Reply(status=refused.status, body=refused.body, headers=refused.headers)
 
 
 # --- the answer ----------------------------------------------------------------------------
@@ -230,24 +204,9 @@ async def _stream(chunks: AsyncIterator[bytes], receive: Any, send: Any) -> None
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
-    async def gone() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    sending, listening = asyncio.create_task(pump()), asyncio.create_task(gone())
     try:
-        await asyncio.wait([sending, listening], return_when=asyncio.FIRST_COMPLETED)
+        await until_gone(pump(), receive)
     finally:
-        for task in (listening, sending):
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await listening
-        try:
-            await sending
-        except (asyncio.CancelledError, OSError):
-            pass
-        except Exception:
-            logger.exception("a stream failed after its answer started")
         close = getattr(chunks, "aclose", None)
         if close is not None:
             with contextlib.suppress(Exception):

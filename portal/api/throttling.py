@@ -1,21 +1,19 @@
-"""The API's request limits (portal.api.auth checks them in its order): each request is
-counted in Redis (core.counters) and its usage told in the X-RateLimit-* headers."""
+"""The API's request limits: each request is counted in Redis (core.counters) by the
+door (portal.api.auth.identify), in its order, and its usage told in the X-RateLimit-*
+headers."""
 
-from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from core.counters import Usage, hit
-from portal.api.auth import client_ip, enforce
+from core.counters import Usage
+from core.tx import run_sync
+from portal.api.auth import asking, count_in, drf_io, identify
 
 
-def charge(request: Request, bucket: str, limit: int, *, key_id: str | None = None) -> None:
-    """Count the request, remember the usage for the response headers, refuse with 429
-    (or 401 when ``key_id`` was revoked in another process)."""
-    usage = hit(bucket, limit, key_id=key_id)
-    # Read back by ApiMiddleware to set the X-RateLimit-* headers on the response.
-    getattr(request, "_request", request).rate_limit = usage  # type: ignore[union-attr]
-    enforce(usage, key_id=key_id)
+def charge(request: Request, bucket: str, limit: int) -> None:
+    """Count the request against another limit of its own (the usage goes to the
+    response headers), refuse with 429."""
+    run_sync(count_in(drf_io(request), bucket, limit))
 
 
 def rate_limit_headers(usage: Usage) -> dict[str, str]:
@@ -27,15 +25,11 @@ def rate_limit_headers(usage: Usage) -> dict[str, str]:
 
 
 class RedisRateThrottle(BaseThrottle):
-    """Per key (API_RATE_LIMIT), per signed-in user, or per IP without credentials
-    (API_ANON_RATE_LIMIT)."""
+    """A public view's request (no authentication), per IP (API_ANON_RATE_LIMIT), through
+    the door; any other was counted by the door in DRF's authentication step
+    (portal.api.auth.ApiKeyAuthentication)."""
 
     def allow_request(self, request: Request, view: object) -> bool:
-        key_id = getattr(request.auth, "key_id", None)  # a KeyInfo from ApiKeyAuthentication
-        if key_id:
-            charge(request, f"key:{key_id}", settings.API_RATE_LIMIT, key_id=key_id)
-        elif request.user is not None and request.user.is_authenticated:
-            charge(request, f"user:{request.user.pk}", settings.API_RATE_LIMIT)
-        else:
-            charge(request, f"ip:{client_ip(request)}", settings.API_ANON_RATE_LIMIT)
+        if request.successful_authenticator is None:
+            run_sync(identify(asking(request, "public"), drf_io(request)))
         return True

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rest_framework.exceptions import ValidationError
 
+from compute.chat import ROLES
 from compute.jobs_api import JobInput
-from compute.openai_input import ROLES, ChatInput
+from compute.openai_input import ChatInput
 from portal.api.base import validated
 
 ANY = st.one_of(
