@@ -71,6 +71,29 @@ def create_database(url: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def setup_django(env: dict[str, str]) -> None:
+    """Create and migrate the bench database; Django is then usable in this process."""
+    create_database(env["DATABASE_URL"])
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    vacuum(env["DATABASE_URL"])
+
+
+def vacuum(url: str) -> None:
+    """Tidy the bench database as autovacuum would (it may be off on a test machine, and
+    earlier runs leave dead rows whose stale statistics mislead the planner)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
 _held: list = []
 
 

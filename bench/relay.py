@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import subprocess
 import sys
 import time
@@ -28,38 +27,15 @@ from common import (
     BASE_DIR,
     bench_env,
     cpu_seconds,
-    create_database,
     nats_options,
     rss_mb,
+    setup_django,
     start_web,
     stop,
 )
 
 sys.path.insert(0, str(BASE_DIR))
 PER_ACCOUNT = 5  # streams per account: the production quota
-
-
-def setup_django(env: dict[str, str]) -> None:
-    """Create and migrate the bench database; Django is then usable in this process."""
-    create_database(env["DATABASE_URL"])
-    os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    vacuum(env["DATABASE_URL"])
-
-
-def vacuum(url: str) -> None:
-    """Tidy the bench database as autovacuum would (it may be off on a test machine, and
-    earlier runs leave dead rows whose stale statistics mislead the planner)."""
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
 
 
 def accounts(count: int, tag: str) -> list[tuple[object, str]]:

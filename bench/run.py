@@ -26,9 +26,9 @@ from common import (
     BIN,
     bench_env,
     cpu_seconds,
-    create_database,
     free_port,
     procfile_command,
+    setup_django,
     to_ms,
 )
 
@@ -60,18 +60,10 @@ def server_env(env: dict[str, str], port: int, workers: int) -> dict[str, str]:
 
 def prepare(env: dict[str, str]) -> str:
     """Migrate the bench database and return a fresh read key of the bench account."""
-    create_database(env["DATABASE_URL"])
-    os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
+    setup_django(env)
     from portal import services
     from portal.models import User
 
-    call_command("migrate", verbosity=0)
     user = User.objects.filter(email="bench@example.com").first()
     if user is None:
         user = services.sign_up(email="bench@example.com", password=None)

@@ -9,6 +9,7 @@ keep the names they had before they moved here (``compute.job_tasks.*``, ``sail.
 """
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
@@ -85,21 +86,22 @@ def ingest_job_output(records: list[dict], acks: list[str]) -> int:
 
 @shared_task(name="compute.job_tasks.ingest_job_progress", **RETRY)
 def ingest_job_progress(records: list[dict], acks: list[str]) -> int:
-    done = sum(jobs.apply_progress(**record) for record in records)
-    ack(acks)
-    return done
+    return _each(jobs.apply_progress, records, acks)
 
 
 @shared_task(name="compute.job_tasks.ingest_job_images", **RETRY)
 def ingest_job_images(records: list[dict], acks: list[str]) -> int:
-    done = sum(jobs.apply_image(**record) for record in records)
-    ack(acks)
-    return done
+    return _each(jobs.apply_image, records, acks)
 
 
 @shared_task(name="compute.job_tasks.ingest_job_leases", **RETRY)
 def ingest_job_leases(records: list[dict], acks: list[str]) -> int:
-    done = sum(jobs.apply_lease(**record) for record in records)
+    return _each(jobs.apply_lease, records, acks)
+
+
+def _each(apply: Callable[..., bool], records: list[dict], acks: list[str]) -> int:
+    """``apply`` each record, then ack the messages they came in."""
+    done = sum(apply(**record) for record in records)
     ack(acks)
     return done
 

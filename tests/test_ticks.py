@@ -1,43 +1,21 @@
 """Periodic tasks run once per tick however many beats send them (core.ticks): two of
 a ticking task at once leave one effect."""
 
-import threading
-
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from compute.models import RateSnapshot
 from compute.tasks import snapshot_market_rates
 from core import ticks
 from tests.factories import CargoFactory
-
-
-def run_together(task, count: int = 2, **kwargs) -> list:
-    """``count`` runs of ``task`` started at the same moment, each on a thread (as two
-    beats' messages taken by two workers)."""
-    start, results = threading.Barrier(count), []
-
-    def run() -> None:
-        start.wait()
-        try:
-            results.append(task(**kwargs))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return results
+from tests.threads import at_once
 
 
 @pytest.mark.django_db(transaction=True)
 def test_two_beats_market_snapshots_of_one_tick_write_one_snapshot_per_cargo():
     cargos = [CargoFactory(is_approved=True, is_enabled=True) for _ in range(3)]
 
-    results = run_together(snapshot_market_rates, tick=300.0)
+    results = at_once(2, lambda _: snapshot_market_rates(tick=300.0))
 
     assert sorted(results) == [0, len(cargos)]
     assert RateSnapshot.objects.filter(cargo__in=cargos).count() == len(cargos)
@@ -47,7 +25,7 @@ def test_two_beats_market_snapshots_of_one_tick_write_one_snapshot_per_cargo():
 def test_without_a_tick_each_call_runs():
     cargo = CargoFactory(is_approved=True, is_enabled=True)
 
-    run_together(snapshot_market_rates)
+    at_once(2, lambda _: snapshot_market_rates())
 
     assert RateSnapshot.objects.filter(cargo=cargo).count() == 2
 

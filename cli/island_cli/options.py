@@ -84,3 +84,14 @@ def global_options(f: F) -> F:
     for option in reversed(GLOBAL_OPTIONS):
         f = option(f)
     return f
+
+
+def page_options(default_limit: int) -> Callable[[F], F]:
+    """Add --limit (1 to 100, the API's most) and --offset to a list command."""
+
+    def add(f: F) -> F:
+        f = click.option("--offset", type=click.IntRange(0), default=0, show_default=True)(f)
+        limit = click.IntRange(1, 100)
+        return click.option("--limit", type=limit, default=default_limit, show_default=True)(f)
+
+    return add

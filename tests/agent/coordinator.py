@@ -201,6 +201,13 @@ class Coordinator:
             await asyncio.wait_for(self._changed.wait_for(lambda: len(matching()) >= count), within)
         return matching()[:count]
 
+    async def succeeded(self, job_id: str, *, within: float = WAIT) -> dict[str, Any]:
+        """The job's ``succeeded`` status, waiting for it."""
+        [done] = await self.wait_for(
+            "status", lambda m: m["state"] == "succeeded", job_id=job_id, within=within
+        )
+        return done
+
     async def states(self, job_id: str) -> list[str]:
         return [m["state"] for m in self.of("status", job_id=job_id)]
 

@@ -41,9 +41,7 @@ async def test_a_field_island_pairs_and_runs_a_job_received_on_core_nats(coordin
     await coordinator.assign(agent.host_id, assignment, field=True)
 
     job_id = assignment["job_id"]
-    [done] = await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=job_id
-    )
+    done = await coordinator.succeeded(job_id)
     assert await coordinator.states(job_id) == ["started", "streaming", "succeeded"]
     expected = reply_tokens(assignment["input"])
     outputs = coordinator.of("output", job_id=job_id)
@@ -77,8 +75,6 @@ async def test_a_job_delivered_twice_on_core_nats_runs_only_once(coordinator, st
     await coordinator.assign(agent.host_id, assignment, field=True)
     await coordinator.assign(agent.host_id, assignment, field=True)
 
-    await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=assignment["job_id"]
-    )
+    await coordinator.succeeded(assignment["job_id"])
     await asyncio.sleep(0.3)
     assert await coordinator.states(assignment["job_id"]) == ["started", "streaming", "succeeded"]

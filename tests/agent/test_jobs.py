@@ -22,9 +22,7 @@ async def test_it_runs_a_job_from_the_jobs_stream_and_reports_it_in_protocol_ord
     await coordinator.assign(agent.host_id, assignment)
 
     job_id = assignment["job_id"]
-    [done] = await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=job_id
-    )
+    done = await coordinator.succeeded(job_id)
     assert await coordinator.states(job_id) == ["started", "streaming", "succeeded"]
     expected = reply_tokens(assignment["input"])
     outputs = coordinator.of("output", job_id=job_id)
@@ -127,9 +125,7 @@ async def test_it_runs_no_more_jobs_at_once_than_its_limit(coordinator, start_ag
     await coordinator.assign(agent.host_id, first)
     await coordinator.assign(agent.host_id, second)
 
-    await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=second["job_id"]
-    )
+    await coordinator.succeeded(second["job_id"])
     order = [
         (m["job_id"], m["state"])
         for m in coordinator.messages["status"]
@@ -183,9 +179,7 @@ async def test_a_redelivered_job_runs_only_once(coordinator, start_agent):
     await coordinator.assign(agent.host_id, assignment)
     await coordinator.assign(agent.host_id, assignment)
 
-    await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=assignment["job_id"]
-    )
+    await coordinator.succeeded(assignment["job_id"])
     await asyncio.sleep(0.3)
     assert await coordinator.states(assignment["job_id"]) == ["started", "streaming", "succeeded"]
     assert (await consumer_info(coordinator, agent.host_id)).num_ack_pending == 0
@@ -213,9 +207,7 @@ async def test_a_malformed_assignment_is_skipped_and_the_next_one_runs(coordinat
     await coordinator.js.publish(f"host.{agent.host_id}.jobs", b"not json", stream="JOBS")
     await coordinator.assign(agent.host_id, assignment)
 
-    await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=assignment["job_id"]
-    )
+    await coordinator.succeeded(assignment["job_id"])
 
 
 async def test_it_runs_the_shipped_wasm_utility(coordinator, start_agent):
@@ -229,9 +221,7 @@ async def test_it_runs_the_shipped_wasm_utility(coordinator, start_agent):
 
     await coordinator.assign(agent.host_id, assignment)
 
-    await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=assignment["job_id"]
-    )
+    await coordinator.succeeded(assignment["job_id"])
     chunks = [o["chunk"] for o in coordinator.of("output", job_id=assignment["job_id"])]
     assert chunks == ['{"bytes":14,"words":3,"lines":2}\n', ""]
 
@@ -248,6 +238,4 @@ async def test_a_wasm_job_that_exhausts_its_fuel_fails_cleanly(coordinator, star
     assert failed["error"] == "WASM fuel exhausted (limit 20000)"
     follow_up = job(runtime_type="wasm", input="still alive")
     await coordinator.assign(agent.host_id, follow_up)
-    await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=follow_up["job_id"]
-    )
+    await coordinator.succeeded(follow_up["job_id"])

@@ -53,9 +53,7 @@ async def test_once_paired_it_reconnects_hears_already_paired_and_gets_ready(
     )
     assignment = job()
     await coordinator.assign(agent.host_id, assignment)
-    await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=assignment["job_id"]
-    )
+    await coordinator.succeeded(assignment["job_id"])
     assert len(coordinator.of("register", host_id=agent.host_id)) == 1
     assert agent.state()["paired"] is True
     assert agent.state()["account_id"] == ACCOUNT_ID
@@ -98,9 +96,7 @@ async def test_it_is_ready_again_when_paired_anew(coordinator, start_agent, admi
     await coordinator.wait_for("register", host_id=agent.host_id, count=2)
     assignment = job()
     await coordinator.assign(agent.host_id, assignment)
-    await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=assignment["job_id"]
-    )
+    await coordinator.succeeded(assignment["job_id"])
 
 
 # -- its key ---------------------------------------------------------------------------
@@ -195,7 +191,5 @@ async def test_it_goes_on_when_its_credentials_expire_and_are_issued_anew(
     await coordinator.wait_for("heartbeat", host_id=agent.host_id, count=beats + 3)
     assignment = job()
     await coordinator.assign(agent.host_id, assignment)
-    await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=assignment["job_id"]
-    )
+    await coordinator.succeeded(assignment["job_id"])
     assert agent.refusals() == []

@@ -38,9 +38,7 @@ async def test_a_job_streams_the_models_tokens_and_reports_their_usage(
     await coordinator.assign(agent.host_id, assignment)
 
     job_id = assignment["job_id"]
-    [done] = await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=job_id, within=60
-    )
+    done = await coordinator.succeeded(job_id, within=60)
     chunks = [o["chunk"] for o in coordinator.of("output", job_id=job_id)]
     assert chunks[-1] == ""
     assert 0 < len(chunks) - 1 <= 12

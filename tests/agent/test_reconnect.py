@@ -122,6 +122,4 @@ async def test_after_its_nats_server_restarts_it_registers_again_and_takes_jobs(
     )
     assignment = job()
     await coordinator.assign(agent.host_id, assignment)
-    await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=assignment["job_id"], within=15
-    )
+    await coordinator.succeeded(assignment["job_id"], within=15)

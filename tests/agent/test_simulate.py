@@ -28,9 +28,7 @@ async def test_a_simulated_island_runs_a_job_with_the_mock_runtime(coordinator, 
 
     await coordinator.assign(register["host_id"], assignment, field=True)
 
-    [done] = await coordinator.wait_for(
-        "status", lambda m: m["state"] == "succeeded", job_id=assignment["job_id"]
-    )
+    done = await coordinator.succeeded(assignment["job_id"])
     assert done["usage"]["completion_tokens"] > 0
 
 

@@ -5,14 +5,12 @@ events, concurrent workers, a worker dying mid-way, and concurrent submits.
 Real Postgres, Redis and NATS (JetStream)."""
 
 import contextlib
-import threading
 import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
-from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 from hypothesis import HealthCheck, given
@@ -31,6 +29,7 @@ from core.errors import ApiError
 from tests.compute import jobs_support
 from tests.compute.jobs_support import island
 from tests.factories import UserFactory
+from tests.threads import at_once
 
 D = Decimal
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("streams")]
@@ -291,28 +290,6 @@ def test_a_failure_after_completion_never_refunds_and_a_completion_after_failure
     assert balance(user).available == D("0.99")
 
 
-def run_at_once(n: int, call) -> list:
-    """``call(i)`` in ``n`` threads released together; results (or exceptions) in order."""
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = call(i)
-        except Exception as error:
-            results[i] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
-
-
 @pytest.mark.django_db(transaction=True)
 def test_workers_applying_the_same_completion_at_once_charge_and_pay_once(chat):
     host = island(asking_prices={"chat-test": "0.005"})
@@ -322,7 +299,7 @@ def test_workers_applying_the_same_completion_at_once_charge_and_pay_once(chat):
     assert (job.status, job.island_id) == ("running", host.pk)
     events = ["succeeded"] * 6 + ["failed"] * 2
 
-    results = run_at_once(len(events), lambda i: status(host, job, events[i], error="x"))
+    results = at_once(len(events), lambda i: status(host, job, events[i], error="x"))
 
     assert results.count(True) == 1
     assert all(r in (True, False) for r in results), results
@@ -412,7 +389,7 @@ def test_twenty_concurrent_submits_never_overdraw_the_balance(chat, settings):
         except services.InsufficientCredits:
             return "402"
 
-    results = run_at_once(20, go)
+    results = at_once(20, go)
 
     assert sorted(results) == ["402"] * 10 + ["created"] * 10
     assert Job.objects.filter(user=user).count() == 10

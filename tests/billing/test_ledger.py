@@ -1,10 +1,8 @@
 import contextlib
-import threading
 import uuid
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.db.models import Sum
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,6 +11,7 @@ from billing import services as ledger
 from billing import settlement
 from billing.models import Balance, LedgerEntry
 from portal import services as accounts
+from tests.threads import at_once
 
 D = Decimal
 
@@ -114,25 +113,16 @@ def test_twenty_concurrent_holds_never_overdraw_the_balance():
     ledger.adjust(
         user=user, amount=D(100) - balance_of(user).available, reason="t", idempotency_key="t"
     )
-    results: list[str] = []
-    barrier = threading.Barrier(20)
 
-    def submit() -> None:
-        barrier.wait()
+    def submit(_: int) -> str:
         try:
             ledger.hold(user_id=user.pk, job_id=uuid.uuid4(), amount=D(10))
-            results.append("held")
+            return "held"
         except ledger.InsufficientCredits:
-            results.append("refused")
-        finally:
-            connection.close()
+            return "refused"
 
-    threads = [threading.Thread(target=submit) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert results.count("held") == 10
+    results = at_once(20, submit)
+    assert sorted(results) == ["held"] * 10 + ["refused"] * 10
     assert (balance_of(user).available, balance_of(user).held) == (D(0), D(100))
     assert_ledger_explains_balance(user)
 

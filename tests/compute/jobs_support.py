@@ -8,12 +8,15 @@ from decimal import Decimal
 
 import orjson
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from compute.models import Island, Job
 from compute.seed import seed_cargos
 from compute.services import placement
 from compute.services.publish import ensure_streams, job_events_subject
+from core import tx
 from sail.client import sail
 from sail.streams import JOB_UPDATES_STREAM
 from tests.factories import CargoFactory, IslandFactory, UserFactory
@@ -32,6 +35,14 @@ def _fresh_index(settings):
 def streams() -> None:
     """JOBS and JOB_UPDATES exist on the test NATS server."""
     ensure_streams(force=True)
+
+
+@pytest.fixture
+async def closed_pool():
+    """Close the pool and the ORM's connection of asgiref's thread after the test."""
+    yield
+    await tx.close_pool()
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

@@ -11,14 +11,9 @@ from billing.models import Balance, LedgerEntry
 from compute import job_events as handlers
 from compute.models import Job
 from compute.services import batches, dispatch
-from tests.compute import jobs_support
 from tests.compute.jobs_support import island
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("streams")]
-
-_fresh_index = jobs_support._fresh_index  # a fixture
-chat = jobs_support.chat  # a fixture: Cargo "chat-test" listed at 0.01
-streams = jobs_support.streams  # a fixture
 
 
 def submit(api, inputs, **body):

@@ -8,14 +8,9 @@ from django.utils import timezone
 
 from compute.services import dispatch, jobs, sweep
 from compute.services.publish import Assignment
-from tests.compute import jobs_support
 from tests.compute.jobs_support import Inbox, assignments, island, running_job
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("streams")]
-
-_fresh_index = jobs_support._fresh_index  # a fixture
-chat = jobs_support.chat  # a fixture
-streams = jobs_support.streams  # a fixture
 
 
 def overdue(**fields) -> dict:

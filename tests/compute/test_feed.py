@@ -16,7 +16,7 @@ from compute.services.lifecycle import event_token
 from compute.services.publish import Assignment, job_events_subject
 from sail import client as sail_client
 from sail.client import loop_connection
-from tests.compute.jobs_support import running_job, streams  # noqa: F401
+from tests.compute.jobs_support import running_job
 from tests.factories import CargoFactory, IslandFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("streams")]

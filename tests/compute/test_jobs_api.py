@@ -6,15 +6,11 @@ import pytest
 from django.utils import timezone
 
 from compute.models import Job
-from tests.compute import jobs_support
 from tests.compute.jobs_support import island, running_job
 
 JOB_FIELDS = {"id", "workload_id", "workload_slug", "status", "input", "output", "usage",
               "created_at", "started_at", "completed_at", "duration_ms", "error"}  # fmt: skip
 USAGE_FIELDS = {"prompt_tokens", "completion_tokens", "total_tokens", "credits_used"}
-
-_fresh_index = jobs_support._fresh_index  # a fixture
-chat = jobs_support.chat  # a fixture
 
 
 def submit(api, **body):

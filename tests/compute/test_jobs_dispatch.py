@@ -9,15 +9,10 @@ from django.utils import timezone
 
 from compute.models import Job
 from compute.services import dispatch, jobs, submission, sweep
-from tests.compute import jobs_support
 from tests.compute.jobs_support import Inbox, assignments, island, job_events, running_job
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("streams")]
-
-_fresh_index = jobs_support._fresh_index  # a fixture
-chat = jobs_support.chat  # a fixture
-streams = jobs_support.streams  # a fixture
 
 
 @pytest.fixture

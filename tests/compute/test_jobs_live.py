@@ -2,12 +2,8 @@
 
 import pytest
 
-from tests.compute import jobs_support
 from tests.compute.jobs_support import assignments, island
 from tests.factories import CargoFactory
-
-_fresh_index = jobs_support._fresh_index  # a fixture
-streams = jobs_support.streams  # a fixture
 
 
 @pytest.mark.usefixtures("streams")

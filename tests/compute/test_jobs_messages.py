@@ -17,14 +17,9 @@ from compute.services import jobs, lifecycle
 from sail.client import credentials
 from sail.registry import Incoming
 from sail.schemas import Invalid
-from tests.compute import jobs_support
 from tests.compute.jobs_support import island, job_events, running_job
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("streams")]
-
-_fresh_index = jobs_support._fresh_index  # a fixture
-chat = jobs_support.chat  # a fixture
-streams = jobs_support.streams  # a fixture
 
 
 @pytest.fixture

@@ -2,26 +2,20 @@
 below +10, +1 per 60 minutes, deductions on failure and timeout, exactly once per job,
 every change a KarmaEvent; and higher karma wins placement. Real Postgres and NATS."""
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from billing.settlement import split_fee
 from compute import job_events as handlers
 from compute.models import Island, Job, KarmaEvent
 from compute.services import karma, submission, sweep
-from tests.compute import jobs_support
 from tests.compute.jobs_support import island, running_job
 from tests.factories import UserFactory
+from tests.threads import at_once
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("streams")]
-
-_fresh_index = jobs_support._fresh_index  # a fixture
-chat = jobs_support.chat  # a fixture
-streams = jobs_support.streams  # a fixture
 
 
 def run_for(host: Island, chat, seconds: float, state: str = "succeeded", **extra):
@@ -159,21 +153,7 @@ def test_workers_applying_the_same_completion_at_once_count_it_once(chat):
     started = timezone.now() - timedelta(minutes=90)
     job = running_job(chat, host, started_at=started, assigned_at=started)
     payload = {"job_id": str(job.pk), "state": "succeeded", "timestamp": 1}
-    barrier = threading.Barrier(6)
-    results = []
-
-    def apply() -> None:
-        barrier.wait()
-        try:
-            results.append(handlers.on_status(str(host.pk), payload))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=apply) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    results = at_once(6, lambda _: handlers.on_status(str(host.pk), payload))
     assert sorted(results) == [False] * 5 + [True]
     host.refresh_from_db()
     assert (host.karma, host.pending_minutes, host.jobs_completed) == (11, 30, 1)
@@ -222,22 +202,12 @@ def test_jobs_of_one_island_ending_at_once_all_count(chat):
     host = island(karma=10)
     started = timezone.now() - timedelta(minutes=90)
     jobs = [running_job(chat, host, started_at=started, assigned_at=started) for _ in range(6)]
-    barrier = threading.Barrier(len(jobs))
-    results = []
 
-    def end(job) -> None:
-        barrier.wait()
-        try:
-            payload = {"job_id": str(job.pk), "state": "succeeded", "timestamp": 1}
-            results.append(handlers.on_status(str(host.pk), payload))
-        finally:
-            connection.close()
+    def end(i: int) -> bool:
+        payload = {"job_id": str(jobs[i].pk), "state": "succeeded", "timestamp": 1}
+        return handlers.on_status(str(host.pk), payload)
 
-    threads = [threading.Thread(target=end, args=(job,)) for job in jobs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    results = at_once(len(jobs), end)
     assert results == [True] * len(jobs)
     host.refresh_from_db()
     earned = sum(split_fee(Job.objects.get(pk=job.pk).credits_used)[0] for job in jobs)

@@ -22,19 +22,11 @@ from portal import services
 from portal.keys import usage
 from portal.keys.limits import KeyLimits, utc_day
 from portal.models import ApiKeyDay
-from tests.compute import jobs_support
-from tests.compute.jobs_support import island, streams  # noqa: F401
+from tests.compute.jobs_support import island
 from tests.factories import CargoFactory, UserFactory
+from tests.threads import at_once
 
-_fresh_index = jobs_support._fresh_index  # a fixture
-
-
-@pytest.fixture(autouse=True)
-async def _close_connections():
-    """Close the pool and the ORM's connection of asgiref's thread after each test."""
-    yield
-    await tx.close_pool()
-    await sync_to_async(connections.close_all)()
+pytestmark = pytest.mark.usefixtures("closed_pool")
 
 
 async def outcome(user, key: KeyLimits, workload: str = "cap-chat") -> str:
@@ -146,18 +138,7 @@ CHAT = {"model": "lane-chat", "messages": [{"role": "user", "content": "Hi"}]}
 def test_two_requests_at_once_through_the_lane_pass_a_cap_once(live, account, lane_chat):
     island(max_concurrent_jobs=10)
     key = key_of(account, spend_cap_total=Decimal("0.01"))
-    answers: list[int] = []
-    start = threading.Barrier(2)
-
-    def one() -> None:
-        start.wait()
-        answers.append(post(live, key, "/jobs", JOB).status_code)
-
-    threads = [threading.Thread(target=one) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    answers = at_once(2, lambda _: post(live, key, "/jobs", JOB).status_code)
 
     assert sorted(answers) == [201, 402]
     assert Job.objects.filter(user=account).count() == 1

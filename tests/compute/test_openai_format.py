@@ -18,7 +18,7 @@ from compute.services.lifecycle import event_token
 from compute.services.publish import publish_job_events
 from portal import services
 from portal.models import User
-from tests.compute.jobs_support import _fresh_index, give_up_once_streamed, streams  # noqa: F401
+from tests.compute.jobs_support import give_up_once_streamed
 from tests.factories import IslandFactory
 
 pytestmark = pytest.mark.usefixtures("streams")
@@ -177,22 +177,6 @@ def test_the_same_key_with_another_request_is_refused(client):
             model="llm-chat", messages=[{"role": "user", "content": "Else"}], extra_headers=headers
         )
     assert raised.value.code == "idempotency_key_reused"
-
-
-def test_a_sixth_open_stream_is_rate_limited(client):
-    opened = [
-        client.chat.completions.create(model="llm-chat", messages=MESSAGES, stream=True)
-        for _ in range(5)
-    ]
-    try:
-        with pytest.raises(openai.RateLimitError) as raised:
-            client.chat.completions.create(model="llm-chat", messages=MESSAGES, stream=True)
-        assert raised.value.code == "concurrent_stream_limit"
-        assert raised.value.type == "rate_limit_error"
-        assert Job.objects.count() == 5  # the refused request made no job
-    finally:
-        for stream in opened:
-            stream.close()
 
 
 def test_the_concurrent_job_limit_is_a_rate_limit_error(client, settings):

@@ -8,15 +8,11 @@ from django.utils import timezone
 from compute.models import Island
 from compute.services import placement
 from compute.services.placement import Need
-from tests.compute import jobs_support
 from tests.compute.jobs_support import island, running_job
 
 pytestmark = pytest.mark.django_db
 
 BIG = {"cpu_cores": 16, "ram_mb": 32000, "gpu_vram_mb": 24000}
-
-_fresh_index = jobs_support._fresh_index  # a fixture
-chat = jobs_support.chat  # a fixture
 
 
 def need(**fields) -> Need:

@@ -18,7 +18,7 @@ from compute.services.jobs import client_event
 from compute.services.lifecycle import event_token
 from compute.services.publish import publish_job_events
 from portal import services
-from tests.compute.jobs_support import _fresh_index, chat, running_job, streams  # noqa: F401
+from tests.compute.jobs_support import running_job
 from tests.factories import IslandFactory
 
 pytestmark = pytest.mark.usefixtures("streams")
@@ -32,7 +32,7 @@ def account(live):
 
 
 @pytest.fixture
-def job(account, chat):  # noqa: F811
+def job(account, chat):
     """A running job of ``account`` on an Island."""
     return running_job(chat, IslandFactory(), user=account[0])
 
@@ -209,7 +209,7 @@ def test_other_methods_are_not_allowed(live, account, job):
     assert response.json()["error"]["code"] == "method_not_allowed"
 
 
-def test_a_sixth_concurrent_stream_is_refused_until_one_closes(live, account, chat):  # noqa: F811
+def test_a_sixth_concurrent_stream_is_refused_until_one_closes(live, account, chat):
     user, key = account
     island = IslandFactory(max_concurrent_jobs=10)
     jobs = [running_job(chat, island, user=user) for _ in range(6)]

@@ -12,7 +12,7 @@ from compute.feed import Relay
 from compute.models import Job
 from compute.services.lifecycle import event_token
 from compute.services.publish import publish_job_events
-from tests.compute.jobs_support import running_job, streams  # noqa: F401
+from tests.compute.jobs_support import running_job
 from tests.factories import CargoFactory, IslandFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("streams")]

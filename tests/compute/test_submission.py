@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, connections
+from django.db import IntegrityError
 
 from billing.models import Balance, LedgerEntry
 from compute.models import Cargo, Job
@@ -16,20 +16,10 @@ from compute.services import jobs, submission
 from compute.services.publish import Outbox
 from core import tx
 from core.errors import ApiError
-from tests.compute import jobs_support
 from tests.compute.jobs_support import island
 from tests.factories import CargoFactory, UserFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
-_fresh_index = jobs_support._fresh_index  # a fixture
-
-
-@pytest.fixture(autouse=True)
-async def _close_connections():
-    """Close the pool and the ORM's connection of asgiref's thread after each test."""
-    yield
-    await tx.close_pool()
-    await sync_to_async(connections.close_all)()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("closed_pool")]
 
 
 @pytest.fixture

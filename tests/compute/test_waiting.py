@@ -13,14 +13,10 @@ from compute.models import Job
 from compute.seed import seed_cargos
 from compute.services import dispatch, placement, sweep, waiting
 from tests.billing.test_job_billing import assert_books_balance
-from tests.compute import jobs_support
 from tests.compute.jobs_support import island, job_events, running_job
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("streams")]
 
-_fresh_index = jobs_support._fresh_index  # a fixture
-chat = jobs_support.chat  # a fixture: Cargo "chat-test", any Island runs it
-streams = jobs_support.streams  # a fixture
 # What the demo Island of `make run` offers: no GPU.
 NO_GPU = {"cpu_cores": 4, "ram_mb": 16384, "gpu_vram_mb": 0}
 

@@ -25,17 +25,24 @@ def disconnections(island_id: str) -> int:
     return KarmaEvent.objects.filter(island_id=island_id, reason=DISCONNECTION).count()
 
 
+def online_with_a_witness(agent, user, name: str) -> tuple:
+    """The agent ``name`` of ``user`` paired and online, and a second one, the witness,
+    that keeps the coordinator "hearing" Islands during the test."""
+    witness = agent("witness")
+    pair(witness, user)
+    island_agent = agent(name)
+    pair(island_agent, user)
+    online(island_agent)
+    online(witness)
+    return island_agent, witness
+
+
 def test_heartbeats_take_an_island_online_and_a_killed_agent_offline_then_online(
     e2e, account, agent
 ):
     user, key = account
-    witness = agent("witness")  # keeps the coordinator "hearing" Islands during the test
-    pair(witness, user)
-    island_agent = agent("flaky")
-    pair(island_agent, user)
+    island_agent, _ = online_with_a_witness(agent, user, "flaky")
     host_id = island_agent.host_id
-    online(island_agent)
-    online(witness)
     assert api_status(e2e, key, host_id) == "online"
 
     island_agent.kill()
@@ -63,13 +70,8 @@ def test_heartbeats_take_an_island_online_and_a_killed_agent_offline_then_online
 
 def test_a_graceful_stop_goes_offline_at_once_without_a_penalty(e2e, account, agent):
     user, key = account
-    witness = agent("witness")
-    pair(witness, user)
-    island_agent = agent("tidy")
-    pair(island_agent, user)
+    island_agent, witness = online_with_a_witness(agent, user, "tidy")
     host_id = island_agent.host_id
-    online(island_agent)
-    online(witness)
 
     assert island_agent.stop() == 0
     stopped_at = time.monotonic()

@@ -14,10 +14,6 @@ from tests.factories import IslandFactory
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
-def test_it_asks_anonymous_visitors_to_log_in(client):
-    assert client.get("/settings/islands").status_code == 302
-
-
 def test_a_card_shows_status_hardware_karma_jobs_earnings_and_heartbeat(browser_client, user):
     IslandFactory(
         owner=user,

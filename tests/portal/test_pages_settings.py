@@ -26,8 +26,11 @@ def new_key_in(html: str) -> str | None:
 
 
 @pytest.mark.django_db
-def test_settings_sends_strangers_to_the_login_page(client):
-    response = client.get(reverse("settings"))
+@pytest.mark.parametrize(
+    "page", ["settings", "api_keys", "your-islands", "credit-history", "pair", "chat", "try-cargo"]
+)
+def test_a_signed_in_page_sends_strangers_to_the_login_page(client, page):
+    response = client.get(reverse(page))
 
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login"))

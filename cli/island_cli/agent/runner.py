@@ -5,6 +5,7 @@ signal skips the wait."""
 
 import asyncio
 import contextlib
+import functools
 import signal
 import uuid
 from collections.abc import Callable
@@ -16,7 +17,6 @@ from nats.aio.client import Client
 from . import state as state_file
 from .config import SUPPORTED_RUNTIMES, AgentConfig, ConfigError
 from .connection import connect, redact
-from .identity import Identity
 from .identity import load as load_identity
 from .island import Island, Machine, RttMeter
 from .runtimes import Runtime
@@ -129,22 +129,13 @@ async def run(config: AgentConfig, *, simulate: int = 0, say: Callable[[str], No
     nc = connecting.result()
 
     machine = Machine(region=config.region, disk_path=config.state_dir)
+    new_island = functools.partial(
+        Island, nc=nc, identity=identity, runtimes=runtimes, machine=machine, say=say
+    )
     if simulate:
-        islands.extend(_simulated(nc, config, state, identity, runtimes, machine, simulate, say))
+        islands.extend(_simulated(new_island, nc, config, state, simulate))
     else:
-        rtt = RttMeter(nc, state.host_id)
-        islands.append(
-            Island(
-                nc=nc,
-                config=config,
-                state=state,
-                identity=identity,
-                runtimes=runtimes,
-                machine=machine,
-                rtt=rtt,
-                say=say,
-            )
-        )
+        islands.append(new_island(config=config, state=state, rtt=RttMeter(nc, state.host_id)))
     for number, island in enumerate(islands, start=1):
         await island.start()
         if number % FLUSH_EVERY == 0:
@@ -186,34 +177,19 @@ def _simulated_config(config: AgentConfig) -> AgentConfig:
 
 
 def _simulated(
-    nc: Client,
-    config: AgentConfig,
-    state: State,
-    identity: Identity,
-    runtimes: dict[str, Runtime],
-    machine: Machine,
-    count: int,
-    say: Callable[[str], None],
+    new_island: Callable[..., Island], nc: Client, config: AgentConfig, state: State, count: int
 ) -> list[Island]:
     """Light Islands: stable host_ids derived from this Island's, no pairing, no state
     file, a core subscription for jobs, and shared metrics and RTT."""
     base = uuid.UUID(state.host_id)
     rtt = RttMeter(nc, str(uuid.uuid5(base, "simulated-1")))
-    islands = []
-    for index in range(1, count + 1):
-        host_id = str(uuid.uuid5(base, f"simulated-{index}"))
-        islands.append(
-            Island(
-                nc=nc,
-                config=replace(config, name=f"{config.name}-sim-{index}"),
-                state=State(host_id=host_id),
-                identity=identity,
-                runtimes=runtimes,
-                machine=machine,
-                rtt=rtt,
-                say=say,
-                interactive=False,
-                first_heartbeat_delay=config.heartbeat_interval * (index - 1) / count,
-            )
+    return [
+        new_island(
+            config=replace(config, name=f"{config.name}-sim-{index}"),
+            state=State(host_id=str(uuid.uuid5(base, f"simulated-{index}"))),
+            rtt=rtt,
+            interactive=False,
+            first_heartbeat_delay=config.heartbeat_interval * (index - 1) / count,
         )
-    return islands
+        for index in range(1, count + 1)
+    ]

@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from island_cli.api import path
-from island_cli.options import State, global_options, pass_state
+from island_cli.options import State, global_options, page_options, pass_state
 from island_cli.output import Column, block, emit, emit_page, number
 
 COLUMNS: list[Column] = [
@@ -26,8 +26,7 @@ def hosts() -> None:
 @hosts.command("list")
 @click.option("--status", type=click.Choice(["online", "offline"]), help="Only these Islands.")
 @click.option("--all", "show_all", is_flag=True, help="Offline Islands too (default: online).")
-@click.option("--limit", type=click.IntRange(1, 100), default=100, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
+@page_options(default_limit=100)
 @global_options
 @pass_state
 def list_hosts(state: State, status: str | None, show_all: bool, limit: int, offset: int) -> None:

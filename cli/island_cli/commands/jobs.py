@@ -12,7 +12,7 @@ import click
 import httpx
 
 from island_cli.api import Api, CliError, NetworkError, error_for, path
-from island_cli.options import State, global_options, pass_state
+from island_cli.options import State, global_options, page_options, pass_state
 from island_cli.output import Column, block, emit, emit_json, table, text
 
 STREAM_TIMEOUT = httpx.Timeout(15.0, read=None)  # the server sends keep-alives
@@ -139,8 +139,7 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
+@page_options(default_limit=20)
 @global_options
 @pass_state
 def list_jobs(state: State, limit: int, offset: int) -> None:

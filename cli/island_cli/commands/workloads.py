@@ -5,7 +5,7 @@ from typing import Any
 import click
 
 from island_cli.api import path
-from island_cli.options import State, global_options, pass_state
+from island_cli.options import State, global_options, page_options, pass_state
 from island_cli.output import Column, block, emit, emit_page, number
 
 COLUMNS: list[Column] = [
@@ -23,8 +23,7 @@ def workloads() -> None:
 
 
 @workloads.command("list")
-@click.option("--limit", type=click.IntRange(1, 100), default=100, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
+@page_options(default_limit=100)
 @global_options
 @pass_state
 def list_workloads(state: State, limit: int, offset: int) -> None:
