@@ -135,6 +135,7 @@ def stop_server(server: Server) -> None:
         server.proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         server.proc.kill()
+        server.proc.wait()
 
 
 @pytest.fixture(scope="session")

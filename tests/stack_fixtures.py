@@ -45,16 +45,19 @@ def start_workers(server: Server, env: dict[str, str] | None = None) -> Stack:
 
 
 def stop_workers(stack: Stack) -> None:
-    _stop(stack.bridge)
-    _stop(stack.worker)
+    stop_process(stack.bridge)
+    stop_process(stack.worker)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 15 s: a process slow to stop on a loaded machine must
+    not outlive its test and take the next tests' tasks."""
     proc.terminate()
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
 
 
 def _wait_until_ready(worker: subprocess.Popen, bridge: subprocess.Popen) -> None:

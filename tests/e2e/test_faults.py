@@ -26,7 +26,7 @@ from tests.conftest import BASE_DIR, server_env, start_server, stop_server
 from tests.e2e.conftest import _env, eventually, online, pair
 from tests.e2e.test_jobs import chat_input, submit
 from tests.outages import NatsServer
-from tests.stack_fixtures import Stack, start_workers, stop_workers
+from tests.stack_fixtures import Stack, start_workers, stop_process, stop_workers
 
 # Heartbeats stay fresh through a NATS restart of a few seconds (as in production, where
 # an Island is offline after 30 s); an unacknowledged assignment is offered again after a
@@ -85,10 +85,11 @@ class Processes:
         self.stack.bridge = subprocess.Popen(cmd, env=server_env(self.env), cwd=BASE_DIR)
 
     def stop(self) -> None:
-        self.beat.terminate()
-        self.beat.wait(15)
-        stop_workers(self.stack)
-        stop_server(self.server)
+        try:
+            stop_process(self.beat)
+            stop_workers(self.stack)
+        finally:
+            stop_server(self.server)
 
 
 def kill(proc: subprocess.Popen) -> None:
