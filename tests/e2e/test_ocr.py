@@ -82,6 +82,20 @@ def test_text_drawn_in_an_image_comes_back_from_the_islands_onnx_runtime(e2e, ac
     assert available_credits(user=user) == before - Decimal(str(job["usage"]["credits_used"]))
 
 
+def test_an_image_of_megabytes_reaches_the_island_and_is_read(e2e, account, agent):
+    user, key = account
+    reader = agent("reader", pricing=PRICING)
+    pair(reader, user)
+    online(reader)
+    png = drawn("ARCHIPELAGO 2026")
+    png += b"\0" * (settings.JOB_IMAGE_MAX_BYTES - len(png))  # after IEND: still a PNG
+
+    job = finished(e2e, key, submit_image(e2e, key, png))
+
+    assert job["status"] == "completed", job
+    assert job["output"] == "ARCHIPELAGO 2026"
+
+
 def test_the_demo_island_takes_ocr_but_no_onnx_task_it_has_no_model_for(
     e2e, account, agent, client
 ):
