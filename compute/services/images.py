@@ -44,9 +44,10 @@ def check_image(field: str, data: str) -> tuple[int, int]:
         _refuse(field, f"is larger than {limit} bytes", "image_too_large")
     if not _is_base64(data):
         _refuse(field, "is not valid base64")
-    image_file = Decoded(data)
-    if image_file.size > limit:
+    decoded = Decoded(data)
+    if decoded.size > limit:
         _refuse(field, f"is larger than {limit} bytes", "image_too_large")
+    image_file = io.BufferedReader(decoded)
     kind = _kind(image_file.read(12))
     if kind is None:
         _refuse(field, "must be a PNG, JPEG or WebP image")

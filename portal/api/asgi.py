@@ -77,7 +77,7 @@ def limit_api_body(app):
         del chunks  # the one copy is ``body``, until the app takes it
         if declared is None and body:
             scope = {**scope, "headers": [*scope["headers"], (b"content-length", b"%d" % size)]}
-        whole: list = [{"type": "http.request", "body": body, "more_body": False}]
+        whole = [{"type": "http.request", "body": body, "more_body": False}]
         del body
 
         async def replay():
