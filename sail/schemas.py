@@ -85,6 +85,8 @@ class Performance(msgspec.Struct, omit_defaults=True):
     max_concurrent_containers: Count | None = None
     wasm_memory_limit_mb: Number | None = None
     supported_runtimes: Annotated[list[Short], msgspec.Meta(max_length=20)] | None = None
+    # Extension: the onnx_task_type values an ``onnx`` Island has a model for (absent: any).
+    onnx_tasks: Annotated[list[Short], msgspec.Meta(max_length=50)] | None = None
     nats_rtt_ms: Number | None = None
     public_addr: Short | None = None
 

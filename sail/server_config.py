@@ -37,6 +37,9 @@ from sail.permissions import FIELD_REPORTS, TO_ISLAND
 from sail.subjects import PAIRING, REGISTER
 
 APP, FIELD, SYS = "APP", "FIELD", "SYS"
+# The largest message: a job's assignment carries its input, which may be an image of
+# JOB_IMAGE_MAX_BYTES (8 MiB, about 11 MiB in base64); NATS's default is 1 MiB.
+MAX_PAYLOAD = 16 * 1024 * 1024
 ROUTE_USER = "route"
 FIELD_PREFIX = "field"
 
@@ -80,6 +83,7 @@ def render(
         "server_name": server.name,
         "listen": f"{server.host}:{server.port}",
         "jetstream": {"store_dir": server.store_dir},
+        "max_payload": MAX_PAYLOAD,
         "accounts": {
             APP: _app(coordinator),
             FIELD: _field(field_user, field_password_hash),

@@ -1,7 +1,8 @@
 """Placement: which Island should run a job (product-notes, "Placement").
 
-Filters: paired, online (by heartbeat age), not suspended, not in cooldown, runtime supported,
-RAM and VRAM fit, ask within the budget, a free job slot, not excluded for this job.
+Filters: paired, online (by heartbeat age), not suspended, not in cooldown, runtime supported
+(for an ONNX Cargo, its task too: compute.capability), RAM and VRAM fit, ask within the
+budget, a free job slot, not excluded for this job.
 Score 0-100: speed, fit and headroom weighted per runtime, times 0.9, plus up to 10 for
 karma. Order: the job's region first, then score, then a warm Cargo, then headroom.
 When no Island passes, the same filters say why the job waits
@@ -31,6 +32,7 @@ from django.db.models import Count, QuerySet, TextField
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
+from compute.capability import onnx_tasks
 from compute.models import Island, Job
 from compute.services import scoring
 from compute.services.scoring import RUNTIME_BIT, Candidate, Need
@@ -75,6 +77,7 @@ class IslandIndex:
         "rt": np.int64, "ram": np.float64, "vram": np.float64, "tok": np.float64,
         "bw": np.float64, "cpu": np.float64, "load": np.float64, "maxc": np.float64,
         "karma": np.float64, "region": np.int64, "default_ask": np.float64,
+        "any_task": np.bool_,  # an onnx Island that lists no tasks (compute.capability)
     }  # fmt: skip
 
     @staticmethod
@@ -88,6 +91,7 @@ class IslandIndex:
             cpu_cores=KT("capabilities__cpu_cores"), caps_region=KT("capabilities__region"),
             tok_s=KT("metrics__performance_estimates__estimated_llm_tok_s"),
             bandwidth=KT("metrics__performance_estimates__gpu_bandwidth_gb_s"),
+            tasks_json=KT("metrics__performance_estimates__onnx_tasks"),
             runtimes_json=Cast("runtimes", TextField()),
             asks_json=Cast("asking_prices", TextField()),
             warm_json=Cast("warm_workloads", TextField()),
@@ -102,8 +106,10 @@ class IslandIndex:
         self.regions: dict[str, int] = {}
         self.asks: dict[str, np.ndarray] = {}
         self.warm: dict[str, np.ndarray] = {}
+        self.tasks: dict[str, np.ndarray] = {}
         self.row_asks: list[frozenset[str]] = []
         self.row_warm: list[frozenset[str]] = []
+        self.row_tasks: list[frozenset[str]] = []
         self.cols: dict[str, np.ndarray] = {}
         self._grow(1024)
         self.refreshed_at = 0.0
@@ -127,6 +133,7 @@ class IslandIndex:
             self.cols[name] = grown(self.cols.get(name), dtype, fill)
         self.asks = {k: grown(v, np.float64, np.nan) for k, v in self.asks.items()}
         self.warm = {k: grown(v, np.bool_, False) for k, v in self.warm.items()}
+        self.tasks = {k: grown(v, np.bool_, False) for k, v in self.tasks.items()}
         self.capacity = capacity
 
     def _slot(self, island_id: str) -> int:
@@ -138,6 +145,7 @@ class IslandIndex:
             self.ids.append(island_id)
             self.row_asks.append(frozenset())
             self.row_warm.append(frozenset())
+            self.row_tasks.append(frozenset())
             self.size += 1
         return i
 
@@ -156,7 +164,7 @@ class IslandIndex:
         if not rows:
             return
         values: dict[str, list] = {
-            name: [] for name in self.COLUMNS if name not in ("load", "default_ask")
+            name: [] for name in self.COLUMNS if name not in ("load", "default_ask", "any_task")
         }
         for row in rows:
             runtimes = _json(row["runtimes_json"])
@@ -183,16 +191,18 @@ class IslandIndex:
             )
         asks = [_json(row["asks_json"]) for row in rows]
         warms = [_json(row["warm_json"]) for row in rows]
+        tasks = [onnx_tasks(_json(row["tasks_json"])) for row in rows]
         # Parsed above without the lock; decisions wait only for the assignments below.
         with self.lock:
             at = np.array([self._slot(str(row["id"])) for row in rows])
             for name, column in values.items():
                 self.cols[name][at] = column
-            for i, prices, warm in zip(at.tolist(), asks, warms, strict=True):
+            for i, prices, warm, listed in zip(at.tolist(), asks, warms, tasks, strict=True):
                 self._put_asks(i, prices if isinstance(prices, dict) else {})
                 self._put_warm(
                     i, frozenset(str(w) for w in warm) if isinstance(warm, list) else frozenset()
                 )
+                self._put_tasks(i, listed)
 
     def _put_asks(self, i: int, prices: dict) -> None:
         asks = {str(slug): _price(value) for slug, value in prices.items()}
@@ -209,6 +219,20 @@ class IslandIndex:
         for key in warm:
             self._keyed(self.warm, key, np.bool_, False)[i] = True
         self.row_warm[i] = warm
+
+    def _put_tasks(self, i: int, listed: frozenset[str] | None) -> None:
+        self.cols["any_task"][i] = listed is None
+        listed = listed or frozenset()
+        for gone in self.row_tasks[i] - listed:
+            self.tasks[gone][i] = False
+        for task in listed:
+            self._keyed(self.tasks, task, np.bool_, False)[i] = True
+        self.row_tasks[i] = listed
+
+    def task_column(self, task: str) -> np.ndarray:
+        """Which rows list the ONNX ``task`` among theirs."""
+        column = self.tasks.get(task)
+        return column if column is not None else np.zeros(self.capacity, np.bool_)
 
     # --- loading from the database
     def refresh(self, *, full: bool = False) -> int:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from django.conf import settings
 
+from compute.capability import onnx_task
 from compute.models import Cargo, Job
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class Need:
     cargo_id: int
     ram_mb: int = 0
     vram_mb: int = 0
+    task: str = ""  # an ONNX Cargo's onnx_task_type (compute.capability.onnx_task)
     budget: float = math.inf
     region: str = ""
     excluded: frozenset[str] = field(default_factory=frozenset)
@@ -74,6 +76,7 @@ class Need:
             cargo_id=cargo.pk,
             ram_mb=cargo.required_ram_mb,
             vram_mb=cargo.required_vram_mb,
+            task=onnx_task(cargo),
             budget=float(budget),
             region=region or settings.PLACEMENT_REGION,
             excluded=frozenset(str(i) for i in excluded),
@@ -126,6 +129,8 @@ def filter_rows(index: "IslandIndex", need: Need, now: float) -> "Filtered | Non
         & (c["ram"] >= need.ram_mb)
         & (c["vram"] >= need.vram_mb)
     )
+    if need.task:
+        fits &= c["any_task"] | index.task_column(need.task)[:n]
     for island_id in need.excluded:
         if (i := index.pos.get(island_id)) is not None and i < n:
             fits[i] = False

@@ -2,9 +2,9 @@
 fields, and the pump of a streamed answer (:func:`until_gone`).
 
 Django's ASGI handler reads a whole body (to disk past a few MiB) before any middleware
-runs, and DRF ignores a body without a Content-Length. This guard refuses a declared
-length over the limit before reading anything, and reads a chunked body up to the limit
-itself, then hands it on with its Content-Length.
+runs, and DRF ignores a body without a Content-Length. The body guard refuses a declared
+length over the limit before reading anything, reads the body up to the limit itself,
+then hands it on in one message with its Content-Length.
 """
 
 import asyncio
@@ -47,11 +47,11 @@ async def until_gone(sending: Awaitable[None], receive) -> None:
             logger.exception("a stream failed after its answer started")
 
 
-async def _refuse(send, message: str, code: str, *, page: bool = False) -> None:
+async def _refuse(send, message: str, code: str, status: int = 400, *, page: bool = False) -> None:
     kind = b"text/plain; charset=utf-8" if page else b"application/json"
     body = message.encode() if page else json.dumps(error_body(message, code)).encode()
     headers = [(b"content-type", kind), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -74,6 +74,12 @@ def limit_query(app):
 
 
 def limit_api_body(app):
+    """Read the body of every request under /api/v1 here, into one buffer, and hand it on
+    in one message (with its Content-Length): a 413 for a declared length over the
+    route's limit before anything is read, and as soon as more than the limit arrives
+    (the rest is never read). Django would spool a body past a few MiB to disk and read
+    it back whole; the Handler (config.asgi) wraps this one message without a copy."""
+
     async def guard(scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
             return await app(scope, receive, send)
@@ -86,14 +92,10 @@ def limit_api_body(app):
         ):
             return await app(scope, receive, send)  # HTTP/1 without either header: no body
         limit = body_limit(scope.get("method", ""), scope["path"])
-        too_large = f"Request body is larger than {limit} bytes"
-        if declared is not None:
-            if not declared.isdigit():
-                return await _refuse(send, "Invalid Content-Length", "invalid_request")
-            if int(declared) > limit:
-                return await _refuse(send, too_large, "request_too_large")
-            return await app(scope, receive, send)
-
+        if declared is not None and not declared.isdigit():
+            return await _refuse(send, "Invalid Content-Length", "invalid_request")
+        if declared is not None and int(declared) > limit:
+            return await _too_large(send, limit)
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -102,20 +104,22 @@ def limit_api_body(app):
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > limit:
-                return await _refuse(send, too_large, "request_too_large")
+                return await _too_large(send, limit)
             more = message.get("more_body", False)
-        body = b"".join(chunks)
-        if body:
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        del chunks  # the one copy is ``body``, until the app takes it
+        if declared is None and body:
             scope = {**scope, "headers": [*scope["headers"], (b"content-length", b"%d" % size)]}
-        replayed = False
+        whole = [{"type": "http.request", "body": body, "more_body": False}]
+        del body
 
         async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            return whole.pop() if whole else await receive()
 
         return await app(scope, replay, send)
 
     return guard
+
+
+async def _too_large(send, limit: int) -> None:
+    await _refuse(send, f"Request body is larger than {limit} bytes", "request_too_large", 413)

@@ -68,7 +68,7 @@ class Call:
     """A request in the lane, its API key authenticated."""
 
     request: ASGIRequest
-    body: bytes
+    body_file: io.BytesIO  # the request's, shared with Django's request
     kwargs: dict[str, Any]
     key: auth.KeyInfo
     counted: Callable[[Usage], None]  # learns the usage of each limit (the headers)
@@ -86,11 +86,22 @@ class Call:
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
 
+    @property
+    def body(self) -> bytes:
+        return self.body_file.getvalue()  # the buffer itself, not a copy
+
     def json(self) -> dict:
-        """The body as a JSON object, with the API parser's rules and errors."""
-        return StrictJSONParser().parse(
-            io.BytesIO(self.body), parser_context={"request": self.request}
-        )
+        """The body as a JSON object, with the API parser's rules and errors. The body is
+        let go once parsed: it may be an image of megabytes, and the handler needs only
+        what it holds (issue 20: one copy in memory at a time)."""
+        self.body_file.seek(0)
+        try:
+            return StrictJSONParser().parse(
+                self.body_file, parser_context={"request": self.request}
+            )
+        finally:
+            self.body_file.seek(0)
+            self.body_file.truncate()
 
 
 @dataclass
@@ -131,9 +142,11 @@ def _asking(request: ASGIRequest) -> auth.Asking:
     )
 
 
-async def serve(scope: dict, body: bytes, receive: Any, send: Any, view: Any, kwargs: dict) -> bool:
+async def serve(
+    scope: dict, body_file: io.BytesIO, receive: Any, send: Any, view: Any, kwargs: dict
+) -> bool:
     """Serve the request; ``False`` (nothing sent) when it must take the usual path."""
-    request = ASGIRequest(scope, io.BytesIO(body))
+    request = ASGIRequest(scope, body_file)
     try:
         request.get_host()
     except DisallowedHost:
@@ -145,7 +158,7 @@ async def serve(scope: dict, body: bytes, receive: Any, send: Any, view: Any, kw
         limited = getattr(handler, "limits_itself", False)
         who = await auth.identify(_asking(request), auth.AsyncIo(counted.append), limit=not limited)
         assert who.key is not None
-        reply = await handler(Call(request, body, kwargs, who.key, counted.append))
+        reply = await handler(Call(request, body_file, kwargs, who.key, counted.append))
     except REFUSALS as exc:
         reply = error_reply(exc, openai=openai)
     except Exception as exc:
@@ -185,6 +198,7 @@ async def _respond(reply: Reply, request: ASGIRequest, receive: Any, send: Any) 
     headers += [(k.lower().encode(), str(v).encode()) for k, v in reply.headers.items()]
     if reply.stream is None:
         body = reply.body if isinstance(reply.body, bytes) else orjson.dumps(reply.body)
+        reply.body = None  # a job's answer holds its input (an image?): only ``body`` now
         headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -26,7 +26,7 @@ def body_limit(method: str, path: str) -> int:
 
 def too_large(limit: int) -> JsonResponse:
     return JsonResponse(
-        error_body(f"Request body is larger than {limit} bytes", "request_too_large"), status=400
+        error_body(f"Request body is larger than {limit} bytes", "request_too_large"), status=413
     )
 
 

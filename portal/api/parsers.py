@@ -7,6 +7,7 @@ from portal.api.middleware import body_limit
 
 
 class RequestTooLarge(ParseError):
+    status_code = 413
     default_detail = "Request body is too large"
     default_code = "request_too_large"
 
@@ -29,7 +30,7 @@ class StrictJSONParser(BaseParser):
         body = stream.read(limit + 1) if stream is not None else b""
         if len(body) > limit:
             raise RequestTooLarge()
-        if not body.strip():
+        if not body or body.isspace():  # not strip(): that could copy the whole body
             return {}
         try:
             data = orjson.loads(body)

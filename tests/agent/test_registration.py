@@ -70,6 +70,22 @@ async def test_its_heartbeat_has_every_field_and_the_asking_prices_of_its_config
     assert no_nulls(beat)
 
 
+async def test_its_heartbeat_lists_the_onnx_tasks_it_has_a_model_for(coordinator, start_agent):
+    agent = await start_agent()
+
+    [beat] = await coordinator.wait_for("heartbeat", host_id=agent.host_id)
+
+    assert beat["performance_estimates"]["onnx_tasks"] == ["ocr"]  # no speech model, say
+
+
+async def test_an_island_without_the_onnx_runtime_lists_no_onnx_tasks(coordinator, start_agent):
+    agent = await start_agent(supported_runtimes=["wasm"])
+
+    [beat] = await coordinator.wait_for("heartbeat", host_id=agent.host_id)
+
+    assert "onnx_tasks" not in beat["performance_estimates"]
+
+
 async def test_it_sends_a_heartbeat_at_the_configured_interval(coordinator, start_agent):
     agent = await start_agent(heartbeat_interval=0.2)
 

@@ -5,10 +5,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from compute.models import Island
+from compute.capability import can_serve
+from compute.models import Island, Job
 from compute.services import placement
 from compute.services.placement import Need
 from tests.compute.jobs_support import island, running_job
+from tests.factories import CargoFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -156,3 +158,42 @@ def test_a_full_reload_forgets_an_island_deleted_since():
     placement.index().refresh(full=True)
     assert placement.index().choose(need()) == []
     assert placement.index().waiting_reason(need()) == "no_island"
+
+
+OCR_ONLY = {"performance_estimates": {"onnx_tasks": ["ocr"]}}
+
+
+@pytest.mark.parametrize(("metrics", "task", "served"), [
+    (OCR_ONLY, "ocr", True),
+    (OCR_ONLY, "automatic-speech-recognition", False),
+    ({"performance_estimates": {"onnx_tasks": []}}, "ocr", False),
+    ({}, "automatic-speech-recognition", True),  # lists no tasks (a field Island): any
+])  # fmt: skip
+def test_an_onnx_cargo_goes_only_to_an_island_that_lists_its_task_or_lists_none(
+    metrics, task, served
+):
+    host = island(runtimes=["onnx"], metrics=metrics)
+    cargo = CargoFactory(runtime_type="onnx", onnx_task_type=task)
+    onnx_need = Need.of(cargo, budget=1, region="", excluded=(), asks={})
+
+    assert (str(host.pk) in chosen(onnx_need)) == served
+    assert can_serve(host, cargo) == served  # the market and recommendations agree
+    reason = placement.waiting_reason(onnx_need)
+    assert (reason == Job.QueueReason.NO_ISLAND) == (not served)
+
+
+def test_an_islands_new_task_list_replaces_its_old_one_in_the_index():
+    host = island(runtimes=["onnx"], metrics=OCR_ONLY)
+    ocr = Need.of(CargoFactory(runtime_type="onnx", onnx_task_type="ocr"),
+                  budget=1, region="", excluded=(), asks={})  # fmt: skip
+    index = placement.index()
+    index.refresh(full=True)
+    assert [c.island_id for c in index.choose(ocr)] == [str(host.pk)]
+
+    Island.objects.filter(pk=host.pk).update(
+        metrics={"performance_estimates": {"onnx_tasks": ["text-classification"]}},
+        last_heartbeat_at=timezone.now(),
+    )
+    index.refresh()
+
+    assert index.choose(ocr) == []

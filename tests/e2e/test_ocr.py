@@ -6,10 +6,13 @@ the Island with the decoder's reason and its hold released."""
 import base64
 import io
 import json
+import re
 from decimal import Decimal
 
+import httpx
 import pytest
 from click.testing import CliRunner
+from django.conf import settings
 from island_cli.main import cli
 from PIL import Image, ImageDraw, ImageFont
 from playwright.sync_api import expect
@@ -77,6 +80,47 @@ def test_text_drawn_in_an_image_comes_back_from_the_islands_onnx_runtime(e2e, ac
     assert job["usage"]["milliseconds"] > 0  # the Island's own time, by its clock
     assert Decimal(str(job["usage"]["credits_used"])) > 0
     assert available_credits(user=user) == before - Decimal(str(job["usage"]["credits_used"]))
+
+
+def test_an_image_of_megabytes_reaches_the_island_and_is_read(e2e, account, agent):
+    user, key = account
+    reader = agent("reader", pricing=PRICING)
+    pair(reader, user)
+    online(reader)
+    png = drawn("ARCHIPELAGO 2026")
+    png += b"\0" * (settings.JOB_IMAGE_MAX_BYTES - len(png))  # after IEND: still a PNG
+
+    job = finished(e2e, key, submit_image(e2e, key, png))
+
+    assert job["status"] == "completed", job
+    assert job["output"] == "ARCHIPELAGO 2026"
+
+
+def test_the_demo_island_takes_ocr_but_no_onnx_task_it_has_no_model_for(
+    e2e, account, agent, client
+):
+    """GIVEN only the demo Island online, with its onnx runtime (OCR models alone)
+    WHEN a Whisper job is submitted and the Try page is opened
+    THEN the job waits for an Island that can run it, and the page offers OCR only."""
+    user, key = account
+    reader = agent("reader", pricing=PRICING)
+    pair(reader, user)
+    island = online(reader)
+    estimates = Island.objects.get(pk=island.pk).metrics["performance_estimates"]
+    assert "onnx" in estimates["supported_runtimes"]
+    assert estimates["onnx_tasks"] == ["ocr"]
+
+    speech = {"workload": "onnx-whisper-tiny", "input": {"audio": "aGVsbG8="}}
+    with e2e.client(key) as api:
+        waiting = api.post("/jobs", json=speech).json()["data"]
+    client.force_login(user)  # a session in the database the live server reads
+    cookie = {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value}
+    page = httpx.get(f"{e2e.url}/try", cookies=cookie).text
+
+    assert (waiting["status"], waiting["queue"]["reason"]) == ("queued", "no_island")
+    offered = set(re.findall(r'<option value="([^"]+)"', page))
+    assert "ocr-text" in offered
+    assert "onnx-whisper-tiny" not in offered
 
 
 def test_an_image_damaged_past_its_header_fails_on_the_island_and_its_hold_is_released(

@@ -70,10 +70,10 @@ def test_a_form_body_is_an_unsupported_media_type(api):
     )
 
 
-def test_a_body_over_one_mib_is_a_400_and_creates_nothing(api, user):
+def test_a_body_over_one_mib_is_a_413_and_creates_nothing(api, user):
     body = json.dumps({"name": "x", "padding": "y" * MIB})
 
-    error = assert_error(post_raw(api, body), 400, "request_too_large")
+    error = assert_error(post_raw(api, body), 413, "request_too_large")
 
     assert "1048576 bytes" in error["message"]
     assert ApiKey.objects.filter(user=user).count() == 1
@@ -146,7 +146,7 @@ def test_a_live_server_refuses_a_declared_length_over_one_mib_without_reading_it
             "/api-keys", content=body, headers={"Content-Type": "application/json"}
         )
 
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
     assert ApiKey.objects.filter(user=user).count() == 1
 
@@ -165,7 +165,7 @@ def test_a_live_server_refuses_a_chunked_body_over_one_mib(live, user):
             "/api-keys", content=chunks(), headers={"Content-Type": "application/json"}
         )
 
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
     assert ApiKey.objects.filter(user=user).count() == 1
 

@@ -258,6 +258,9 @@ class Island:
             "supported_runtimes": list(self.config.supported_runtimes),
             "max_concurrent_containers": self.config.max_concurrent_jobs,
         }
+        onnx = self.jobs.runtimes.get("onnx")
+        if onnx is not None:  # extension: the ONNX tasks it has a model for
+            estimates["onnx_tasks"] = list(getattr(onnx, "tasks", ()))
         if "wasm" in self.config.supported_runtimes:
             estimates["wasm_memory_limit_mb"] = self.config.wasm_memory_mb
         if self.config.runtime == "mock" and self.config.mock_tokens_per_second > 0:

@@ -69,6 +69,7 @@ def decode_image(job_input: Any) -> Any:
 
 class OnnxRuntime:
     name = "onnx"
+    tasks = TASKS  # advertised in the heartbeat (performance_estimates.onnx_tasks)
 
     def __init__(self, *, threads: int = 0):
         self.threads = threads
