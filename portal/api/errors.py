@@ -78,7 +78,7 @@ _CODES = {
 }
 
 
-_REFUSED = {TooManyFieldsSent: "too_many_fields", RequestDataTooBig: "request_too_large"}
+_REFUSED = {TooManyFieldsSent: "too_many_fields"}
 
 
 # OpenAI's error ``type`` by status (the ``openai`` package reads it): /chat/completions.
@@ -121,6 +121,8 @@ def refusal(exc: BaseException, *, openai: bool = False, allow: str | None = Non
 def _refused(exc: BaseException) -> Refused:
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif isinstance(exc, RequestDataTooBig):  # a 413, as the body guard's and the parser's
+        exc = ApiError(str(exc), code="request_too_large", status_code=413)
     elif isinstance(exc, SuspiciousOperation):  # what Django refuses to parse: a 400
         exc = exceptions.ParseError(str(exc), code=_REFUSED.get(type(exc), "bad_request"))
     elif isinstance(exc, DjangoPermissionDenied):

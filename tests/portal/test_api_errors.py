@@ -193,3 +193,16 @@ def test_a_live_server_answers_unknown_routes_with_json(live):
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"error": {"message": "Not found", "code": "not_found"}}
+
+
+def test_djangos_own_refusal_of_a_large_body_is_the_same_413():
+    """Django refuses a body past DATA_UPLOAD_MAX_MEMORY_SIZE where a view reads it whole
+    (a form, request.body): the answer is the body guard's 413, not a 400."""
+    from django.core.exceptions import RequestDataTooBig
+
+    from portal.api.errors import exception_handler
+
+    response = exception_handler(RequestDataTooBig("Request body exceeded the limit"), {})
+
+    assert response.status_code == 413
+    assert response.data["error"]["code"] == "request_too_large"
