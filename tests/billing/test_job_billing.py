@@ -27,6 +27,7 @@ from compute import tasks
 from compute.models import AskingPrice, Island, Job, RateSnapshot, SavedBid
 from compute.selectors import market as selectors
 from compute.services import dispatch, jobs, placement, settlement, submission, sweep
+from core import tx
 from core.errors import ApiError
 from tests.compute import jobs_support
 from tests.compute.jobs_support import island
@@ -72,8 +73,12 @@ def submit(django_capture_on_commit_callbacks):
 
     def go(user, cargo, **fields) -> Job:
         with django_capture_on_commit_callbacks(execute=True):
-            job = submission.create_job(
-                user=user, workload=cargo.slug, job_input={"prompt": "Hi"}, **fields
+            job = tx.sync(
+                submission.submit_job,
+                user=user,
+                workload=cargo.slug,
+                job_input={"prompt": "Hi"},
+                **fields,
             )
         job.refresh_from_db()
         return job
@@ -317,7 +322,9 @@ def run_at_once(n: int, call) -> list:
 def test_workers_applying_the_same_completion_at_once_charge_and_pay_once(chat):
     host = island(asking_prices={"chat-test": "0.005"})
     user = UserFactory(credits=1)
-    job = submission.create_job(user=user, workload="chat-test", job_input={"prompt": "Hi"})
+    job = tx.sync(
+        submission.submit_job, user=user, workload="chat-test", job_input={"prompt": "Hi"}
+    )
     job.refresh_from_db()  # dispatched on commit
     assert (job.status, job.island_id) == ("running", host.pk)
     events = ["succeeded"] * 6 + ["failed"] * 2
@@ -407,7 +414,13 @@ def test_twenty_concurrent_submits_never_overdraw_the_balance(chat, settings):
 
     def go(i: int) -> str:
         try:
-            submission.create_job(user=user, workload="chat-test", job_input={"n": i}, bid=D(10))
+            tx.sync(
+                submission.submit_job,
+                user=user,
+                workload="chat-test",
+                job_input={"n": i},
+                bid=D(10),
+            )
             return "created"
         except services.InsufficientCredits:
             return "402"
@@ -452,8 +465,12 @@ def test_any_sequence_of_job_events_keeps_the_ledger_equal_to_the_balances(chat,
         if op == "submit":
             with contextlib.suppress(services.InsufficientCredits):  # out of credits
                 created.append(
-                    submission.create_job(
-                        user=user, workload="chat-test", job_input={}, bid=BIDS[n]
+                    tx.sync(
+                        submission.submit_job,
+                        user=user,
+                        workload="chat-test",
+                        job_input={},
+                        bid=BIDS[n],
                     )
                 )
             continue
