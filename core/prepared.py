@@ -76,6 +76,9 @@ def open_cursor(using: str = "default") -> Any:
     connection.ensure_connection()
     with connection.wrap_database_errors:
         raw = _preparing_cursor_class()(connection.connection)
+    # Django's internal: what connection.cursor() does with the cursor it makes itself
+    # (its execute wrappers, query logging and error mapping). Django has no public way
+    # to choose a cursor's class for one cursor; this is the one place that needs it.
     return connection._prepare_cursor(raw)  # type: ignore[attr-defined]
 
 
@@ -189,7 +192,9 @@ class Prepared:
         if connection.vendor == "postgresql":
             sql, params, slots = _inline_constants(sql, list(params), slots)
         converters = compiler.get_converters([col for col, _, _ in compiler.select])
-        klass_info = compiler.klass_info if queryset._fields is None else None  # type: ignore[attr-defined]
+        # Model instances unless values()/values_list() chose the columns (which clear the
+        # query's default columns): then its rows are tuples.
+        klass_info = compiler.klass_info if queryset.query.default_cols else None
         if klass_info and klass_info.get("related_klass_infos"):
             raise ValueError("select_related is not supported")
         return sql, list(params), slots, compiler, converters, klass_info

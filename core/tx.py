@@ -80,7 +80,9 @@ def raw(sql: str, params: Any) -> Statement:
 
 
 class Db(Protocol):
-    """What the job path asks of its database (see the module)."""
+    """What the job path asks of its database. How it is made fast stays behind it: the
+    pipelined round trips, the prepared statements, the ``BEGIN`` and ``COMMIT`` sent with
+    the first and last statements, the event loop's own connections."""
 
     async def run(self, *statements: Statement) -> list[Any]:
         """The statements' results, in order; sent together (one round trip)."""
