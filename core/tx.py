@@ -189,6 +189,8 @@ class AsyncTx:
 
     async def _run(self, statements: tuple[Statement, ...]) -> list[Any]:
         conn = self.connection
+        # Django's error mapping (an undocumented attribute of its connection, the one
+        # Django's own cursors use): psycopg's errors come out as Django's.
         with connections["default"].wrap_database_errors:
             cursors = []
             async with conn.pipeline():
@@ -306,7 +308,8 @@ _pools: dict[asyncio.AbstractEventLoop, Any] = {}
 
 def _connect_kwargs() -> dict[str, Any]:
     """Django's own connection parameters (database, credentials, its type adapters),
-    for an async connection."""
+    for an async connection: its backend's method (not a documented API) rather than a
+    second reading of the settings that could drift from Django's."""
     params = dict(connections["default"].get_connection_params())
     params.pop("cursor_factory", None)  # Django's is a sync class
     params.pop("pool", None)
