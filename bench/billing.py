@@ -4,7 +4,7 @@
 
 Jobs per second through submit -> complete, in-process on a dedicated database (default
 ``archipelago_bench_billing``, created and migrated when missing): each job goes through
-:func:`compute.services.submission.create_job` (budget resolution, the hold, the job row,
+:func:`compute.services.submission.submit_job` (budget resolution, the hold, the job row,
 dispatch on commit: placement and the row-locked assignment) and then through the
 Island message handlers of :mod:`compute.job_events` (``started``, then ``succeeded``:
 settlement, Island counters and karma). Two modes, alternated round by round in the same
@@ -161,8 +161,9 @@ class LedgerOff:
 def one_job(user) -> None:
     from compute import job_events as handlers
     from compute.services import submission
+    from core import tx
 
-    job = submission.create_job(user=user, workload=SLUG, job_input={"prompt": "Hi"})
+    job = tx.sync(submission.submit_job, user=user, workload=SLUG, job_input={"prompt": "Hi"})
     job.refresh_from_db(fields=["island_id", "status"])
     if job.island_id is None:
         raise RuntimeError(f"job {job.pk} was not placed ({job.status})")

@@ -273,7 +273,7 @@ _AVAILABLE_SQL = f"SELECT available FROM {Balance._meta.db_table} WHERE user_id 
 
 
 async def hold_with(
-    db: "tx.SyncTx | tx.AsyncTx", first: "tx.Statement", *, user_id: object, job_id: uuid.UUID,
+    db: "tx.Db", first: "tx.Statement", *, user_id: object, job_id: uuid.UUID,
     amount: Decimal, available: Decimal | None = None, after: "tuple[tx.Statement, ...]" = (),
 ) -> None:  # fmt: skip
     """Run ``first`` (the insert of the job, created in this transaction) and the job's

@@ -20,7 +20,6 @@ from compute.services import dispatch, idempotency, jobs, lifecycle, submission,
 from compute.services.publish import Outbox
 from core import tx
 from core.errors import ApiError
-from core.tx import AsyncTx, SyncTx, run_sync
 from portal.api.base import (
     InputSerializer,
     PageSerializer,
@@ -173,7 +172,7 @@ QUICK_FIELDS = frozenset({"workload", "input", "priority", "region", "queue_time
 
 
 async def submit(
-    db: SyncTx | AsyncTx,
+    db: tx.Db,
     *,
     user: User,
     data: Any,
@@ -198,7 +197,7 @@ SCOPE = "POST /jobs"
 
 
 async def _create(
-    db: SyncTx | AsyncTx,
+    db: tx.Db,
     user: User,
     data: Any,
     key: str | None,
@@ -229,15 +228,9 @@ async def submit_fast(call: Call) -> Reply:
     data, outbox = call.json(), Outbox()
     key = call.header("Idempotency-Key")
     code, body, headers = await tx.work(
-        lambda db: submit(
-            db,
-            user=call.user,
-            data=data,
-            idempotency_key=key,
-            outbox=outbox,
-            api_key=call.key.limits,
-        )
-    )
+        submit, user=call.user, data=data, idempotency_key=key, outbox=outbox,
+        api_key=call.key.limits,
+    )  # fmt: skip
     await dispatch.deliver(outbox)
     return Reply(status=code, body=body, headers=headers)
 
@@ -260,9 +253,8 @@ class JobListView(APIView):
     def post(self, request: SignedRequest) -> Response:
         key = request.headers.get("Idempotency-Key")
         limits = getattr(request.auth, "limits", None)  # a key's (portal.api.auth.KeyInfo)
-        answer = submit(SyncTx(), user=request.user, data=request.data, idempotency_key=key,
-                        api_key=limits)  # fmt: skip
-        code, body, headers = run_sync(answer)
+        code, body, headers = tx.sync(submit, user=request.user, data=request.data,
+                                      idempotency_key=key, api_key=limits)  # fmt: skip
         return Response(body, status=code, headers=headers)
 
 

@@ -28,7 +28,6 @@ from compute.services import dispatch, idempotency, submission
 from compute.services.publish import Outbox
 from compute.streaming import KEEP_ALIVE, authorize, db, held, slots, sse_response
 from core import tx
-from core.tx import AsyncTx, SyncTx, run_sync
 from portal.api.base import validated
 from portal.api.errors import REFUSALS, UNAVAILABLE_ERRORS, json_response
 from portal.api.lane import Call, Reply
@@ -57,7 +56,7 @@ class Chat:
 
 
 async def create(
-    db: SyncTx | AsyncTx,
+    db: tx.Db,
     *,
     user: Any,
     data: dict,
@@ -111,8 +110,8 @@ def submit(request: HttpRequest, outbox: Outbox) -> Chat:
     slot = slots.acquire(user.pk) if data["stream"] else None
     try:
         key = request.headers.get("Idempotency-Key")
-        job = run_sync(create(SyncTx(), user=user, data=data, body=drf.data, key=key,
-                              outbox=outbox, api_key=getattr(drf.auth, "limits", None)))  # fmt: skip
+        job = tx.sync(create, user=user, data=data, body=drf.data, key=key, outbox=outbox,
+                      api_key=getattr(drf.auth, "limits", None))  # fmt: skip
     except BaseException:
         if slot:
             slots.release_sync(user.pk, slot)
@@ -140,16 +139,9 @@ async def complete_fast(call: Call) -> Reply:
     outbox, key = Outbox(), call.header("Idempotency-Key")
     try:
         job = await tx.work(
-            lambda db: create(
-                db,
-                user=call.user,
-                data=data,
-                body=body,
-                key=key,
-                outbox=outbox,
-                api_key=call.key.limits,
-            )
-        )
+            create, user=call.user, data=data, body=body, key=key, outbox=outbox,
+            api_key=call.key.limits,
+        )  # fmt: skip
     except BaseException:
         if slot:
             await slots.release(call.user.pk, slot)

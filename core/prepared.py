@@ -78,6 +78,9 @@ def open_cursor(using: str = "default") -> Any:
     connection.ensure_connection()
     with connection.wrap_database_errors:
         raw = _preparing_cursor_class()(connection.connection)
+    # Django's internal: what connection.cursor() does with the cursor it makes itself
+    # (its execute wrappers, query logging and error mapping). Django has no public way
+    # to choose a cursor's class for one cursor; this is the one place that needs it.
     return connection._prepare_cursor(raw)  # type: ignore[attr-defined]
 
 
@@ -191,7 +194,9 @@ class Prepared:
         if connection.vendor == "postgresql":
             sql, params, slots = _inline_constants(sql, list(params), slots)
         converters = compiler.get_converters([col for col, _, _ in compiler.select])
-        klass_info = compiler.klass_info if queryset._fields is None else None  # type: ignore[attr-defined]
+        # Model instances unless values()/values_list() chose the columns (which clear the
+        # query's default columns): then its rows are tuples.
+        klass_info = compiler.klass_info if queryset.query.default_cols else None
         if klass_info and klass_info.get("related_klass_infos"):
             raise ValueError("select_related is not supported")
         return sql, list(params), slots, compiler, converters, klass_info
@@ -293,11 +298,15 @@ def _field(model: type[Model], name: str) -> Field:
 
 
 NULL = -1  # the size of an ``__isnull`` test: no parameter
+LESS = -2  # the size of a ``__lt`` test: one parameter
 
 
 def _test(key: str, value: Any) -> tuple[str, int | None]:
     """``(field name, size)`` of a ``where`` entry: ``None`` for an equality, the number
-    of values of an ``__in``, :data:`NULL` for ``__isnull=True``."""
+    of values of an ``__in``, :data:`NULL` for ``__isnull=True``, :data:`LESS` for
+    ``__lt``."""
+    if key.endswith("__lt"):
+        return key.removesuffix("__lt"), LESS
     if key.endswith("__isnull"):
         if value is not True:
             raise ValueError(f"{key} must be True")
@@ -318,6 +327,8 @@ def _update_sql(model: type[Model], changed: tuple, where: tuple, using: str) ->
             tests.append(f"{column} = %s")
         elif size == NULL:
             tests.append(f"{column} IS NULL")
+        elif size == LESS:
+            tests.append(f"{column} < %s")
         else:
             tests.append(f"{column} IN ({', '.join(['%s'] * size)})")
     table = quote(model._meta.db_table)
@@ -328,7 +339,7 @@ def update_statement(model: type[Model], where: dict[str, Any], values: dict[str
                      using: str = "default") -> tuple[str, list]:  # fmt: skip
     """``UPDATE ... SET values WHERE where``, with SQL built once per set of names.
     ``where`` holds equalities by field name (or ``pk``), ``name__in`` with a collection,
-    or ``name__isnull`` with ``True``; values are plain (no expressions)."""
+    ``name__isnull`` with ``True`` or ``name__lt``; values are plain (no expressions)."""
     connection = connections[using]
     tests = [_test(key, value) for key, value in where.items()]
     params = []
@@ -339,7 +350,7 @@ def update_statement(model: type[Model], where: dict[str, Any], values: dict[str
         field = _field(model, name)
         if size == NULL:
             continue
-        for one in sorted(value) if size is not None else [value]:
+        for one in sorted(value) if size is not None and size >= 0 else [value]:
             params.append(field.get_db_prep_value(one, connection))
     return _update_sql(model, tuple(values), tuple(tests), using), params
 

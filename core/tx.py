@@ -1,21 +1,20 @@
-"""Transactions of the job path on either of two connections.
+"""The job path's database: one small interface, :class:`Db`, and two ways to run it.
 
-A job's submission is the hottest write of the coordinator. It is written once, as
-coroutines that send their statements through a :class:`Tx` (compute.services.jobs):
+A job's submission is the hottest write of the coordinator. Its services (submission,
+dispatch, lifecycle) are written once, as coroutines taking a :class:`Db`
+(``async def service(db, ...)``), and run either way:
 
-- :class:`SyncTx` runs them on Django's connection of the current thread. None of its
-  awaits ever suspends, so :func:`run_sync` drives such a coroutine to its end without an
-  event loop: Celery tasks, DRF views and tests (inside Django's test transaction) call
-  the job path as plain functions.
-- :class:`AsyncTx` runs them on an async psycopg connection of the event loop's own pool
-  (Postgres only): the API's fast lane submits a job without leaving the loop, with no
-  thread hop and no lock shared with other threads.
+- ``tx.sync(service, ...)``: on Django's connection of the current thread
+  (:class:`SyncTx`). None of its awaits ever suspends, so the coroutine is driven to its
+  end without an event loop: Celery tasks, DRF views and tests (inside Django's test
+  transaction) call the job path as plain functions.
+- ``await tx.work(service, ...)``: on an async psycopg connection of the event loop's
+  own pool (:class:`AsyncTx`, Postgres only): the API's fast lane submits a job without
+  leaving the loop, with no thread hop and no lock shared with other threads.
 
-Both send the statements given to one :meth:`run` call together, in one round trip on
+Both send the statements given to one :meth:`Db.run` call together, in one round trip on
 Postgres (psycopg's pipeline mode), and prepare them on the server (core.prepared).
-Errors come out as Django's database exceptions either way. :func:`work` runs a unit of
-work on the loop's connection where there is one, in a thread (:func:`in_thread`) where
-there is not.
+Errors come out as Django's database exceptions either way.
 """
 
 import asyncio
@@ -26,7 +25,7 @@ import select
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -78,6 +77,36 @@ def update(model: type[Model], where: dict[str, Any], values: dict[str, Any]) ->
 
 def raw(sql: str, params: Any) -> Statement:
     return Statement(sql, params, ROWS)
+
+
+class Db(Protocol):
+    """What the job path asks of its database. How it is made fast stays behind it: the
+    pipelined round trips, the prepared statements, the ``BEGIN`` and ``COMMIT`` sent with
+    the first and last statements, the event loop's own connections."""
+
+    async def run(self, *statements: Statement) -> list[Any]:
+        """The statements' results, in order; sent together (one round trip)."""
+
+    async def one(self, statement: Statement) -> Any:
+        """One statement's result."""
+
+    async def commit_with(self, *statements: Statement) -> list[Any]:
+        """The transaction's last statements, sent with its commit where that can be."""
+
+    def atomic(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """A transaction, or the one already open."""
+
+    def on_commit(self, function: Callable[[], Any]) -> None:
+        """Call ``function`` once the transaction commits (now, outside one)."""
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        """Blocking work (the ORM, Redis) that must not run on an event loop."""
+
+
+def sync(service: Callable[..., Coroutine[Any, Any, T]], /, *args: Any, **kwargs: Any) -> T:
+    """``service(db, *args, **kwargs)`` on Django's connection of this thread, as a
+    plain function call (see the module)."""
+    return run_sync(service(SyncTx(), *args, **kwargs))
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -160,6 +189,8 @@ class AsyncTx:
 
     async def _run(self, statements: tuple[Statement, ...]) -> list[Any]:
         conn = self.connection
+        # Django's error mapping (an undocumented attribute of its connection, the one
+        # Django's own cursors use): psycopg's errors come out as Django's.
         with connections["default"].wrap_database_errors:
             cursors = []
             async with conn.pipeline():
@@ -258,13 +289,13 @@ async def in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await sync_to_async(run, thread_sensitive=False, executor=_executor())()
 
 
-async def work(unit: Callable[[SyncTx | AsyncTx], Awaitable[T]]) -> T:
-    """``unit(db)`` on a connection of this event loop's pool (Postgres), or on Django's
-    connection in a thread (SQLite has no async driver)."""
+async def work(unit: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+    """``unit(db, *args, **kwargs)`` on a connection of this event loop's pool
+    (Postgres), or on Django's connection in a thread (SQLite has no async driver)."""
     if async_available():
         async with async_tx() as db:
-            return await unit(db)
-    return await in_thread(lambda: run_sync(unit(SyncTx())))  # type: ignore[arg-type]
+            return await unit(db, *args, **kwargs)
+    return await in_thread(sync, unit, *args, **kwargs)  # type: ignore[arg-type]
 
 
 def async_available() -> bool:
@@ -277,7 +308,8 @@ _pools: dict[asyncio.AbstractEventLoop, Any] = {}
 
 def _connect_kwargs() -> dict[str, Any]:
     """Django's own connection parameters (database, credentials, its type adapters),
-    for an async connection."""
+    for an async connection: its backend's method (not a documented API) rather than a
+    second reading of the settings that could drift from Django's."""
     params = dict(connections["default"].get_connection_params())
     params.pop("cursor_factory", None)  # Django's is a sync class
     params.pop("pool", None)

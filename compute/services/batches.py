@@ -39,6 +39,7 @@ from compute.services.ending import finish
 from compute.services.lifecycle import ACTIVE, S, event_token, transition, usage_of
 from compute.services.publish import client_event, publish_job_events
 from compute.services.submission import too_many_running
+from core import tx
 from core.errors import ApiError
 from portal.models import User
 
@@ -193,7 +194,7 @@ def _release_next(parent_id: uuid.UUID, max_parallelism: int | None) -> None:
             return
         held = list(children.filter(status=S.PENDING).order_by("batch_index")[:room])
         for child in held:
-            transition(child.pk, "wait", **waiting.limit(None, since=timezone.now()))
+            tx.sync(transition, child.pk, "wait", **waiting.limit(None, since=timezone.now()))
         if held:
             transaction.on_commit(request_dispatch)
 
@@ -224,7 +225,7 @@ def end_parent(*, parent_id: uuid.UUID) -> bool:
             "completion_tokens": _total(c.completion_tokens for c in done),
             "error": "" if ok else _failure(children),
         }
-        if not transition(parent.pk, event, **changes):
+        if not tx.sync(transition, parent.pk, event, **changes):
             return False
         for name, value in changes.items():
             setattr(parent, name, value)

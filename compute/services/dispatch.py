@@ -34,7 +34,7 @@ from compute.selectors.market import ask_of, ask_overrides
 from compute.services import placement, waiting
 from compute.services.delivery import undelivered
 from compute.services.ending import finish
-from compute.services.lifecycle import WAITING, S, moving, start_as, transition
+from compute.services.lifecycle import WAITING, S, start_as, transition
 from compute.services.publish import (
     Assignment,
     Outbox,
@@ -45,7 +45,6 @@ from compute.services.publish import (
 from core import metrics, tx
 from core.prepared import Prepared
 from core.redis import redis_client
-from core.tx import AsyncTx, SyncTx, run_sync
 from sail.client import loop_connection
 
 logger = logging.getLogger(__name__)
@@ -62,14 +61,12 @@ def dispatch_job(job_id: uuid.UUID | str) -> str:
     job = Job.objects.select_related("cargo").filter(pk=job_id, status__in=WAITING).first()
     if job is None:
         return "gone"
-    db = SyncTx()
     asks = ask_overrides(job.cargo)
     need = placement.Need.for_job(job, asks=asks)
-    choices = run_sync(choose(db, need))
-    return run_sync(place(db, job, choices, asks=asks, need=need))
+    return tx.sync(place, job, tx.sync(choose, need), asks=asks, need=need)
 
 
-async def _index(db: SyncTx | AsyncTx) -> placement.IslandIndex:
+async def _index(db: tx.Db) -> placement.IslandIndex:
     """The placement index, which a thread brings up to date when it must: never the
     event loop."""
     index = placement.index()
@@ -80,18 +77,18 @@ async def _index(db: SyncTx | AsyncTx) -> placement.IslandIndex:
     return index
 
 
-async def choose(db: SyncTx | AsyncTx, need: placement.Need) -> list[placement.Candidate]:
+async def choose(db: tx.Db, need: placement.Need) -> list[placement.Candidate]:
     """The Islands that meet ``need``, best first."""
     return (await _index(db)).choose(need, limit=CANDIDATES)
 
 
-async def waiting_reason(db: SyncTx | AsyncTx, need: placement.Need) -> str:
+async def waiting_reason(db: tx.Db, need: placement.Need) -> str:
     """Why no Island takes ``need`` now (a ``Job.QueueReason``), by placement's filters."""
     return (await _index(db)).waiting_reason(need)
 
 
 async def place(
-    db: SyncTx | AsyncTx,
+    db: tx.Db,
     job: Job,
     choices: list[placement.Candidate],
     *,
@@ -116,7 +113,7 @@ async def place(
     reason = await waiting_reason(db, need)
     if job._state.adding:
         start_as(job, "wait", queue_reason=reason)
-    elif await db.one(moving(job.pk, "wait", queue_reason=reason)):
+    elif await transition(db, job.pk, "wait", queue_reason=reason):
         job.status, job.queue_reason = S.QUEUED, reason
         await db.call(publish_job_events, job.pk, [waiting.queued_event(job)])
     else:
@@ -130,7 +127,7 @@ async def place(
     return _decided(db, "queued", job)
 
 
-def _decided(db: SyncTx | AsyncTx, outcome: str, job: Job) -> str:
+def _decided(db: tx.Db, outcome: str, job: Job) -> str:
     db.on_commit(partial(metrics.dispatched, outcome, job.created_at))
     return outcome
 
@@ -171,15 +168,8 @@ def lock_statements(island_id: uuid.UUID | str, now: datetime) -> tuple[tx.State
     )
 
 
-def assign(job: Job, candidate: placement.Candidate, *, asks: dict | None = None) -> str:
-    """:func:`claim` in a transaction of its own, on Django's connection."""
-    db = SyncTx()
-    overrides = asks if asks is not None else ask_overrides(job.cargo)
-    return run_sync(claim(db, job, candidate, asks=overrides))
-
-
 async def claim(
-    db: SyncTx | AsyncTx,
+    db: tx.Db,
     job: Job,
     candidate: placement.Candidate,
     *,
@@ -221,7 +211,7 @@ async def claim(
         }  # fmt: skip
         if job._state.adding:
             start_as(job, "assign", **changes)
-        elif not await db.one(moving(job.pk, "assign", at_attempt=job.attempts, **changes)):
+        elif not await transition(db, job.pk, "assign", at_attempt=job.attempts, **changes):
             return "gone"
         if outbox is None:
             outbox = delivered_on_commit(db)
@@ -248,7 +238,7 @@ async def deliver(outbox: Outbox) -> None:
         await tx.in_thread(undelivered, failed)
 
 
-def delivered_on_commit(db: SyncTx | AsyncTx) -> Outbox:
+def delivered_on_commit(db: tx.Db) -> Outbox:
     """An outbox that sync code publishes once the current transaction commits."""
     outbox = Outbox()
     db.on_commit(lambda: undelivered(outbox.send()))
@@ -365,7 +355,8 @@ def requeue_job(
         changes = waiting.limit(job.queue_timeout_seconds, since=timezone.now())
         for name, value in changes.items():
             setattr(job, name, value)
-        transition(
+        tx.sync(
+            transition,
             job.pk,
             "requeue",
             on_island=island_id,

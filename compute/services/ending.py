@@ -24,7 +24,7 @@ from compute.services.lifecycle import (
     usage_of,
 )
 from compute.services.publish import client_event, publish_cancel, publish_job_events
-from core import metrics
+from core import metrics, tx
 from core.prepared import Prepared
 from portal.keys import usage as key_usage
 
@@ -114,7 +114,7 @@ def _end(job: Job, event: str, *, error: str, usage: dict, result: dict | None =
     else:
         ledger.release(user_id=job.user_id, job_id=job.pk)
         changes["credits_used"] = Decimal(0)
-    transition(job.pk, event, **changes)
+    tx.sync(transition, job.pk, event, **changes)
     for name, value in changes.items():
         setattr(job, name, value)
     if job.api_key_id:  # the key's usage: its hold ends, its cost and tokens count

@@ -23,7 +23,7 @@ from core.errors import ApiError
 from core.redis import redis_client
 
 if TYPE_CHECKING:
-    from core.tx import AsyncTx, SyncTx
+    from core.tx import Db
 
 MAX_KEY_LENGTH = 200
 IN_FLIGHT_SECONDS = 60
@@ -92,7 +92,7 @@ def settle(held: Claim, status: int | None, body: Any = None) -> None:
 
 
 async def run_once(
-    db: "SyncTx | AsyncTx",
+    db: "Db",
     *,
     user_id: object,
     key: str,

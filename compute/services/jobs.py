@@ -1,6 +1,9 @@
 """Jobs: cancellation and what Islands report (the states: compute.services.lifecycle;
 a job's end: compute.services.ending).
 
+Every statement goes through core.tx (prepared, several in one round trip), on Django's
+connection of the calling thread (:func:`_run`).
+
 Island messages (status, output, progress, image, lease) lock the job row, apply, and
 publish the client events of :mod:`compute.services.publish` before the lock is
 released; publishing under the lock is deliberate: it is what keeps the events of one
@@ -30,7 +33,6 @@ from core import metrics, tx
 from core.errors import ApiError
 from core.prepared import Prepared
 from core.redis import redis_client
-from core.tx import SyncTx, run_sync
 from portal.models import User
 
 logger = logging.getLogger(__name__)
@@ -42,22 +44,38 @@ ISLAND_TIMEOUT_PREFIX = "timeout"
 # --- cancellation (submission: compute.services.submission) -------------------------
 def cancel_job(*, user: User, job_id: uuid.UUID | str) -> Job:
     """Cancel the user's pending, queued or running job; 409 if it already ended."""
-    job = Job.objects.filter(pk=job_id, user=user).first()
-    if job is None:
+    [found] = _run(tx.query(_own_job, job=job_id, user=user.pk))
+    if not found:
         raise ApiError("Job not found", code="not_found", status_code=404)
-    if not finish(job_id=job.pk, event="cancel", error="Cancelled by the user", notify=True):
-        job.refresh_from_db(fields=["status"])
+    if not finish(job_id=found[0].pk, event="cancel", error="Cancelled by the user", notify=True):
+        [[job]] = _run(tx.query(_own_job, job=job_id, user=user.pk))
         raise ApiError(
             f"The job already ended ({job.status})",
             code="job_finished",
             status_code=409,
             status=job.status,
         )
-    job.refresh_from_db()
+    [[job]] = _run(tx.query(_own_job, job=job_id, user=user.pk))
     return job
 
 
-# Run for most Island messages: built once (core.prepared).
+def _run(*statements: tx.Statement) -> list:
+    """The statements' results, on Django's connection (one round trip)."""
+    return tx.sync(lambda db: db.run(*statements))
+
+
+# Built once (core.prepared); the last two run for most Island messages.
+_own_job = Prepared(
+    lambda job, user: Job.objects.filter(pk=job, user_id=user), job=uuid.UUID, user=uuid.UUID
+)
+_images_of = Prepared(
+    lambda job, island: Job.objects.filter(pk=job, island_id=island, status=S.RUNNING).values_list(
+        "images", "attempts"
+    ),
+    lock=True,
+    job=uuid.UUID,
+    island=uuid.UUID,
+)
 _output_of = Prepared(
     lambda job, island: Job.objects.filter(pk=job, island_id=island, status=S.RUNNING).only(
         "id", "output", "last_seq", "pending_chunks", "token_chunks", "attempts", "created_at"
@@ -79,8 +97,8 @@ _running = Prepared(
 def _owned(job_id: str, host_id: str) -> dict | None:
     """The job's attempt and last stored chunk if it is running on ``host_id``;
     ``None`` ignores the message."""
-    row = _running.first(job=job_id, island=host_id)
-    return None if row is None else {"attempts": row[0], "last_seq": row[1]}
+    [rows] = _run(tx.query(_running, job=job_id, island=host_id))
+    return {"attempts": rows[0][0], "last_seq": rows[0][1]} if rows else None
 
 
 def apply_status(
@@ -100,11 +118,11 @@ def apply_status(
         where = {"pk": job_id, "island_id": host_id, "status": S.RUNNING}
         now = timezone.now()
         lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
-        found, first = run_sync(SyncTx().run(
+        found, first = _run(
             tx.query(_running, job=job_id, island=host_id),
             tx.update(Job, {**where, "started_at__isnull": True},
                       {"started_at": now, "lease_expires_at": lease}),
-        ))  # fmt: skip
+        )  # fmt: skip
         if not found:
             return False
         key = f"{found[0][0]}:s:{state}"
@@ -159,9 +177,9 @@ def apply_output(*, host_id: str, chunks: list[dict]) -> int:
     appended_total = 0
     with transaction.atomic():
         # Locked in primary-key order, in one round trip.
-        found = run_sync(SyncTx().run(*(
+        found = _run(*(
             tx.query(_output_of, job=job_id, island=host_id) for job_id in sorted(by_job, key=uuid.UUID)
-        )))  # fmt: skip
+        ))  # fmt: skip
         jobs = [rows[0] for rows in found if rows]
         changed = []
         for job in jobs:
@@ -181,10 +199,10 @@ def apply_output(*, host_id: str, chunks: list[dict]) -> int:
                 transaction.on_commit(partial(_note_final, key, seq), robust=True)
         if changed:  # one round trip, prepared statements (a bulk_update's CASE is not)
             fields = ("output", "last_seq", "pending_chunks", "token_chunks")
-            run_sync(SyncTx().run(*(
+            _run(*(
                 tx.update(Job, {"pk": job.pk}, {name: getattr(job, name) for name in fields})
                 for job in changed
-            )))  # fmt: skip
+            ))  # fmt: skip
     return appended_total
 
 
@@ -226,18 +244,14 @@ def apply_progress(*, host_id: str, job_id: str, step: int, total: int) -> bool:
 def apply_image(*, host_id: str, job_id: str, image: dict) -> bool:
     """``host.{id}.image``: kept on the job (``images``) and sent to clients."""
     with transaction.atomic():
-        job = (
-            Job.objects.select_for_update(no_key=True)
-            .filter(pk=job_id, island_id=host_id, status=S.RUNNING)
-            .only("id", "images", "attempts")
-            .first()
-        )
-        if job is None:
+        [found] = _run(tx.query(_images_of, job=job_id, island=host_id))
+        if not found:
             return False
-        job.images = [*job.images, image]
-        job.save(update_fields=["images"])
-        key = f"{job.attempts}:i:{len(job.images)}"
-        publish_job_events(job.pk, [client_event(job.pk, key, "image", **image)])
+        images, attempts = found[0]
+        images = [*images, image]
+        _run(tx.update(Job, {"pk": job_id}, {"images": images}))
+        key = f"{attempts}:i:{len(images)}"
+        publish_job_events(job_id, [client_event(job_id, key, "image", **image)])
     return True
 
 
@@ -246,11 +260,13 @@ def apply_lease(*, host_id: str, job_id: str, extend_seconds: float) -> bool:
     a lease never shrinks."""
     seconds = max(0.0, min(float(extend_seconds), settings.JOB_MAX_LEASE_EXTENSION_SECONDS))
     until = timezone.now() + timedelta(seconds=seconds)
-    jobs = Job.objects.filter(pk=job_id, island_id=host_id, status=S.RUNNING)
-    return (
-        bool(jobs.filter(lease_expires_at__lt=until).update(lease_expires_at=until))
-        or jobs.exists()
+    where = {"pk": job_id, "island_id": host_id, "status": S.RUNNING}
+    # In one round trip: whether it was extended, and whether it runs there at all.
+    extended, running = _run(
+        tx.update(Job, {**where, "lease_expires_at__lt": until}, {"lease_expires_at": until}),
+        tx.query(_running, job=job_id, island=host_id),
     )
+    return bool(extended or running)
 
 
 def duration_ms(job: Job) -> int | None:

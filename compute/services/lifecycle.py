@@ -13,7 +13,6 @@ from django.dispatch import Signal
 from compute.models import Job
 from compute.services.publish import client_event
 from core import tx
-from core.tx import SyncTx, run_sync
 
 S = Job.Status
 WAITING = frozenset({S.PENDING, S.QUEUED})
@@ -34,7 +33,8 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
 job_finished = Signal()
 
 
-def transition(
+async def transition(
+    db: tx.Db,
     job_id: uuid.UUID | str,
     event: str,
     *,
@@ -45,27 +45,13 @@ def transition(
     """Move the job on ``event`` if it is in a source state (and, when given, still on
     ``on_island`` at attempt ``at_attempt``); ``True`` if it moved. ``changes``: fields
     written with the new state."""
-    statement = moving(job_id, event, on_island=on_island, at_attempt=at_attempt, **changes)
-    return run_sync(SyncTx().one(statement)) == 1
-
-
-def moving(
-    job_id: uuid.UUID | str,
-    event: str,
-    *,
-    on_island: uuid.UUID | str | None = None,
-    at_attempt: int | None = None,
-    **changes: Any,
-) -> tx.Statement:
-    """:func:`transition` as a statement, for a transaction of the job path (its result:
-    1 if the job moved)."""
     sources, target = TRANSITIONS[event]
     where: dict[str, Any] = {"pk": job_id, "status__in": sources}
     if on_island is not None:
         where["island_id"] = on_island
     if at_attempt is not None:
         where["attempts"] = at_attempt
-    return tx.update(Job, where, {"status": target, **changes})
+    return await db.one(tx.update(Job, where, {"status": target, **changes})) == 1
 
 
 def start_as(job: Job, event: str, **changes: Any) -> None:

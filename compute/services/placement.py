@@ -13,7 +13,7 @@ decisions run vectorized with numpy over :class:`IslandIndex`, a per-process col
 copy of the Islands heard from recently, refreshed incrementally from the database (only
 rows whose heartbeat is newer than the last refresh). The copy may be a second old: the
 dispatcher re-checks the chosen Island under a row lock before it assigns
-(:func:`compute.services.dispatch.assign`), so staleness costs a retry with the next
+(:func:`compute.services.dispatch.claim`), so staleness costs a retry with the next
 candidate, never a wrong assignment.
 """
 

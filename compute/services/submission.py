@@ -24,19 +24,13 @@ from compute.services.publish import Outbox
 from core import metrics, tx
 from core.errors import ApiError
 from core.prepared import Prepared
-from core.tx import SyncTx, run_sync
 from portal.keys import limits as key_limits
 from portal.keys import usage as key_usage
 from portal.models import User
 
 
-def create_job(**fields: Any) -> Job:
-    """:func:`submit_job` for synchronous callers, on Django's connection."""
-    return run_sync(submit_job(SyncTx(), **fields))
-
-
 async def submit_job(
-    db: tx.SyncTx | tx.AsyncTx,
+    db: tx.Db,
     *,
     user: User,
     workload: str,
@@ -167,7 +161,7 @@ _last: dict[str, tuple[Cargo, Decimal]] = {}
 
 
 async def _guess(
-    db: tx.SyncTx | tx.AsyncTx, workload: str, *, bid: Decimal | None, region: str
+    db: tx.Db, workload: str, *, bid: Decimal | None, region: str
 ) -> tuple[placement.Need, list[placement.Candidate]] | None:
     """Where the job will most likely go, before its Cargo is read: the Islands for the
     Cargo and budget of the slug's last submission, so that the first one's lock and

@@ -59,7 +59,7 @@ def record_end(*, key_id: object, created_at: datetime, budget: Decimal | None,
     """A job of the key ended (in the transaction that ended it)."""
     statement = adding(str(key_id), utc_day(created_at), tokens=tokens,
                        credits_spent=charged or Decimal(0), credits_held=-(budget or Decimal(0)))  # fmt: skip
-    tx.run_sync(tx.SyncTx().one(statement))
+    tx.sync(lambda db: db.one(statement))
 
 
 def flush_requests() -> int:
@@ -76,7 +76,8 @@ def flush_requests() -> int:
         known = sorted(str(pk) for pk in _existing_keys(counts))  # a key in order: no deadlock
         with transaction.atomic():
             for key_id in known:
-                tx.run_sync(tx.SyncTx().one(adding(key_id, today, requests=counts[key_id])))
+                statement = adding(key_id, today, requests=counts[key_id])
+                tx.sync(lambda db: db.one(statement))  # noqa: B023 (runs at once)
     finally:
         client.delete(moving)  # counts that could not be written are lost, not counted twice
     return len(known)

@@ -25,6 +25,7 @@ from compute import tasks
 from compute.models import AskingPrice, Island, Job, RateSnapshot, SavedBid
 from compute.selectors import market as selectors
 from compute.services import dispatch, jobs, placement, settlement, submission, sweep
+from core import tx
 from core.errors import ApiError
 from tests.compute import jobs_support
 from tests.compute.jobs_support import island
@@ -71,8 +72,12 @@ def submit(django_capture_on_commit_callbacks):
 
     def go(user, cargo, **fields) -> Job:
         with django_capture_on_commit_callbacks(execute=True):
-            job = submission.create_job(
-                user=user, workload=cargo.slug, job_input={"prompt": "Hi"}, **fields
+            job = tx.sync(
+                submission.submit_job,
+                user=user,
+                workload=cargo.slug,
+                job_input={"prompt": "Hi"},
+                **fields,
             )
         job.refresh_from_db()
         return job
@@ -294,7 +299,9 @@ def test_a_failure_after_completion_never_refunds_and_a_completion_after_failure
 def test_workers_applying_the_same_completion_at_once_charge_and_pay_once(chat):
     host = island(asking_prices={"chat-test": "0.005"})
     user = UserFactory(credits=1)
-    job = submission.create_job(user=user, workload="chat-test", job_input={"prompt": "Hi"})
+    job = tx.sync(
+        submission.submit_job, user=user, workload="chat-test", job_input={"prompt": "Hi"}
+    )
     job.refresh_from_db()  # dispatched on commit
     assert (job.status, job.island_id) == ("running", host.pk)
     events = ["succeeded"] * 6 + ["failed"] * 2
@@ -384,7 +391,13 @@ def test_twenty_concurrent_submits_never_overdraw_the_balance(chat, settings):
 
     def go(i: int) -> str:
         try:
-            submission.create_job(user=user, workload="chat-test", job_input={"n": i}, bid=D(10))
+            tx.sync(
+                submission.submit_job,
+                user=user,
+                workload="chat-test",
+                job_input={"n": i},
+                bid=D(10),
+            )
             return "created"
         except services.InsufficientCredits:
             return "402"
@@ -429,8 +442,12 @@ def test_any_sequence_of_job_events_keeps_the_ledger_equal_to_the_balances(chat,
         if op == "submit":
             with contextlib.suppress(services.InsufficientCredits):  # out of credits
                 created.append(
-                    submission.create_job(
-                        user=user, workload="chat-test", job_input={}, bid=BIDS[n]
+                    tx.sync(
+                        submission.submit_job,
+                        user=user,
+                        workload="chat-test",
+                        job_input={},
+                        bid=BIDS[n],
                     )
                 )
             continue

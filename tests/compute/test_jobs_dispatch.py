@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from compute.models import Job
 from compute.services import dispatch, jobs, submission, sweep
+from core import tx
 from tests.compute.jobs_support import Inbox, assignments, island, job_events, running_job
 from tests.factories import UserFactory
 
@@ -21,8 +22,9 @@ def submit(django_capture_on_commit_callbacks):
 
     def go(cargo, **fields) -> Job:
         with django_capture_on_commit_callbacks(execute=True):
-            job = submission.create_job(user=fields.pop("user", None) or UserFactory(credits=100),
-                                  workload=cargo.slug, job_input={"prompt": "Hi"}, **fields)  # fmt: skip
+            user = fields.pop("user", None) or UserFactory(credits=100)
+            job = tx.sync(submission.submit_job, user=user, workload=cargo.slug,
+                          job_input={"prompt": "Hi"}, **fields)  # fmt: skip
         job.refresh_from_db()
         return job
 

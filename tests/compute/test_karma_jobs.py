@@ -11,6 +11,7 @@ from billing.settlement import split_fee
 from compute import job_events as handlers
 from compute.models import Island, Job, KarmaEvent
 from compute.services import karma, submission, sweep
+from core import tx
 from tests.compute.jobs_support import island, running_job
 from tests.factories import UserFactory
 from tests.threads import at_once
@@ -188,8 +189,11 @@ def test_higher_karma_wins_the_job_between_otherwise_equal_islands(
     veteran = island(karma=80)
     island(karma=20)
     with django_capture_on_commit_callbacks(execute=True):
-        job = submission.create_job(
-            user=UserFactory(credits=1), workload=chat.slug, job_input={"prompt": "Hi"}
+        job = tx.sync(
+            submission.submit_job,
+            user=UserFactory(credits=1),
+            workload=chat.slug,
+            job_input={"prompt": "Hi"},
         )
     job.refresh_from_db()
     assert job.island_id == veteran.pk

@@ -95,9 +95,8 @@ async def test_a_submission_and_a_jobs_end_of_one_key_do_not_deadlock():
                 Balance.objects.select_for_update().get(user=user)
                 balance_locked.set()
                 time.sleep(1.5)  # the submission comes now, and waits for the balance
-                tx.run_sync(
-                    tx.SyncTx().one(usage.adding(key.key_id, utc_day(timezone.now()), tokens=1))
-                )
+                statement = usage.adding(key.key_id, utc_day(timezone.now()), tokens=1)
+                tx.sync(lambda db: db.one(statement))
         finally:
             connections.close_all()
 

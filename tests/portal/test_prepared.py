@@ -96,3 +96,17 @@ def test_an_update_only_where_a_field_is_still_null_happens_once():
     assert job.started_at == first
     with pytest.raises(ValueError, match="must be True"):
         prepared.update(Job, {"pk": job.pk, "started_at__isnull": False}, {"started_at": later})
+
+
+def test_an_update_only_where_a_field_is_below_a_value_never_lowers_it():
+    now = timezone.now()
+    job = Job.objects.create(
+        user=UserFactory(), cargo=CargoFactory(), status="running", lease_expires_at=now
+    )
+    later, sooner = now + timedelta(seconds=60), now + timedelta(seconds=5)
+    assert prepared.update(Job, {"pk": job.pk, "lease_expires_at__lt": later},
+                           {"lease_expires_at": later}) == 1  # fmt: skip
+    assert prepared.update(Job, {"pk": job.pk, "lease_expires_at__lt": sooner},
+                           {"lease_expires_at": sooner}) == 0  # fmt: skip
+    job.refresh_from_db()
+    assert job.lease_expires_at == later

@@ -74,6 +74,28 @@ def test_statements_run_together_give_each_its_own_result():
     assert Cargo.objects.get(slug="b").name == "Bee"
 
 
+async def renaming(db: tx.Db, slug: str, *, name: str, hooks: list) -> list:
+    """A service written once, as the job path's are."""
+    async with db.atomic():
+        changed = await db.one(rename(slug, name))
+        db.on_commit(lambda: hooks.append(name))
+    return [changed, *await db.one(tx.query(by_slug, slug=slug))]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_one_service_runs_alike_on_djangos_connection_and_on_the_loops():
+    await sync_to_async(CargoFactory)(slug="a", name="A")
+    hooks: list[str] = []
+    try:
+        on_django = await sync_to_async(tx.sync)(renaming, "a", name="Django", hooks=hooks)
+        on_loop = await tx.work(renaming, "a", name="Loop", hooks=hooks)
+    finally:
+        await tx.close_pool()
+        await sync_to_async(connections.close_all)()
+    assert (on_django, on_loop) == ([1, ("Django",)], [1, ("Loop",)])
+    assert hooks == ["Django", "Loop"]  # each after its commit
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_an_async_transaction_commits_then_runs_its_hooks(adb):
     await sync_to_async(CargoFactory)(slug="a", name="A")
