@@ -14,6 +14,7 @@ from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from core import ticks
 from portal import services
 from portal.keys import usage
 from portal.sessions import SessionStore
@@ -66,12 +67,15 @@ def password_reset(email: str) -> None:
 
 
 @shared_task(acks_late=True, max_retries=0)
-def flush_key_requests() -> int:
+def flush_key_requests(tick: float = 0) -> int:
     """API keys' request counts, from Redis to their days (portal.keys.usage); a flush
     that fails loses its minute's counts rather than counting them twice."""
+    if not ticks.claim("flush-key-requests", tick):
+        return 0
     return usage.flush_requests()
 
 
 @shared_task(name="portal.clear_expired_sessions", ignore_result=True)
-def clear_expired_sessions() -> None:
-    SessionStore.clear_expired()
+def clear_expired_sessions(tick: float = 0) -> None:
+    if ticks.claim("clear-expired-sessions", tick):
+        SessionStore.clear_expired()

@@ -1,6 +1,8 @@
 """Periodic tasks run once per tick however many beats send them (core.ticks): two of
 a ticking task at once leave one effect."""
 
+import inspect
+
 import pytest
 from django.conf import settings
 
@@ -44,3 +46,16 @@ def test_the_next_period_is_claimed_again(monkeypatch):
 def test_beat_sends_every_periodic_task_with_its_period_as_its_tick():
     for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
         assert entry["kwargs"] == {"tick": float(entry["schedule"])}, name
+
+
+@pytest.mark.parametrize("entry", sorted(settings.CELERY_BEAT_SCHEDULE))
+def test_every_task_beat_sends_takes_what_beat_sends_it(entry):
+    """Beat sends each task its ``tick``: a task without the parameter fails at every
+    period, in the worker, where no request sees it."""
+    from config.celery import app  # the tasks are registered once Django has loaded
+
+    schedule = settings.CELERY_BEAT_SCHEDULE[entry]
+    app.loader.import_default_modules()
+    task = app.tasks[schedule["task"]]
+
+    inspect.signature(task.run).bind(*schedule.get("args", ()), **schedule.get("kwargs", {}))

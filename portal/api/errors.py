@@ -78,7 +78,7 @@ _CODES = {
 }
 
 
-_REFUSED = {TooManyFieldsSent: "too_many_fields"}
+_REFUSED: dict[type[Exception], str] = {TooManyFieldsSent: "too_many_fields"}
 
 
 # OpenAI's error ``type`` by status (the ``openai`` package reads it): /chat/completions.
