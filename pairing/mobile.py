@@ -13,16 +13,14 @@ from django.utils import timezone
 
 from compute.events import send_to_user
 from compute.models import Island
-from pairing import codes
+from pairing import codes, records
 from pairing.models import MobilePairingSession
 from pairing.services import (
     Kind,
     Outcome,
     after_commit,
     attempt,
-    audit,
     check_limits,
-    log_pairing,
     paired_event,
     refuse,
 )
@@ -111,7 +109,7 @@ def claim_mobile_session(
             ip=ip,
         ),
     )
-    audit(
+    records.attempted(
         kind=Kind.MOBILE, user=session.user, ip=ip, code=code, outcome=Outcome.CLAIMED,
         island_id=island.pk,
     )  # fmt: skip
@@ -162,5 +160,7 @@ def _claim(
     event = paired_event(island, session_id=str(session.pk))
     after_commit(lambda: send_to_user(session.user_id, event))
     # The phone acts for the account that opened the session.
-    log_pairing(island, account=session.user, actor=audit_log.Actor(user=session.user, ip=ip))
+    records.log_pairing(
+        island, account=session.user, actor=audit_log.Actor(user=session.user, ip=ip)
+    )
     return island, token, session

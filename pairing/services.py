@@ -1,6 +1,6 @@
 """Pairing writes: codes for desktop Islands, /pair confirmation, and the owner's
-rename/unpair (mobile claims: pairing.mobile). Every attempt to use a code is audited (PairingAttempt) and wrong
-ones count against the limits of pairing/limits.py.
+rename/unpair (mobile claims: pairing.mobile). Every attempt to use a code is recorded
+(pairing.records), and wrong ones count against the limits of pairing/limits.py.
 
 Side effects fire on commit: ``host.{id}.paired`` on NATS (protocol extension), the
 ``island.paired`` realtime event to the owner's pages, and on unpairing
@@ -13,7 +13,6 @@ import math
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from ipaddress import ip_address
 
 from django.conf import settings
 from django.db import transaction
@@ -22,12 +21,11 @@ from django.utils import timezone
 
 from compute.events import IslandPaired, send_to_user
 from compute.models import Island
-from core import metrics
 from core.counters import hit
-from pairing import codes, identities, limits
+from pairing import codes, identities, limits, records
 from pairing.models import PairingAttempt, PairingCode
 from portal import audit as audit_log
-from portal.models import AuditEntry, User
+from portal.models import User
 from sail import subjects
 from sail.client import sail
 
@@ -56,30 +54,6 @@ class PairingError(Exception):
 def after_commit(callback: Callable[[], object]) -> None:
     # robust: a NATS or Redis hiccup is logged and never turns a done pairing into a 500.
     transaction.on_commit(callback, robust=True)
-
-
-def audit(
-    *,
-    kind: str,
-    user: User | None,
-    ip: str,
-    code: str,
-    outcome: str,
-    island_id: uuid.UUID | None = None,
-) -> None:
-    try:
-        stored_ip: str | None = str(ip_address(ip))
-    except ValueError:
-        stored_ip = None
-    metrics.PAIRING_ATTEMPTS.labels(kind, outcome).inc()
-    PairingAttempt.objects.create(
-        kind=kind,
-        user=user,
-        ip=stored_ip,
-        code_prefix=code[:2],
-        outcome=outcome,
-        island_id=island_id,
-    )
 
 
 def _minutes(duration: timedelta) -> str:
@@ -283,7 +257,7 @@ def attempt(kind: str, code: str, user: User | None, ip: str, run: Callable[[], 
     try:
         result = run()
     except PairingError as error:
-        audit(kind=kind, user=user, ip=ip, code=code, outcome=error.outcome)
+        records.attempted(kind=kind, user=user, ip=ip, code=code, outcome=error.outcome)
         if error.outcome in COUNTED:
             limits.record_failure(user_id=user.pk if user else None, ip=ip)
         raise
@@ -296,7 +270,7 @@ def preview_pairing(*, code: str, user: User, ip: str) -> Island:
     row = attempt(
         Kind.DESKTOP, code, user, ip, lambda: _find_desktop_code(code=code, user=user, ip=ip)
     )
-    audit(
+    records.attempted(
         kind=Kind.DESKTOP,
         user=user,
         ip=ip,
@@ -311,7 +285,7 @@ def confirm_pairing(*, code: str, user: User, ip: str) -> Island:
     """Bind the code's Island to ``user``; the code is spent."""
     code = codes.normalize(code)
     island = attempt(Kind.DESKTOP, code, user, ip, lambda: _bind(code=code, user=user, ip=ip))
-    audit(
+    records.attempted(
         kind=Kind.DESKTOP, user=user, ip=ip, code=code, outcome=Outcome.PAIRED, island_id=island.pk
     )
     return island
@@ -335,7 +309,7 @@ def _bind(*, code: str, user: User, ip: str) -> Island:
     payload = {"host_id": str(island.pk), "account_id": str(user.pk), "paired_at": now.isoformat()}
     _tell_island(island, "paired", payload)
     after_commit(lambda: send_to_user(user.pk, paired_event(island)))
-    log_pairing(island, account=user, actor=audit_log.Actor(user=user, ip=ip))
+    records.log_pairing(island, account=user, actor=audit_log.Actor(user=user, ip=ip))
     return island
 
 
@@ -364,24 +338,6 @@ def paired_event(island: Island, session_id: str | None = None) -> IslandPaired:
 # --- The owner's Islands.
 
 
-def log_pairing(island: Island, *, account: User, actor: audit_log.Actor) -> None:
-    """The owner's audit log: the Island paired and, with a key, the Sail credentials its
-    key is admitted with from now on (pairing.identities)."""
-    Action = audit_log.Action
-    _log(island, account, actor, Action.ISLAND_PAIRED, Action.CREDENTIALS_ISSUED)
-
-
-def _log(island: Island, account: User, actor: audit_log.Actor | None, *actions: str) -> None:
-    """The first action, and the second (the key's credentials) for an Island with a key;
-    in one statement (few between a pairing request and its commit)."""
-    details = {"island_id": str(island.pk), "name": island.name}
-    rows = [audit_log.entry(account=account, action=actions[0], actor=actor, **details)]
-    if island.nkey:
-        details["nkey"] = island.nkey  # the public key: the Island's name on the Sail
-        rows.append(audit_log.entry(account=account, action=actions[1], actor=actor, **details))
-    AuditEntry.objects.bulk_create(rows)
-
-
 @transaction.atomic
 def rename_island(*, island: Island, name: str, actor: audit_log.Actor | None = None) -> Island:
     before, island.name = island.name, name.strip()
@@ -399,7 +355,7 @@ def unpair_island(*, island: Island, actor: audit_log.Actor | None = None) -> No
     """Unbind from its owner; its mobile token stops working; it may be paired again."""
     if island.owner is not None:
         Action = audit_log.Action
-        _log(island, island.owner, actor, Action.ISLAND_UNPAIRED, Action.CREDENTIALS_REVOKED)
+        records.log(island, island.owner, actor, Action.ISLAND_UNPAIRED, Action.CREDENTIALS_REVOKED)
     now = timezone.now()
     island.owner = None
     island.paired_at = None
