@@ -3,7 +3,6 @@ the metrics) and, in the owner's audit log (portal.audit), an Island paired, unp
 and the Sail credentials of its key issued or revoked."""
 
 import uuid
-from ipaddress import ip_address
 
 from compute.models import Island
 from core import metrics
@@ -21,15 +20,11 @@ def attempted(
     outcome: str,
     island_id: uuid.UUID | None = None,
 ) -> None:
-    try:
-        stored_ip: str | None = str(ip_address(ip))
-    except ValueError:
-        stored_ip = None
     metrics.PAIRING_ATTEMPTS.labels(kind, outcome).inc()
     PairingAttempt.objects.create(
         kind=kind,
         user=user,
-        ip=stored_ip,
+        ip=audit_log.stored_address(ip),
         code_prefix=code[:2],
         outcome=outcome,
         island_id=island_id,

@@ -68,13 +68,14 @@ def entry(*, account: User, action: str, actor: Actor | None, **details: Any) ->
         actor=actor.kind(account) if actor else Kind.SYSTEM,
         by_user=actor.user if actor else None,
         by_key_id=actor.key_id if actor else None,
-        ip=_address(actor.ip) if actor else None,
+        ip=stored_address(actor.ip) if actor else None,
         details=details,
     )
 
 
-def _address(ip: str | None) -> str | None:
-    """``ip`` if it is an address ("unknown" is what a request without one gives)."""
+def stored_address(ip: str | None) -> str | None:
+    """``ip`` if it is an address, for a column of addresses ("unknown" is what a request
+    without one gives)."""
     try:
         return str(ip_address(ip)) if ip else None
     except ValueError:
