@@ -118,11 +118,19 @@ def refusal(exc: BaseException, *, openai: bool = False, allow: str | None = Non
     return refused
 
 
+class RequestTooLarge(exceptions.ParseError):
+    """A body past its route's limit: the parser's refusal, and Django's own."""
+
+    status_code = 413
+    default_detail = "Request body is too large"
+    default_code = "request_too_large"
+
+
 def _refused(exc: BaseException) -> Refused:
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, RequestDataTooBig):  # a 413, as the body guard's and the parser's
-        exc = ApiError(str(exc), code="request_too_large", status_code=413)
+        exc = RequestTooLarge(str(exc))
     elif isinstance(exc, SuspiciousOperation):  # what Django refuses to parse: a 400
         exc = exceptions.ParseError(str(exc), code=_REFUSED.get(type(exc), "bad_request"))
     elif isinstance(exc, DjangoPermissionDenied):
@@ -148,7 +156,7 @@ def _refused(exc: BaseException) -> Refused:
     if isinstance(exc, exceptions.ParseError):
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else "invalid_request"
-        return Refused(400, error_body(str(exc.detail), code))
+        return Refused(exc.status_code, error_body(str(exc.detail), code))  # 400, 413
     if isinstance(exc, exceptions.APIException):
         code = _CODES.get(type(exc)) or next(
             (c for cls, c in _CODES.items() if isinstance(exc, cls)), "error"

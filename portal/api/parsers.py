@@ -3,13 +3,8 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
+from portal.api.errors import RequestTooLarge
 from portal.api.middleware import body_limit
-
-
-class RequestTooLarge(ParseError):
-    status_code = 413
-    default_detail = "Request body is too large"
-    default_code = "request_too_large"
 
 
 class StrictJSONParser(BaseParser):
