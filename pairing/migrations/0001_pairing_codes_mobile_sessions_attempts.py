@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('compute', '0001_initial'),
+        ('compute', '0001_squashed_0010_market_from_billing'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
