@@ -75,6 +75,10 @@ def migrate() -> None:
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
+    from core.squashes import half_applied  # Django is set up by now (setup_django)
+
+    for problem in half_applied(connection):
+        raise SystemExit(f"[stack] {problem}")
     executor = MigrationExecutor(connection)
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     if not plan:

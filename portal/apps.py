@@ -7,6 +7,7 @@ class PortalConfig(AppConfig):
     verbose_name = "Accounts and API keys"
 
     def ready(self) -> None:
+        from core import squashes  # noqa: F401  (registers its check on import)
         from portal import audit  # models are loaded only now
 
         signals.user_logged_in.connect(audit.signed_in, dispatch_uid="audit-signed-in")
