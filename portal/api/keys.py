@@ -86,11 +86,16 @@ class ApiKeyDetailView(KeysView):
         key = services.update_key(actor=services.Actor.of(request), key=key, changes=data)
         return Response({"data": present([key])[0]})
 
-    @extend_schema(summary="Revoke an API key (refused from then on)", responses={204: None})
+    # 200 with the key, not 204: Archipelag's SDKs read every success as JSON (the Python
+    # one takes only 200 and 201), so an empty answer fails them.
+    @extend_schema(
+        summary="Revoke an API key (refused from then on); answers the key as it was",
+        responses={200: KeyResponse},
+    )
     def delete(self, request: SignedRequest, key_id: str) -> Response:
         key = get_object_or_404(_active_keys(request), pk=key_id)
         services.revoke_key(actor=services.Actor.of(request), key=key)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response({"data": present([key])[0]})
 
 
 class ApiKeyUsageView(KeysView):

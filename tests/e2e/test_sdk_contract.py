@@ -32,6 +32,11 @@ archipelag-python/0.1.0``; only 200 and 201 are successes, their body read as JS
   ``parent_state`` is succeeded, failed or cancelled (progress from
   ``child_states["succeeded"]`` and ``["failed"]``), then ``get_job(id)`` of the parent
   (failed raises).
+- ``get_account()``: ``GET /api/v1/account`` → ``Account`` of ``data``; ``list_api_keys()``:
+  ``GET /api/v1/api-keys`` → an ``ApiKey`` of each of ``data``; ``create_api_key(name)``:
+  ``POST /api/v1/api-keys`` ``{name}`` → ``(ApiKey of data, body["key"])``;
+  ``delete_api_key(id)``: ``DELETE /api/v1/api-keys/{id}``, the answer read like any other
+  (so a 204 without a body raises).
 """
 
 import json
@@ -45,7 +50,8 @@ import pytest
 from island_cli.agent.runtimes.mock import reply_tokens
 from pydantic import BaseModel
 
-from tests.e2e.conftest import online, pair
+from portal import services
+from tests.e2e.conftest import PASSWORD, online, pair
 from tests.e2e.test_jobs import LONG
 
 SDK_HEADERS = {"Content-Type": "application/json", "User-Agent": "archipelag-python/0.1.0"}
@@ -159,6 +165,22 @@ class BatchProgress(BaseModel):
     children: list[BatchChild] = []
 
 
+class ApiKey(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+class Account(BaseModel):
+    id: str
+    email: str
+    credits: float
+    created_at: datetime
+
+
 class JobFailed(Exception):
     pass
 
@@ -174,6 +196,19 @@ class Sdk:
     def _body(self, response: httpx.Response) -> Any:
         assert response.status_code in (200, 201), (response.status_code, response.text)
         return response.json()
+
+    def get_account(self) -> Account:
+        return Account(**self._body(self.http.get("/api/v1/account"))["data"])
+
+    def list_api_keys(self) -> list[ApiKey]:
+        return [ApiKey(**k) for k in self._body(self.http.get("/api/v1/api-keys"))["data"]]
+
+    def create_api_key(self, name: str) -> tuple[ApiKey, str]:
+        body = self._body(self.http.post("/api/v1/api-keys", json={"name": name}))
+        return ApiKey(**body["data"]), body["key"]
+
+    def delete_api_key(self, key_id: str) -> None:
+        self._body(self.http.delete(f"/api/v1/api-keys/{key_id}"))
 
     def create_job(self, workload: str, job_input: dict) -> Job:
         body = {"workload": workload, "input": job_input}
@@ -365,3 +400,22 @@ def test_wait_for_batch_raises_when_the_batch_failed(sdk):
 
     with pytest.raises(JobFailed, match="did not complete"):
         sdk.wait_for_batch(batch.id)
+
+
+def test_account_and_api_keys(e2e):
+    user = services.sign_up(email="keys@example.com", password=PASSWORD)
+    sdk = Sdk(
+        e2e.url,
+        services.create_api_key(user=user, name="mine", scopes=["read", "write", "keys"])[1],
+    )
+
+    account = sdk.get_account()
+    made, full_key = sdk.create_api_key("from the sdk")
+    listed = sdk.list_api_keys()
+    sdk.delete_api_key(made.id)
+
+    assert (account.id, account.email) == (str(user.pk), "keys@example.com")
+    assert account.credits > 0
+    assert full_key.startswith(made.prefix)
+    assert sorted(k.name for k in listed) == ["from the sdk", "mine"]
+    assert [k.name for k in sdk.list_api_keys()] == ["mine"]

@@ -20,13 +20,19 @@ def key(live) -> str:
     return services.create_api_key(user=user, name="doc", scopes=ApiKey.SCOPES)[1]
 
 
-def test_revoking_a_key_answers_204_without_a_body(live, key):
+def test_revoking_a_key_answers_the_key_as_its_document_says(live, key):
     with live.client(key) as client:
-        other = client.post("/api-keys", json={"name": "spare"}).json()["data"]["id"]
-        response = client.delete(f"/api-keys/{other}")
+        other = client.post("/api-keys", json={"name": "spare"}).json()["data"]
+        response = client.delete(f"/api-keys/{other['id']}")
 
-    assert response.status_code == 204
-    assert response.content == b""
+    answers = json.loads(document("application/vnd.oai.openapi+json"))["paths"][
+        "/api/v1/api-keys/{key_id}"]["delete"]["responses"]  # fmt: skip
+    assert sorted(answers) == ["200", "4XX"]
+    assert answers["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ApiKeyResponse"
+    )
+    assert response.status_code == 200
+    assert response.json()["data"] == other
 
 
 def test_a_key_name_must_be_a_string(live, key):

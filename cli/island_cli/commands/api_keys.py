@@ -164,5 +164,5 @@ def usage(state: State, key_id: str, window: str) -> None:
 @pass_state
 def delete(state: State, key_id: str) -> None:
     """Revoke the API key ID (at once)."""
-    state.api().delete(path("api-keys", key_id))  # 204, no body
+    state.api().delete(path("api-keys", key_id))
     emit(state.json, {"id": key_id, "revoked": True}, lambda k: f"Revoked API key {k['id']}")
