@@ -1,6 +1,9 @@
 """The web process's memory for the largest image a job may carry (see bench/README.md).
 
     .venv/bin/python bench/upload.py               # 5 submissions of one max-size image
+    .venv/bin/python bench/upload.py --idempotency # each with an Idempotency-Key
+    .venv/bin/python bench/upload.py --replay      # one key: the first, then replays
+    .venv/bin/python bench/upload.py --plain-drf   # the usual stack (bench/plain_drf.py)
 
 Starts the Procfile's web process alone (one worker) on the bench database and submits
 ``POST /api/v1/jobs`` for ``ocr-text`` with a PNG of random pixels just under
@@ -14,11 +17,14 @@ import argparse
 import base64
 import io
 import json
+import os
 import random
 import statistics
 import sys
 import threading
 import time
+import uuid
+from pathlib import Path
 
 import httpx
 from common import bench_env, rss_mb, start_web, stop
@@ -61,15 +67,41 @@ def peak_during(pid: int, work) -> tuple[float, float]:
     return before, peak[0]
 
 
+def plain_drf(env: dict[str, str]) -> str:
+    """The web process with bench/plain_drf.py's view, and its table; its path."""
+    from django.db import connection
+    from plain_drf import CREATE_TABLE
+
+    with connection.cursor() as cursor:
+        cursor.execute(CREATE_TABLE)
+    env["DJANGO_SETTINGS_MODULE"] = "plain_drf"
+    env["PYTHONPATH"] += os.pathsep + str(Path(__file__).parent)
+    return "/plain/jobs"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=5)
+    parser.add_argument(
+        "--idempotency", action="store_true", help="send an Idempotency-Key (as the SDK does)"
+    )
+    parser.add_argument(
+        "--plain-drf", action="store_true", help="the same body to a plain DRF view instead "
+        "(bench/plain_drf.py)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--replay", action="store_true", help="one Idempotency-Key: the requests after the "
+        "first are replays of its answer"
+    )  # fmt: skip
     args = parser.parse_args()
     # A fixed mmap threshold: glibc then returns every large buffer to the system when it
     # is freed (its default raises the threshold as buffers are freed, and keeps them in
     # the heap), so the RSS follows what the request holds at each moment.
     env = bench_env(JOB_QUEUE_TIMEOUT_SECONDS="60", MALLOC_MMAP_THRESHOLD_="131072")
     setup_django(env)
+    path = "/api/v1/jobs"
+    if args.plain_drf:
+        path = plain_drf(env)
     ensure_streams_exist()
     from compute.models import Island
     from compute.seed import seed_cargos
@@ -89,7 +121,9 @@ def main() -> None:
         with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
 
             def submit() -> None:
-                response = client.post("/api/v1/jobs", content=body)
+                key = "replayed" if args.replay else uuid.uuid4().hex
+                extra = {"Idempotency-Key": key} if args.idempotency or args.replay else {}
+                response = client.post(path, content=body, headers=extra)
                 if response.status_code != 201:
                     raise SystemExit(f"{response.status_code}: {response.text[:300]}")
 
@@ -102,7 +136,10 @@ def main() -> None:
         growth = [r["peak"] - r["before"] for r in runs]
         print(json.dumps({
             "png_bytes": len(png), "body_bytes": len(body), "requests": len(runs),
+            "view": "plain DRF" if args.plain_drf else "ours",
+            "idempotency_key": "one, replayed" if args.replay else args.idempotency,
             "rss_before_first_mb": round(runs[0]["before"], 1),
+            "rss_before_last_mb": round(runs[-1]["before"], 1),
             "growth_first_mb": round(growth[0], 1),
             "growth_median_mb": round(statistics.median(growth), 1),
             "growth_max_mb": round(max(growth), 1),

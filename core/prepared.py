@@ -248,10 +248,16 @@ class Prepared:
 # --- writes: one row in, some rows changed ------------------------------------------------
 @functools.cache
 def _insert_sql(model: type[Model], using: str) -> str:
-    quote = connections[using].ops.quote_name
+    connection = connections[using]
+    quote = connection.ops.quote_name
     fields = model._meta.concrete_fields
     columns = ", ".join(quote(f.column) for f in fields)  # type: ignore[arg-type]
-    marks = ", ".join(["%s"] * len(fields))
+    # JSON goes to Postgres as text: psycopg's binary format would copy orjson's bytes
+    # behind a version byte (a job's input may be an image of megabytes: issue 20).
+    text = connection.vendor == "postgresql"
+    marks = ", ".join(
+        "%t" if text and f.get_internal_type() == "JSONField" else "%s" for f in fields
+    )
     # Identifiers from the model's metadata, quoted; values are always parameters.
     return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from django.conf import settings
 
+from core import jsonread
 from core.errors import ApiError
 from core.redis import redis_client
 
@@ -40,9 +41,41 @@ def check_key(key: str) -> str:
 
 
 def fingerprint(scope: str, body: Any) -> str:
-    return hashlib.sha256(
-        scope.encode() + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-    ).hexdigest()
+    """The SHA-256 of ``scope`` and ``orjson.dumps(body, option=OPT_SORT_KEYS)``, hashed
+    as it is written: a body may carry an image of megabytes, and dumping it whole would
+    hold one more copy of it (issue 20)."""
+    digest = hashlib.sha256(scope.encode())
+    _hash_json(digest, body, WALKED_LEVELS)
+    return digest.hexdigest()
+
+
+WALKED_LEVELS = 8  # deeper values are dumped whole: orjson's own errors for a deep one
+STRING_SLICE = 64 * 1024  # characters of a long string dumped at a time
+
+
+def _hash_json(digest: "hashlib._Hash", value: Any, levels: int) -> None:
+    """``orjson.dumps(value, option=OPT_SORT_KEYS)`` into ``digest``, a long string a
+    slice at a time (orjson escapes each character on its own, so slices join up)."""
+    if isinstance(value, str) and len(value) > STRING_SLICE:
+        digest.update(b'"')
+        for start in range(0, len(value), STRING_SLICE):
+            digest.update(orjson.dumps(value[start : start + STRING_SLICE])[1:-1])
+        digest.update(b'"')
+    elif isinstance(value, dict) and levels and all(isinstance(k, str) for k in value):
+        digest.update(b"{")
+        for n, name in enumerate(sorted(value)):
+            digest.update(b"%s%s:" % (b"," if n else b"", orjson.dumps(name)))
+            _hash_json(digest, value[name], levels - 1)
+        digest.update(b"}")
+    elif isinstance(value, list) and levels:
+        digest.update(b"[")
+        for n, item in enumerate(value):
+            if n:
+                digest.update(b",")
+            _hash_json(digest, item, levels - 1)
+        digest.update(b"]")
+    else:
+        digest.update(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
 
 
 @dataclass(frozen=True)
@@ -64,7 +97,7 @@ def claim(*, user_id: object, key: str, scope: str, body: Any) -> Claim:
     running = orjson.dumps({"fingerprint": digest, "state": "running"})
     if redis.set(name, running, nx=True, ex=IN_FLIGHT_SECONDS):
         return Claim(name, digest)
-    stored = orjson.loads(redis.get(name) or b"{}")
+    stored = jsonread.loads(redis.get(name) or b"{}")  # the answer may carry an image
     if stored and stored.get("fingerprint") != digest:
         raise ApiError(
             "This Idempotency-Key was used with a different request",
@@ -86,7 +119,10 @@ def settle(held: Claim, status: int | None, body: Any = None) -> None:
     redis = redis_client()
     if status is not None and 200 <= status < 300:
         record = {"fingerprint": held.digest, "state": "done", "status": status, "body": body}
-        redis.set(held.name, orjson.dumps(record, default=str), ex=settings.IDEMPOTENCY_TTL_SECONDS)
+        # A memoryview is sent as it is; bytes would be copied whole into one command by
+        # hiredis, three times over (the answer carries the job's input: an image?).
+        stored = memoryview(orjson.dumps(record, default=str))
+        redis.set(held.name, stored, ex=settings.IDEMPOTENCY_TTL_SECONDS)
     else:
         redis.delete(held.name)
 

@@ -9,6 +9,7 @@ then hands it on in one message with its Content-Length.
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 from collections.abc import Awaitable
@@ -96,20 +97,14 @@ def limit_api_body(app):
             return await _refuse(send, "Invalid Content-Length", "invalid_request")
         if declared is not None and int(declared) > limit:
             return await _too_large(send, limit)
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return None  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > limit:
-                return await _too_large(send, limit)
-            more = message.get("more_body", False)
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        del chunks  # the one copy is ``body``, until the app takes it
+        body = await _read(receive, limit)
+        if body is None:
+            return None  # the client went away
+        if len(body) > limit:
+            return await _too_large(send, limit)
         if declared is None and body:
-            scope = {**scope, "headers": [*scope["headers"], (b"content-length", b"%d" % size)]}
+            length = b"%d" % len(body)
+            scope = {**scope, "headers": [*scope["headers"], (b"content-length", length)]}
         whole = [{"type": "http.request", "body": body, "more_body": False}]
         del body
 
@@ -119,6 +114,24 @@ def limit_api_body(app):
         return await app(scope, replay, send)
 
     return guard
+
+
+async def _read(receive, limit: int) -> bytes | None:
+    """The body, or its first bytes past ``limit``; None when the client went away. A
+    body in parts is written into one buffer as they arrive, each let go at once: the
+    parts and the whole never coexist (issue 20: one copy of a job's image), and the
+    buffer's bytes are handed on without a copy (``getvalue`` shares them)."""
+    buffer = io.BytesIO()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        more = message.get("more_body", False)
+        if not more and not buffer.tell():
+            return message.get("body", b"")  # in one message: as it is
+        buffer.write(message.get("body", b""))
+        if not more or buffer.tell() > limit:
+            return buffer.getvalue()
 
 
 async def _too_large(send, limit: int) -> None:

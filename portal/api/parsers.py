@@ -3,6 +3,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
+from core.jsonread import loads
 from portal.api.errors import RequestTooLarge
 from portal.api.middleware import body_limit
 
@@ -28,7 +29,7 @@ class StrictJSONParser(BaseParser):
         if not body or body.isspace():  # not strip(): that could copy the whole body
             return {}
         try:
-            data = orjson.loads(body)
+            data = loads(body)
         except orjson.JSONDecodeError as exc:
             raise ParseError(f"Malformed JSON: {exc}", code="invalid_json") from exc
         if not isinstance(data, dict):
