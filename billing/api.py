@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from billing import api_schema as out
 from billing import selectors
 from billing.models import Balance, LedgerEntry
-from portal.api.base import PageSerializer, SignedRequest, paginate
+from portal.api.base import SignedRequest, page_schema, paginate
 from portal.api.serializers import AccountResponse, AccountSerializer
 
 
@@ -69,11 +69,7 @@ def present_entry(entry: LedgerEntry) -> dict:
 
 
 class LedgerView(APIView):
-    @extend_schema(
-        summary="Your ledger entries, newest first",
-        parameters=[PageSerializer],
-        responses=out.LedgerResponse,
-    )
+    @page_schema("Your ledger entries, newest first", out.LedgerResponse)
     def get(self, request: SignedRequest) -> Response:
         return Response(
             paginate(request, selectors.ledger_entries(user=request.user), present_entry)

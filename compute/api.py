@@ -15,7 +15,7 @@ from compute import api_schema as out
 from compute.models import Island, KarmaEvent
 from compute.selectors.islands import karma_history, network_islands
 from compute.services.karma import MINUTES_PER_KARMA
-from portal.api.base import PageSerializer, paginate, query, validated
+from portal.api.base import PageSerializer, page_schema, paginate, query, validated
 
 
 def present_host(island: Island) -> dict:
@@ -62,11 +62,11 @@ def _island(host_id: str) -> Island:
 
 
 class HostListView(APIView):
-    @extend_schema(
-        summary="The Islands of the network (all, or ?status=online|offline)",
-        parameters=[OpenApiParameter("status", enum=["online", "offline"]), PageSerializer],
+    @page_schema(
+        "The Islands of the network (all, or ?status=online|offline)",
+        out.HostListResponse,
+        parameters=(OpenApiParameter("status", enum=["online", "offline"]),),
         operation_id="hosts_list",
-        responses=out.HostListResponse,
     )
     def get(self, request: Request) -> Response:
         status = validated(HostFilter, query(request)).get("status")
@@ -86,11 +86,7 @@ class HostKarmaView(APIView):
 
 
 class HostKarmaHistoryView(APIView):
-    @extend_schema(
-        summary="Every change of an Island's karma, newest first",
-        parameters=[PageSerializer],
-        responses=out.KarmaHistoryResponse,
-    )
+    @page_schema("Every change of an Island's karma, newest first", out.KarmaHistoryResponse)
     def get(self, request: Request, host_id: str) -> Response:
         island = _island(host_id)
         return Response(paginate(request, karma_history(island=island), present_karma_event))

@@ -22,9 +22,9 @@ from core import tx
 from core.errors import ApiError
 from portal.api.base import (
     InputSerializer,
-    PageSerializer,
     PublicView,
     SignedRequest,
+    page_schema,
     paginate,
     plain_int,
     plain_text,
@@ -104,11 +104,10 @@ class CargoListView(PublicView):
 
 
 class WorkloadListView(PublicView):
-    @extend_schema(
-        summary="Workloads (Cargos) that jobs may use",
-        parameters=[PageSerializer],
+    @page_schema(
+        "Workloads (Cargos) that jobs may use",
+        out.WorkloadListResponse,
         operation_id="workloads_list",
-        responses=out.WorkloadListResponse,
     )
     def get(self, request: Request) -> Response:
         return Response(paginate(request, cargo_selectors.catalog(), present_workload))
@@ -236,12 +235,7 @@ async def submit_fast(call: Call) -> Reply:
 
 
 class JobListView(APIView):
-    @extend_schema(
-        summary="Your recent jobs",
-        parameters=[PageSerializer],
-        operation_id="jobs_list",
-        responses=out.JobListResponse,
-    )
+    @page_schema("Your recent jobs", out.JobListResponse, operation_id="jobs_list")
     def get(self, request: SignedRequest) -> Response:
         return Response(paginate(request, jobs_of(request.user), present_job))
 

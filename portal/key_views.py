@@ -46,6 +46,14 @@ def _own_key(request: PortalRequest, key_id: uuid.UUID) -> ApiKey:
     return get_object_or_404(ApiKey, pk=key_id, user=request.user, revoked_at__isnull=True)
 
 
+def _done(request: PortalRequest, notice: str) -> HttpResponse:
+    """After a change: the section with its notice (htmx), or back to the page with it."""
+    if request.htmx:
+        return _section(request, notice=notice)
+    messages.success(request, notice)
+    return redirect(reverse("settings") + "#api-keys")
+
+
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
@@ -56,10 +64,7 @@ def api_key_revoke(request: PortalRequest, key_id: uuid.UUID) -> HttpResponse:
         return render(request, template, {"key": key})
     keys.revoke_key(actor=keys.Actor.of(request), key=key)
     notice = f"Key “{key.name}” ({key.prefix}…) revoked. Requests with it are refused from now on."
-    if request.htmx:
-        return _section(request, notice=notice)
-    messages.success(request, notice)
-    return redirect(reverse("settings") + "#api-keys")
+    return _done(request, notice)
 
 
 @never_cache
@@ -69,16 +74,17 @@ def api_key_limits(request: PortalRequest, key_id: uuid.UUID) -> HttpResponse:
     """A key's limits: the form in its row (GET), saved (POST) with its audit entry."""
     key = _own_key(request, key_id)
     if request.method == "GET":
-        form = ApiKeyLimitsForm.of(key)
-        template = "portal/_api_key_limits.html" if request.htmx else "portal/api_key_limits.html"
-        return render(request, template, {"key": key, "form": form})
+        return _limits_form(request, key, ApiKeyLimitsForm.of(key))
     form = ApiKeyLimitsForm(request.POST, prefix=str(key.pk))
     if not form.is_valid():
-        template = "portal/_api_key_limits.html" if request.htmx else "portal/api_key_limits.html"
-        return render(request, template, {"key": key, "form": form}, status=422)
+        return _limits_form(request, key, form, status=422)
     keys.update_key(actor=keys.Actor.of(request), key=key, changes=form.cleaned_data)
-    notice = f"Limits of “{key.name}” saved."
-    if request.htmx:
-        return _section(request, notice=notice)
-    messages.success(request, notice)
-    return redirect(reverse("settings") + "#api-keys")
+    return _done(request, f"Limits of “{key.name}” saved.")
+
+
+def _limits_form(
+    request: PortalRequest, key: ApiKey, form: ApiKeyLimitsForm, status: int = 200
+) -> HttpResponse:
+    """The limits form: in the key's row (htmx), or on a page of its own."""
+    template = "portal/_api_key_limits.html" if request.htmx else "portal/api_key_limits.html"
+    return render(request, template, {"key": key, "form": form}, status=status)

@@ -4,6 +4,7 @@ updated when their configuration drifted, left alone otherwise."""
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from nats.js import JetStreamContext
@@ -22,7 +23,31 @@ from sail import subjects
 logger = logging.getLogger(__name__)
 MB = 1024 * 1024
 
-ISLANDS = StreamConfig(
+
+def _stream(
+    *,
+    retention: RetentionPolicy,
+    max_age: float,
+    max_mb: int,
+    storage: StorageType = StorageType.FILE,
+    duplicate_window: float = 120.0,
+    **config: Any,
+) -> StreamConfig:
+    """One of the coordinator's streams: bounded in age and size, dropping its oldest
+    messages when full, with as many replicas as the cluster is set to keep."""
+    return StreamConfig(
+        retention=retention,
+        storage=storage,
+        max_age=max_age,
+        max_bytes=max_mb * MB,
+        discard=DiscardPolicy.OLD,
+        num_replicas=settings.SAIL_STREAM_REPLICAS,
+        duplicate_window=duplicate_window,
+        **config,
+    )
+
+
+ISLANDS = _stream(
     name=subjects.ISLANDS_STREAM,
     description="Island registrations and heartbeats, kept until the coordinator stored them",
     # An Island with a key registers on its own subject; the field user's registrations
@@ -36,16 +61,13 @@ ISLANDS = StreamConfig(
     # Interest: a message goes once every consumer acked it; with no consumer at all
     # (first start) nothing piles up. Heartbeats lose their worth in minutes.
     retention=RetentionPolicy.INTEREST,
-    storage=StorageType.FILE,
     max_age=3600.0,
-    max_bytes=settings.SAIL_ISLANDS_MAX_MB * MB,
+    max_mb=settings.SAIL_ISLANDS_MAX_MB,
     max_msg_size=64 * 1024,
-    discard=DiscardPolicy.OLD,
-    num_replicas=settings.SAIL_STREAM_REPLICAS,
     duplicate_window=10.0,
 )
 
-JOB_EVENTS = StreamConfig(
+JOB_EVENTS = _stream(
     name=subjects.JOB_EVENTS_STREAM,
     description="What Islands report about their jobs: status, output, progress, images, leases",
     subjects=[
@@ -54,29 +76,21 @@ JOB_EVENTS = StreamConfig(
         for kind in ("status", "output", "progress", "image", "lease")
     ],
     retention=RetentionPolicy.INTEREST,
-    storage=StorageType.FILE,
     max_age=24 * 3600.0,
-    max_bytes=settings.SAIL_JOB_EVENTS_MAX_MB * MB,
-    discard=DiscardPolicy.OLD,
-    num_replicas=settings.SAIL_STREAM_REPLICAS,
-    duplicate_window=120.0,
+    max_mb=settings.SAIL_JOB_EVENTS_MAX_MB,
 )
 
 # Coordinator → Island job assignments. Each Island reads its own subject through a
 # durable consumer ``host-{id}`` (the coordinator creates it: an Island may only read it);
 # a work queue hands each assignment to exactly one reader and forgets it once acked.
 # Field Islands have no JetStream: theirs go on core NATS (``field.host.{id}.jobs``).
-JOBS = StreamConfig(
+JOBS = _stream(
     name=subjects.JOBS_STREAM,
     description="Job assignments, one subject per Island (host.{id}.jobs)",
     subjects=[subjects.host("*", "jobs")],
     retention=RetentionPolicy.WORK_QUEUE,
-    storage=StorageType.FILE,
     max_age=3600.0,
-    max_bytes=settings.SAIL_JOBS_MAX_MB * MB,
-    discard=DiscardPolicy.OLD,
-    num_replicas=settings.SAIL_STREAM_REPLICAS,
-    duplicate_window=120.0,
+    max_mb=settings.SAIL_JOBS_MAX_MB,
 )
 
 # Coordinator → clients: one event per thing a client sees, for SSE and chat completions
@@ -84,17 +98,14 @@ JOBS = StreamConfig(
 # (its output), so it lives in memory, which costs the server half as much per
 # delivered event as a file (bench/README.md), and may be dropped and made anew.
 JOB_UPDATES_STREAM = "JOB_UPDATES"
-JOB_UPDATES = StreamConfig(
+JOB_UPDATES = _stream(
     name=JOB_UPDATES_STREAM,
     description="Normalized per-job events for clients (SSE): jobs.{job_id}.events",
     subjects=["jobs.*.events"],
     retention=RetentionPolicy.LIMITS,
     storage=StorageType.MEMORY,
     max_age=24 * 3600.0,
-    max_bytes=settings.JOB_UPDATES_MAX_MB * MB,
-    discard=DiscardPolicy.OLD,
-    num_replicas=settings.SAIL_STREAM_REPLICAS,
-    duplicate_window=120.0,
+    max_mb=settings.JOB_UPDATES_MAX_MB,
 )
 
 STREAMS = [ISLANDS, JOB_EVENTS, JOBS, JOB_UPDATES]

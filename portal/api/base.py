@@ -4,6 +4,7 @@ import re
 from typing import Any
 
 from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -77,6 +78,14 @@ class PublicView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+
+
+def page_schema(summary: str, responses: Any, *, parameters: tuple = (), **schema: Any) -> Any:
+    """``extend_schema`` for a view method that answers with ``paginate``: its ``limit``
+    and ``offset`` parameters after any of its own."""
+    return extend_schema(
+        summary=summary, parameters=[*parameters, PageSerializer], responses=responses, **schema
+    )
 
 
 def paginate(

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from core.errors import ApiError
 from portal.api import key_serializers as s
-from portal.api.base import PageSerializer, SignedRequest, paginate, validated
+from portal.api.base import SignedRequest, page_schema, paginate, validated
 from portal.api.serializers import PageMeta, envelope
 from portal.keys import services, usage
 from portal.models import ApiKey, ApiKeyChange
@@ -115,21 +115,13 @@ def _present_change(change: ApiKeyChange) -> dict:
 
 
 class ApiKeyChangesView(KeysView):
-    @extend_schema(
-        summary="The audit trail of all your API keys, newest first",
-        parameters=[PageSerializer],
-        responses=ChangesResponse,
-    )
+    @page_schema("The audit trail of all your API keys, newest first", ChangesResponse)
     def get(self, request: SignedRequest) -> Response:
         return Response(paginate(request, services.changes_of(request.user), _present_change))
 
 
 class ApiKeyChangesOfKeyView(KeysView):
-    @extend_schema(
-        summary="The audit trail of one API key",
-        parameters=[PageSerializer],
-        responses=ChangesResponse,
-    )
+    @page_schema("The audit trail of one API key", ChangesResponse)
     def get(self, request: SignedRequest, key_id: str) -> Response:
         key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
         changes = services.changes_of(request.user, key.pk)

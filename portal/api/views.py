@@ -14,7 +14,7 @@ from core.counters import redis_available
 from core.errors import ApiError
 from portal import audit
 from portal.api import serializers as s
-from portal.api.base import PageSerializer, PublicView, SignedRequest, paginate
+from portal.api.base import PublicView, SignedRequest, page_schema, paginate
 
 
 class HealthView(PublicView):
@@ -33,10 +33,9 @@ class AuditLogView(APIView):
 
     key_scope = "keys"
 
-    @extend_schema(
-        summary="Your account's audit log (sign-ins, keys, Islands, grants), newest first",
-        parameters=[PageSerializer],
-        responses=s.AuditResponse,
+    @page_schema(
+        "Your account's audit log (sign-ins, keys, Islands, grants), newest first",
+        s.AuditResponse,
     )
     def get(self, request: SignedRequest) -> Response:
         entries = audit.entries_of(request.user)
