@@ -4,6 +4,7 @@ reads them as they are."""
 
 from collections import Counter
 from decimal import Decimal
+from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -13,9 +14,11 @@ from rest_framework.views import APIView
 from compute.jobs_api import iso
 from compute.models import Job
 from compute.selectors.jobs import job_of
-from compute.services import batches
+from compute.services import batches, idempotency
+from core import tx
 from core.errors import ApiError
 from portal.api.base import InputSerializer, SignedRequest, validated
+from portal.models import User
 
 
 class BatchInput(InputSerializer):
@@ -122,7 +125,8 @@ def present_status(parent: Job) -> dict:
 
 class BatchView(APIView):
     @extend_schema(
-        summary="Submit a batch: one child job per input, merged into the parent's output",
+        summary="Submit a batch: one child job per input, merged into the parent's output "
+        "(Idempotency-Key supported)",
         description="Every child is an ordinary job of the Cargo (placed, billed, streamed, "
         "cancellable); their holds are taken together at submission (402 when the balance "
         "cannot cover them all). The parent (GET /jobs/:id) ends once every child ended: "
@@ -136,18 +140,48 @@ class BatchView(APIView):
         responses={201: BatchOut},
     )
     def post(self, request: SignedRequest) -> Response:
-        fields = validated(BatchInput, request.data)
-        parent = batches.submit_batch(
-            user=request.user,
-            workload=fields["workload"],
-            inputs=fields["inputs"],
-            merge_strategy=fields["merge_strategy"],
-            fail_mode=fields["fail_mode"],
-            max_parallelism=fields.get("max_parallelism"),
-            region=fields["region"],
-            bid=fields.get("bid_price"),
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return Response(
+                _create(request.user, request.data, None), status=status.HTTP_201_CREATED
+            )
+        code, body, replayed = tx.sync(
+            _once, request.user, request.data, idempotency.check_key(key)
         )
-        return Response(present_batch(parent), status=status.HTTP_201_CREATED)
+        return Response(
+            body, status=code, headers={"Idempotent-Replayed": "true"} if replayed else {}
+        )
+
+
+SCOPE = "POST /jobs/batch"
+
+
+async def _once(db: tx.Db, user: User, data: Any, key: str) -> tuple[int, Any, bool]:
+    """The batch made once per ``Idempotency-Key``: a retry gets the first answer again
+    (compute.services.idempotency), and the parent row keeps the key as a fallback."""
+
+    async def create() -> tuple[int, Any]:
+        return status.HTTP_201_CREATED, await db.call(_create, user, data, key)
+
+    return await idempotency.run_once(
+        db, user_id=user.pk, key=key, scope=SCOPE, body=data, run=create
+    )
+
+
+def _create(user: User, data: Any, key: str | None) -> dict:
+    fields = validated(BatchInput, data)
+    parent = batches.submit_batch(
+        user=user,
+        workload=fields["workload"],
+        inputs=fields["inputs"],
+        merge_strategy=fields["merge_strategy"],
+        fail_mode=fields["fail_mode"],
+        max_parallelism=fields.get("max_parallelism"),
+        region=fields["region"],
+        bid=fields.get("bid_price"),
+        idempotency_key=key,
+    )
+    return present_batch(parent)
 
 
 class BatchStatusView(APIView):

@@ -38,7 +38,7 @@ from compute.services.dispatch import request_dispatch
 from compute.services.ending import finish
 from compute.services.lifecycle import ACTIVE, S, event_token, transition, usage_of
 from compute.services.publish import client_event, publish_job_events
-from compute.services.submission import too_many_running
+from compute.services.submission import keyed_job, too_many_running
 from core import tx
 from core.errors import ApiError
 from portal.models import User
@@ -69,10 +69,21 @@ def submit_batch(
     max_parallelism: int | None = None,
     region: str = "",
     bid: Decimal | None = None,
+    idempotency_key: str | None = None,
 ) -> Job:
     """Store the parent, its children and their holds in one transaction; 404 for an
     unknown Cargo, 422 for an input the Cargo refuses (the first one, by index), 429 over
-    the concurrent-job quota, 402 when the balance cannot hold the whole batch."""
+    the concurrent-job quota, 402 when the balance cannot hold the whole batch. The parent
+    keeps ``idempotency_key``: a batch already made with it is answered again (the
+    fallback for a lost idempotency record, as a job's)."""
+    if idempotency_key and (earlier := keyed_job(user, idempotency_key)):
+        if earlier.batch is None:
+            raise ApiError(
+                "This Idempotency-Key was used with a different request",
+                code="idempotency_key_reused",
+                status_code=422,
+            )
+        return earlier
     cargo = usable_cargo(workload)
     if cargo is None:
         raise ApiError(f"Unknown workload: {workload}", code="workload_not_found", status_code=404)
@@ -92,7 +103,7 @@ def submit_batch(
         _check_balance(user, budget * len(inputs))
         parent = Job.objects.create(
             user=user, cargo=cargo, status=S.RUNNING, input={"inputs": inputs}, region=region,
-            created_at=now, started_at=now, credits_used=None,
+            created_at=now, started_at=now, credits_used=None, idempotency_key=idempotency_key,
             batch={"merge_strategy": merge_strategy, "fail_mode": fail_mode,
                    "max_parallelism": max_parallelism},
         )  # fmt: skip

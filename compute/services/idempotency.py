@@ -1,5 +1,5 @@
-"""``Idempotency-Key`` for POST endpoints that create things (POST /jobs, and
-/chat/completions): the first successful answer is stored for
+"""``Idempotency-Key`` for POST endpoints that create things (POST /jobs, /jobs/batch
+and /chat/completions): the first successful answer is stored for
 ``IDEMPOTENCY_TTL_SECONDS`` (24 h) and returned again, same status and body, to a retry
 with the same key and the same body.
 

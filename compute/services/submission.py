@@ -93,7 +93,7 @@ async def submit_job(
         cargo_service.validate_input(cargo=cargo, job_input=job_input)
         if counted and counted[0][0] >= settings.JOB_CONCURRENT_LIMIT:
             raise too_many_running()
-        if idempotency_key and (earlier := await db.call(_keyed_job, user, idempotency_key)):
+        if idempotency_key and (earlier := await db.call(keyed_job, user, idempotency_key)):
             return earlier
         surge = (
             cargo.rate is not None and bool(cargo.rate_hosts) and await db.call(market.surge_active)
@@ -200,7 +200,7 @@ _active_jobs = Prepared(
 )
 
 
-def _keyed_job(user: User, key: str) -> Job | None:
+def keyed_job(user: User, key: str) -> Job | None:
     """The job already created with this Idempotency-Key within its lifetime (a fallback
     for a lost idempotency record); an older one gives its key up."""
     earlier = Job.objects.select_related("cargo").filter(user=user, idempotency_key=key).first()

@@ -11,6 +11,7 @@ from billing.models import Balance, LedgerEntry
 from compute import job_events as handlers
 from compute.models import Job
 from compute.services import batches, dispatch
+from core.redis import redis_client
 from tests.compute.jobs_support import island
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("streams")]
@@ -195,3 +196,54 @@ def test_batch_status_of_a_plain_job_is_a_404(api, chat):
         "/api/v1/jobs", {"workload": "chat-test", "input": {"prompt": "x"}}, format="json"
     ).json()["data"]
     assert api.get(f"/api/v1/jobs/{plain['id']}/batch-status").status_code == 404
+
+
+# --- Idempotency-Key: a batch retried after a lost answer is made once ---------------------
+def keyed(api, key, inputs):
+    body = {"workload": "chat-test", "inputs": inputs}
+    return api.post("/api/v1/jobs/batch", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def test_a_batch_retried_with_its_idempotency_key_is_made_and_held_once(api, user, chat):
+    island(max_concurrent_jobs=5)
+    before = Balance.objects.get(user=user).available
+    inputs = [{"prompt": "a"}, {"prompt": "b"}]
+
+    first = keyed(api, "batch-1", inputs)
+    again = keyed(api, "batch-1", inputs)
+
+    assert (first.status_code, again.status_code) == (201, 201), first.json()
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert Job.objects.filter(parent__isnull=True).count() == 1
+    assert len(children(first.json()["id"])) == 2
+    assert Balance.objects.get(user=user).available == before - 2 * Decimal("0.01")
+
+
+def test_a_batch_whose_idempotency_record_was_lost_is_found_by_its_parent(api, user, chat):
+    first = keyed(api, "batch-2", [{"prompt": "a"}])
+    redis_client().delete(*redis_client().keys(f"idem:{user.pk}:*"))
+
+    again = keyed(api, "batch-2", [{"prompt": "a"}])
+
+    assert again.status_code == 201
+    assert again.json()["id"] == first.json()["id"]
+    assert Job.objects.filter(parent__isnull=True).count() == 1
+
+
+def test_an_idempotency_key_of_a_job_or_another_batch_body_is_a_422(api, user, chat):
+    job = {"workload": "chat-test", "input": {"prompt": "a"}}
+    assert (
+        api.post("/api/v1/jobs", job, format="json", HTTP_IDEMPOTENCY_KEY="k1").status_code == 201
+    )
+    assert keyed(api, "k2", [{"prompt": "a"}]).status_code == 201
+
+    of_a_job = keyed(api, "k1", [{"prompt": "a"}])
+    other_body = keyed(api, "k2", [{"prompt": "b"}])
+    redis_client().delete(*redis_client().keys(f"idem:{user.pk}:*"))
+    of_a_job_unrecorded = keyed(api, "k1", [{"prompt": "a"}])  # the job row has the key
+
+    for response in (of_a_job, other_body, of_a_job_unrecorded):
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "idempotency_key_reused"
+    assert Job.objects.filter(batch__isnull=False).count() == 1
