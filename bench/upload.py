@@ -83,7 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=5)
     parser.add_argument(
-        "--idempotency", action="store_true", help="send an Idempotency-Key (as the SDK does)"
+        "--idempotency", action="store_true", help="send an Idempotency-Key (a safe retry)"
     )
     parser.add_argument(
         "--plain-drf", action="store_true", help="the same body to a plain DRF view instead "
