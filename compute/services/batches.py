@@ -76,13 +76,7 @@ def submit_batch(
     the concurrent-job quota, 402 when the balance cannot hold the whole batch. The parent
     keeps ``idempotency_key``: a batch already made with it is answered again (the
     fallback for a lost idempotency record, as a job's)."""
-    if idempotency_key and (earlier := keyed_job(user, idempotency_key)):
-        if earlier.batch is None:
-            raise ApiError(
-                "This Idempotency-Key was used with a different request",
-                code="idempotency_key_reused",
-                status_code=422,
-            )
+    if idempotency_key and (earlier := keyed_job(user, idempotency_key, batch=True)):
         return earlier
     cargo = usable_cargo(workload)
     if cargo is None:

@@ -30,6 +30,14 @@ MAX_KEY_LENGTH = 200
 IN_FLIGHT_SECONDS = 60
 
 
+def reused() -> ApiError:
+    return ApiError(
+        "This Idempotency-Key was used with a different request",
+        code="idempotency_key_reused",
+        status_code=422,
+    )
+
+
 def check_key(key: str) -> str:
     if not (0 < len(key) <= MAX_KEY_LENGTH) or not key.isprintable() or not key.isascii():
         raise ApiError(
@@ -99,11 +107,7 @@ def claim(*, user_id: object, key: str, scope: str, body: Any) -> Claim:
         return Claim(name, digest)
     stored = jsonread.loads(redis.get(name) or b"{}")  # the answer may carry an image
     if stored and stored.get("fingerprint") != digest:
-        raise ApiError(
-            "This Idempotency-Key was used with a different request",
-            code="idempotency_key_reused",
-            status_code=422,
-        )
+        raise reused()
     if stored.get("state") == "done":
         return Claim(name, digest, (stored["status"], stored["body"]))
     raise ApiError(

@@ -18,7 +18,7 @@ from compute.models import Cargo, Job
 from compute.selectors import market
 from compute.selectors.cargos import submission as _to_submit
 from compute.services import cargos as cargo_service
-from compute.services import dispatch, placement, waiting
+from compute.services import dispatch, idempotency, placement, waiting
 from compute.services.lifecycle import ACTIVE, S, start_as
 from compute.services.publish import Outbox
 from core import metrics, tx
@@ -200,13 +200,16 @@ _active_jobs = Prepared(
 )
 
 
-def keyed_job(user: User, key: str) -> Job | None:
-    """The job already created with this Idempotency-Key within its lifetime (a fallback
-    for a lost idempotency record); an older one gives its key up."""
+def keyed_job(user: User, key: str, *, batch: bool = False) -> Job | None:
+    """The job (``batch``: the batch's parent) already created with this Idempotency-Key
+    within its lifetime (a fallback for a lost idempotency record); an older one gives
+    its key up. A key that made the other kind is a 422, as the record would answer."""
     earlier = Job.objects.select_related("cargo").filter(user=user, idempotency_key=key).first()
     if earlier is None:
         return None
     if earlier.created_at > timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS):
+        if (earlier.batch is not None) != batch:
+            raise idempotency.reused()
         return earlier
     Job.objects.filter(pk=earlier.pk).update(idempotency_key=None)
     return None

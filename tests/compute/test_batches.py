@@ -231,7 +231,7 @@ def test_a_batch_whose_idempotency_record_was_lost_is_found_by_its_parent(api, u
     assert Job.objects.filter(parent__isnull=True).count() == 1
 
 
-def test_an_idempotency_key_of_a_job_or_another_batch_body_is_a_422(api, user, chat):
+def test_an_idempotency_key_of_the_other_kind_or_another_body_is_a_422(api, user, chat):
     job = {"workload": "chat-test", "input": {"prompt": "a"}}
     assert (
         api.post("/api/v1/jobs", job, format="json", HTTP_IDEMPOTENCY_KEY="k1").status_code == 201
@@ -242,8 +242,10 @@ def test_an_idempotency_key_of_a_job_or_another_batch_body_is_a_422(api, user, c
     other_body = keyed(api, "k2", [{"prompt": "b"}])
     redis_client().delete(*redis_client().keys(f"idem:{user.pk}:*"))
     of_a_job_unrecorded = keyed(api, "k1", [{"prompt": "a"}])  # the job row has the key
+    of_a_batch_unrecorded = api.post("/api/v1/jobs", job, format="json", HTTP_IDEMPOTENCY_KEY="k2")
 
-    for response in (of_a_job, other_body, of_a_job_unrecorded):
+    for response in (of_a_job, other_body, of_a_job_unrecorded, of_a_batch_unrecorded):
         assert response.status_code == 422
         assert response.json()["error"]["code"] == "idempotency_key_reused"
     assert Job.objects.filter(batch__isnull=False).count() == 1
+    assert Job.objects.filter(parent__isnull=True, batch__isnull=True).count() == 1
