@@ -77,9 +77,9 @@ def migrate() -> None:
 
     from core.squashes import half_applied  # Django is set up by now (setup_django)
 
-    for problem in half_applied(connection):
-        raise SystemExit(f"[stack] {problem}")
     executor = MigrationExecutor(connection)
+    if problems := half_applied(executor.loader):
+        raise SystemExit("\n".join(f"[stack] {problem}" for problem in problems))
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     if not plan:
         say("migrations: up to date")

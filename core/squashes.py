@@ -5,17 +5,15 @@ below) and ``make run`` refuse such a database and say what to do."""
 
 from django.core.checks import Error, Tags, register
 from django.db import connections
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.loader import MigrationLoader
 
 # The last commit whose checkout still holds the chains the squashed migrations replace.
 BEFORE_THE_SQUASH = "357d40e"
 
 
-def half_applied(connection: BaseDatabaseWrapper) -> list[str]:
-    """What to tell the owner of ``connection``'s database, one line a squashed chain
-    that it applied part of; empty when there is nothing wrong."""
-    loader = MigrationLoader(connection)
+def half_applied(loader: MigrationLoader) -> list[str]:
+    """What to tell the owner of ``loader``'s database, one line a squashed chain that it
+    applied part of; empty when there is nothing wrong."""
     problems = []
     for (app, name), squashed in sorted(loader.replacements.items()):
         applied = [n for a, n in squashed.replaces if (a, n) in loader.applied_migrations]
@@ -33,5 +31,5 @@ def check_squashed_chains(app_configs=None, databases=None, **kwargs) -> list[Er
     return [
         Error(message, id="core.E001")
         for alias in databases or ()
-        for message in half_applied(connections[alias])
+        for message in half_applied(MigrationLoader(connections[alias]))
     ]
